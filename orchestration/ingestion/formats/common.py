@@ -1,0 +1,101 @@
+"""SQL pieces shared by the JSON-lines formats.
+
+Every format's SQL reads the registered Arrow table ``lines`` (line_no, raw, raw_bytes) and yields one
+row per record with the format's typed columns plus ``_reason_code``/``_reason`` (null when the record
+is good). The checks run in a fixed order so that each bad record gets exactly one reason:
+invalid_utf8, oversized_payload, invalid_json, then the format's field checks.
+"""
+
+from __future__ import annotations
+
+import json
+
+MAX_PAYLOAD_BYTES = 1 << 20  # 1 MiB per line: more is a broken client, not an event
+QUARANTINE_TEXT_CHARS = 1 << 16  # keep 64 KiB of a rejected line; the pointer (file, line) has the rest
+FUTURE_TOLERANCE = "INTERVAL 24 HOUR"
+
+
+
+def load_columns(line_no: str = "line_no") -> str:
+    """Load metadata every raw row carries: where it came from and when it was ingested."""
+    return f"""
+    $landing_path::VARCHAR as _landing_path,
+    {line_no} as _line_no,
+    $ingested_at::TIMESTAMPTZ as _ingested_at
+"""
+
+
+LOAD_COLUMNS = load_columns()
+
+
+def json_struct(spec: dict) -> str:
+    """A DuckDB ``from_json`` structure literal, e.g. ``{"a": "JSON"}``, quoted for SQL."""
+    return "'" + json.dumps(spec).replace("'", "''") + "'"
+
+
+def decoded_lines_cte(structure: dict) -> str:
+    """CTE ``decoded``: the line as text, parsed once into ``j`` with the given structure.
+
+    Fields wanted as ``JSON`` keep their JSON text so that their type can be checked (``from_json``
+    silently turns a wrongly typed field into NULL, which would hide the problem).
+    """
+    return f"""
+decoded as (
+    select
+        line_no,
+        raw_bytes,
+        try(decode(raw)) as txt
+    from lines
+),
+parsed as (
+    select
+        line_no,
+        raw_bytes,
+        txt,
+        case
+            when txt is null or raw_bytes > {MAX_PAYLOAD_BYTES} then null
+            when left(ltrim(txt), 1) <> '{{' then null
+            else try(from_json(txt, {json_struct(structure)}))
+        end as j,
+        case
+            when txt is null then 'invalid_utf8'
+            when raw_bytes > {MAX_PAYLOAD_BYTES} then 'oversized_payload'
+            when left(ltrim(txt), 1) <> '{{' or j is null then 'invalid_json'
+        end as line_reason
+    from decoded
+)"""
+
+
+def missing(field_sql: str) -> str:
+    """True when a JSON field (kept as JSON text) is absent or null."""
+    return f"({field_sql} is null or json_type({field_sql}) = 'NULL')"
+
+
+def not_string(field_sql: str) -> str:
+    return f"(json_type({field_sql}) <> 'VARCHAR')"
+
+
+def not_object(field_sql: str) -> str:
+    """True when an optional JSON field is present but not an object."""
+    return f"({field_sql} is not null and json_type({field_sql}) not in ('OBJECT', 'NULL'))"
+
+
+def reason_case(checks: list[tuple[str, str, str]]) -> tuple[str, str]:
+    """Build the ``_reason_code`` and ``_reason`` CASE expressions from (condition, code, text) checks.
+
+    The line-level reason comes first; the first failing check wins.
+    """
+    code = ["case when line_reason is not null then line_reason"]
+    text = [
+        "case when line_reason = 'invalid_utf8' then 'line is not valid UTF-8'",
+        f"when line_reason = 'oversized_payload' then 'line is ' || raw_bytes || ' bytes, over the {MAX_PAYLOAD_BYTES} byte limit'",
+        "when line_reason = 'invalid_json' then 'line is not a JSON object'",
+    ]
+    for condition, reason_code, reason_text in checks:
+        code.append(f"when {condition} then '{reason_code}'")
+        text.append(f"when {condition} then {reason_text}")
+    return "\n        ".join(code) + " end", "\n        ".join(text) + " end"
+
+
+def quarantine_text() -> str:
+    return f"left(rtrim(txt, chr(10) || chr(13)), {QUARANTINE_TEXT_CHARS})"

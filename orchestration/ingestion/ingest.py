@@ -138,7 +138,6 @@ def ingest_source(source_name: str, *, run_id: str | None = None) -> SourceSumma
 def _refreshed(previous: dict, mtime_ns: int) -> ledger.LedgerEntry:
     row = dict(previous)
     row["mtime_ns"] = mtime_ns
-    row.pop("dt_partition", None)
     return ledger.LedgerEntry(**{k: row[k] for k in ledger.LEDGER_SCHEMA.names})
 
 
@@ -246,12 +245,8 @@ def _parse_extract(
     table = landing_file.source.extract
     assert table is not None
     try:
-        con.execute(
-            "create or replace temp view extract_rows as select * from read_parquet($path, file_row_number = true)",
-            {"path": str(landing_file.path)},
-        )
-        present = {row[0] for row in con.execute("describe extract_rows").fetchall()}
-        _execute(con, "create or replace temp table parsed as " + extract_sql(table, present), params)
+        # Reading the footer is where a damaged or non-Parquet file shows itself.
+        con.execute("select * from read_parquet(?) limit 0", [str(landing_file.path)])
     except duckdb.Error as exc:
         # Not a readable Parquet file: the whole file is one quarantined record.
         error = f"unreadable Parquet file: {str(exc).splitlines()[0]}"
@@ -265,6 +260,12 @@ def _parse_extract(
             {**params, "error": error},
         )
         return 0, error, None
+    con.execute(
+        "create or replace temp view extract_rows as "
+        f"select * from read_parquet('{_sql_path(landing_file.path)}', file_row_number = true, hive_partitioning = false)"
+    )
+    present = {row[0] for row in con.execute("describe extract_rows").fetchall()}
+    _execute(con, "create or replace temp table parsed as " + extract_sql(table, present), params)
     extra = sorted(present - set(table.column_names) - {"file_row_number"})
     (rows,) = con.execute("select count(*) from parsed").fetchone()
     return rows, None, ", ".join(extra) or None

@@ -102,7 +102,7 @@ def read_ledger(source: str | None = None) -> list[dict]:
     con = connect()
     try:
         cur = con.execute(
-            "select * from read_parquet($glob, union_by_name = true)",
+            "select * from read_parquet($glob, union_by_name = true, hive_partitioning = false)",
             {"glob": str(root / "**" / "dt=*" / "*.parquet")},
         )
         columns = [d[0] for d in cur.description]

@@ -1,0 +1,55 @@
+# Pitwall: `make demo` to see it run end to end, `make test` to check it.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+export PITWALL_DATA_DIR ?= $(CURDIR)/data
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+include offline.env
+export $(shell sed -n 's/^\([A-Z_][A-Z0-9_]*\)=.*/\1/p' offline.env)
+
+DEMO_ARGS ?= --customers 300 --technicians 40 --days 14 --seed 7
+DBT := $(BIN)/dbt --no-use-colors
+DBT_DIRS := --project-dir dbt_project --profiles-dir dbt_project
+
+.PHONY: demo test dagster dashboards bench venv manifest clean-data validate
+
+$(BIN)/activate: requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(BIN)/activate
+
+venv: $(BIN)/activate
+
+$(DAGSTER_HOME)/dagster.yaml: orchestration/instance/dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp $< $@
+
+# dagster-dbt loads dbt's manifest when the code location is imported: parse first.
+manifest: venv
+	$(DBT) --quiet parse $(DBT_DIRS)
+
+demo: venv manifest $(DAGSTER_HOME)/dagster.yaml
+	rm -rf $(PITWALL_DATA_DIR)/landing
+	$(BIN)/python -m simulator --out $(PITWALL_DATA_DIR)/landing $(DEMO_ARGS)
+	$(BIN)/dagster asset materialize --select '*' -m orchestration.definitions
+	$(BIN)/python -m orchestration.report
+
+test: venv manifest $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/python -m pytest
+
+validate: venv manifest $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster definitions validate -m orchestration.definitions
+
+dagster: venv manifest $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster dev -m orchestration.definitions --host 127.0.0.1 --port 3000
+
+dashboards: venv
+	$(BIN)/streamlit run dashboards/app.py --server.address 127.0.0.1 --server.headless true
+
+bench: venv manifest
+	$(BIN)/python -m benchmarks.ingestion
+
+clean-data:
+	rm -rf $(PITWALL_DATA_DIR)/landing $(PITWALL_DATA_DIR)/raw $(PITWALL_DATA_DIR)/quarantine $(PITWALL_DATA_DIR)/warehouse.duckdb

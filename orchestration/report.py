@@ -1,0 +1,49 @@
+"""``python -m orchestration.report``: where the results are, and what the last run produced."""
+
+from __future__ import annotations
+
+import json
+
+from pitwall import paths
+from pitwall.duck import connect
+
+from .ingestion.checks import verify_ledger
+
+
+def main() -> None:
+    root = paths.data_dir()
+    print(f"\nPitwall data root: {root}")
+    print(f"  landing zone : {paths.landing_dir()}")
+    print(f"  raw layer    : {paths.raw_dir()}  (ledger in {paths.ledger_dir()})")
+    print(f"  quarantine   : {paths.quarantine_dir()}")
+    print(f"  warehouse    : {paths.warehouse_path()}")
+    checked, problems = verify_ledger()
+    print(f"\nLedger: {checked} landing files, invariant {'holds' if not problems else 'BROKEN'}")
+    for p in problems[:10]:
+        print(f"  ! {p.landing_path}: {p.problem}")
+    if not paths.warehouse_path().exists():
+        print("No warehouse yet: run the pipeline first.")
+        return
+    con = connect(paths.warehouse_path(), read_only=True)
+    try:
+        tables = con.execute(
+            "select table_schema, table_name from information_schema.tables "
+            "where table_schema not in ('information_schema', 'pg_catalog') order by 1, 2"
+        ).fetchall()
+        print("\nWarehouse relations (rows):")
+        for schema, name in tables:
+            (n,) = con.execute(f'select count(*) from "{schema}"."{name}"').fetchone()
+            print(f"  {schema}.{name:<28} {n:>10,}")
+        if any(name == "quarantine" for _, name in tables):
+            rows = con.execute(
+                "select source, reason_code, count(*) from quarantine group by all order by 1, 2"
+            ).fetchall()
+            print("\nQuarantined records by source and reason:")
+            print(json.dumps({f"{s}.{r}": n for s, r, n in rows}, indent=2) if rows else "  none")
+    finally:
+        con.close()
+    print(f"\nQuery it: duckdb -readonly {paths.warehouse_path()}  (or .venv/bin/python + duckdb)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""Shared fixtures: an isolated data root per test, the offline environment, dbt's manifest."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+SDK_LANDING = FIXTURES / "sdk" / "landing"
+
+
+def _offline_env() -> dict[str, str]:
+    env = {}
+    for line in (ROOT / "offline.env").read_text().splitlines():
+        if line and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            env[key] = value
+    return env
+
+
+os.environ.update(_offline_env())
+
+
+@pytest.fixture(scope="session", autouse=True)
+def dagster_home(tmp_path_factory):
+    home = tmp_path_factory.mktemp("dagster_home")
+    shutil.copy(ROOT / "orchestration" / "instance" / "dagster.yaml", home / "dagster.yaml")
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+@pytest.fixture
+def data_root(tmp_path, monkeypatch) -> Path:
+    """An empty PITWALL_DATA_DIR for one test."""
+    root = tmp_path / "data"
+    (root / "landing").mkdir(parents=True)
+    monkeypatch.setenv("PITWALL_DATA_DIR", str(root))
+    return root
+
+
+@pytest.fixture
+def sdk_data_root(data_root) -> Path:
+    """A data root whose landing zone holds the real-SDK sample payloads."""
+    shutil.copytree(SDK_LANDING, data_root / "landing", dirs_exist_ok=True)
+    return data_root
+
+
+def run_python(*args: str, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env={**os.environ, **(env or {})},
+        capture_output=True, text=True, check=True, **kwargs,
+    )
+
+
+@pytest.fixture(scope="session")
+def dbt_manifest() -> Path:
+    """dagster-dbt needs dbt's manifest at import time: prepare it once per session."""
+    from orchestration.dbt.project import dbt_project
+
+    dbt_project.preparer.prepare(dbt_project)
+    return dbt_project.manifest_path

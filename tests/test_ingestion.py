@@ -1,0 +1,274 @@
+"""Ingestion into the raw layer: real SDK payloads, exactly-once re-runs, kills, and every bad-input class."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import ROOT, SDK_LANDING
+from orchestration.ingestion.checks import verify_ledger
+from orchestration.ingestion.ingest import ingest_source
+from orchestration.ingestion.ledger import read_ledger
+from orchestration.ingestion.sources import SOURCES
+
+MANIFEST = json.loads((SDK_LANDING.parent / "manifest.json").read_text())
+
+
+def ingest_all() -> dict:
+    return {name: ingest_source(name) for name in SOURCES}
+
+
+def raw_rows(root: Path, source: str, columns: str = "*", group_by: bool = False) -> list[tuple]:
+    glob = str(root / "raw" / source / "*" / "*.parquet")
+    return duckdb.sql(
+        f"select {columns} from read_parquet('{glob}', hive_partitioning = true, union_by_name = true) "
+        f"{'group by all' if group_by else ''} order by all"
+    ).fetchall()
+
+
+def quarantine_rows(root: Path, source: str | None = None) -> list[dict]:
+    files = [p for p in (root / "quarantine").glob("*/dt=*/*.parquet")]
+    rows = [r for p in files for r in pq.read_table(p).to_pylist()]
+    return [r for r in rows if source is None or r["source"] == source]
+
+
+def sdk_lines(pattern: str) -> list[bytes]:
+    return [line for f in sorted(SDK_LANDING.glob(pattern)) for line in gzip.decompress(f.read_bytes()).splitlines()]
+
+
+def write_gz(path: Path, lines: list[bytes]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(b"\n".join(lines) + b"\n", mtime=0))
+    return path
+
+
+# --- real SDK payloads ------------------------------------------------------------------------
+
+
+def test_real_sdk_payloads_load_with_nothing_quarantined(sdk_data_root):
+    summaries = ingest_all()
+    assert {n: s.records_quarantined for n, s in summaries.items() if s.records_quarantined} == {}
+    assert summaries["events"].records_loaded == MANIFEST["events"]["lines"]
+    assert summaries["crashes"].records_loaded == MANIFEST["crashes"]["events"]
+    assert summaries["spans"].records_loaded == MANIFEST["traces"]["spans"]
+    assert quarantine_rows(sdk_data_root) == []
+
+    # Values survive typed: every messageId of the files, each message's corrected time present.
+    expected_ids = sorted(json.loads(line)["messageId"] for line in sdk_lines("events/*/*.gz"))
+    assert sorted(r[0] for r in raw_rows(sdk_data_root, "events", "message_id")) == expected_ids
+    assert raw_rows(sdk_data_root, "events", "count(*) filter (where occurred_at is null)") == [(0,)]
+    # Crash groups by the exception type and the crashing (last in-app) frame, as the manifest counts them.
+    groups = raw_rows(sdk_data_root, "crashes", "exception_type || '|' || crash_frame, release, count(*)",
+                      group_by=True)
+    expected = [(g, rel, n) for g, by_rel in MANIFEST["crashes"]["groups_by_exception_type_and_top_in_app_frame"].items()
+                for rel, n in by_rel.items()]
+    assert sorted(groups) == sorted(expected)
+    (traces,) = raw_rows(sdk_data_root, "spans", "count(distinct trace_id)")[0]
+    assert traces == MANIFEST["traces"]["traces"]
+    (errors,) = raw_rows(sdk_data_root, "spans", "count(*) filter (where status_code = 2)")[0]
+    assert errors == MANIFEST["traces"]["error_spans"]
+
+
+def test_empty_landing_zone_gives_typed_empty_raw_tables(data_root):
+    summaries = ingest_all()
+    assert all(s.files_seen == 0 for s in summaries.values())
+    for name in SOURCES:
+        schema = duckdb.sql(
+            f"describe select * from read_parquet('{data_root}/raw/{name}/*/*.parquet', hive_partitioning = true)"
+        ).fetchall()
+        assert len(schema) > 4, name
+        assert raw_rows(data_root, name, "count(*)") == [(0,)]
+
+
+# --- exactly once -----------------------------------------------------------------------------
+
+
+def test_rerun_adds_nothing_and_changed_file_replaces_its_rows(sdk_data_root):
+    ingest_all()
+    before = raw_rows(sdk_data_root, "events", "message_id, _landing_path, _line_no")
+    second = ingest_all()
+    assert all(s.files_ingested == 0 for s in second.values())
+    assert raw_rows(sdk_data_root, "events", "message_id, _landing_path, _line_no") == before
+
+    # Touching a file without changing it re-hashes it but re-ingests nothing.
+    target = next((sdk_data_root / "landing" / "events").glob("*/segment-s3-0000.jsonl.gz"))
+    os.utime(target, ns=(time.time_ns(), time.time_ns()))
+    assert ingest_source("events").files_ingested == 0
+
+    # Rewriting the file in place with its first 10 lines: exactly its rows are replaced.
+    kept = gzip.decompress(target.read_bytes()).splitlines()[:10]
+    write_gz(target, kept)
+    summary = ingest_source("events")
+    assert summary.files_ingested == 1 and summary.records_loaded == 10
+    after = raw_rows(sdk_data_root, "events", "message_id, _landing_path, _line_no")
+    rel = target.relative_to(sdk_data_root / "landing").as_posix()
+    assert [r for r in after if r[1] == rel] == sorted((json.loads(l)["messageId"], rel, i + 1) for i, l in enumerate(kept))
+    assert [r for r in after if r[1] != rel] == [r for r in before if r[1] != rel]
+    assert verify_ledger()[1] == []
+
+
+def _big_landing(root: Path, files: int, copies: int) -> None:
+    """Many event files made of the real SDK lines with fresh messageIds, plus one bad line each."""
+    blob = b"\n".join(sdk_lines("events/*/*.gz"))
+    for k in range(files):
+        parts = [blob.replace(b'"messageId": "', f'"messageId": "f{k}c{c}-'.encode()) for c in range(copies)]
+        write_gz(root / "landing" / "events" / f"dt=2026-11-{10 + k % 5:02d}" / f"part-{k:04d}.jsonl.gz",
+                 [*b"\n".join(parts).splitlines(), b"{not json"])
+
+
+def _snapshot(root: Path) -> dict:
+    return {
+        "raw": raw_rows(root, "events", "message_id, _landing_path, _line_no"),
+        "quarantine": sorted((r["landing_path"], r["line_no"], r["reason_code"]) for r in quarantine_rows(root)),
+        "ledger": sorted((r["landing_path"], r["records_loaded"], r["records_quarantined"]) for r in read_ledger()),
+    }
+
+
+@pytest.mark.slow
+def test_killed_ingestion_then_rerun_equals_one_clean_run(tmp_path, monkeypatch):
+    clean, killed = tmp_path / "clean", tmp_path / "killed"
+    for root in (clean, killed):
+        _big_landing(root, files=12, copies=60)  # ~375k events
+
+    monkeypatch.setenv("PITWALL_DATA_DIR", str(clean))
+    subprocess.run([sys.executable, "-m", "orchestration.ingestion", "events"], cwd=ROOT, check=True,
+                   env={**os.environ}, capture_output=True)
+    expected = _snapshot(clean)
+    assert len(expected["raw"]) == 12 * 60 * MANIFEST["events"]["lines"]
+
+    monkeypatch.setenv("PITWALL_DATA_DIR", str(killed))
+    ledger_dir = killed / "raw" / "_ledger" / "events"
+    # Kill at three different points of progress; each re-run resumes from the ledger.
+    for committed_files in (1, 4, 8):
+        proc = subprocess.Popen([sys.executable, "-m", "orchestration.ingestion", "events"], cwd=ROOT,
+                                env={**os.environ}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 120
+        while len(list(ledger_dir.glob("*/*.parquet"))) < committed_files and time.time() < deadline:
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        done = len(list(ledger_dir.glob("*/*.parquet")))
+        assert done < 12, "the run finished before it could be killed; make the landing zone bigger"
+    subprocess.run([sys.executable, "-m", "orchestration.ingestion", "events"], cwd=ROOT, check=True,
+                   env={**os.environ}, capture_output=True)
+    assert _snapshot(killed) == expected
+    assert verify_ledger()[1] == []
+    assert not list(killed.glob("**/.*.tmp-*"))
+
+
+# --- bad input ------------------------------------------------------------------------------
+
+
+def _event(**overrides) -> dict:
+    event = json.loads(sdk_lines("events/*/segment-s3-0000.jsonl.gz")[2])  # a track call
+    event.update(overrides)
+    return {k: v for k, v in event.items() if v is not None}
+
+
+def _line(obj) -> bytes:
+    return json.dumps(obj).encode()
+
+
+BAD_EVENT_LINES = {
+    "invalid_json": [b'{"messageId": "cut', b"[1, 2, 3]", b""],
+    "invalid_utf8": [b'{"messageId": "\xff\xfe", "type": "track"}'],
+    "oversized_payload": [_line(_event(messageId="big-1", properties={"blob": "x" * (1 << 20)}))],
+    "missing_field": [
+        _line({k: v for k, v in _event(messageId="m-1").items() if k != "messageId"}),
+        _line({k: v for k, v in _event(messageId="m-2").items() if k != "event"}),
+        _line({k: v for k, v in _event(messageId="m-3").items() if k not in ("userId", "anonymousId")}),
+    ],
+    "wrong_type": [_line(_event(messageId=12345)), _line(_event(messageId="w-2", properties="not an object"))],
+    "invalid_timestamp": [_line(_event(messageId="t-1", timestamp="yesterday at noon"))],
+    "future_timestamp": [_line(_event(messageId="f-1", timestamp="2099-01-01T00:00:00Z"))],
+    "unknown_event_type": [_line(_event(messageId="u-1", type="bogus"))],
+}
+
+
+def test_every_bad_event_class_is_quarantined_with_its_reason(data_root):
+    good = [_line(_event(messageId=f"good-{i}")) for i in range(5)]
+    bad = [(code, line) for code, lines in BAD_EVENT_LINES.items() for line in lines]
+    lines = [good[0], *[line for _, line in bad], *good[1:]]
+    write_gz(data_root / "landing" / "events" / "dt=2026-11-24" / "mixed.jsonl.gz", lines)
+
+    summary = ingest_source("events")
+    assert summary.records_loaded == len(good)
+    quarantined = sorted((r["line_no"], r["reason_code"]) for r in quarantine_rows(data_root, "events"))
+    assert quarantined == [(i + 2, code) for i, (code, _) in enumerate(bad)]
+    rows = {r["line_no"]: r for r in quarantine_rows(data_root, "events")}
+    oversized = next(r for r in rows.values() if r["reason_code"] == "oversized_payload")
+    assert oversized["raw_bytes"] > 1 << 20 and len(oversized["raw_text"]) == 1 << 16
+    assert next(r for r in rows.values() if r["reason_code"] == "invalid_utf8")["raw_text"] is None
+    assert all(r["reason"] and r["landing_path"] == "events/dt=2026-11-24/mixed.jsonl.gz" for r in rows.values())
+    (entry,) = read_ledger("events")
+    assert entry["lines_read"] == entry["records_read"] == len(lines)
+    assert json.loads(entry["quarantined_by_reason"]) == {c: len(v) for c, v in BAD_EVENT_LINES.items()}
+    assert verify_ledger() == (1, [])
+
+
+def test_truncated_gzip_keeps_complete_lines_and_quarantines_the_cut(data_root):
+    lines = [_line(_event(messageId=f"t-{i}")) for i in range(400)]
+    whole = gzip.compress(b"\n".join(lines) + b"\n", mtime=0)
+    cut = whole[: len(whole) * 6 // 10]
+    path = data_root / "landing" / "events" / "dt=2026-11-24" / "cut.jsonl.gz"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(cut)
+    recovered = zlib.decompressobj(wbits=31).decompress(cut)  # what any gzip reader can still get
+    complete = recovered.count(b"\n")
+
+    summary = ingest_source("events")
+    assert summary.records_loaded == complete
+    assert [(r["line_no"], r["reason_code"]) for r in quarantine_rows(data_root)] == [(complete + 1, "truncated_file")]
+    assert summary.file_errors and "truncated" in summary.file_errors[0]
+    assert verify_ledger()[1] == []
+
+
+def test_bad_crashes_spans_and_extracts_are_quarantined(data_root):
+    landing = data_root / "landing"
+    crashes = sdk_lines("crashes/*/*.gz")[:3]
+    epoch = json.loads(crashes[1])
+    epoch["timestamp"] = 1795537445.25  # the Sentry spec allows epoch seconds
+    epoch["tags"] = [["session_id", "s-1"], ["platform", "ios"]]  # and tags as a list of pairs
+    no_id = json.loads(crashes[2])
+    del no_id["event_id"]
+    write_gz(landing / "crashes" / "dt=2026-11-24" / "c.jsonl.gz", [crashes[0], _line(epoch), _line(no_id), b"{oops"])
+
+    request = json.loads(sdk_lines("traces/*/*.gz")[0])
+    spans = request["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    del spans[1]["traceId"]
+    n_spans = sum(len(s["spans"]) for r in request["resourceSpans"] for s in r["scopeSpans"])
+    write_gz(landing / "traces" / "dt=2026-11-24" / "t.jsonl.gz", [_line(request), b"not json"])
+
+    jobs = landing / "ops" / "jobs" / "dt=2026-11-24"
+    jobs.mkdir(parents=True)
+    (jobs / "garbage.parquet").write_bytes(b"PAR1 this is not parquet")
+    pq.write_table(pa.table({"job_id": ["j1", None, "j3"], "status": ["assigned", "started", "done"],
+                             "updated_at": pa.array([1, 2, 3], pa.timestamp("s", tz="UTC")),
+                             "surprise": [1, 2, 3]}), jobs / "jobs.parquet")
+
+    assert ingest_source("crashes").records_loaded == 2
+    assert sorted(r["reason_code"] for r in quarantine_rows(data_root, "crashes")) == ["invalid_json", "missing_field"]
+    loaded = raw_rows(data_root, "crashes", "occurred_at, tags")
+    assert any('"session_id":"s-1"' in tags for _, tags in loaded)
+
+    assert ingest_source("spans").records_loaded == n_spans - 1
+    assert sorted((r["line_no"], r["record_index"], r["reason_code"]) for r in quarantine_rows(data_root, "spans")) == [
+        (1, 1, "missing_field"), (2, None, "invalid_json")]
+
+    summary = ingest_source("jobs")
+    assert summary.records_loaded == 2
+    assert sorted(r["reason_code"] for r in quarantine_rows(data_root, "jobs")) == ["missing_field", "unreadable_file"]
+    assert {e["landing_path"].rsplit("/", 1)[-1]: e["extra_columns"] for e in read_ledger("jobs")}["jobs.parquet"] == "surprise"
+    assert verify_ledger()[1] == []

@@ -8,12 +8,14 @@ from pathlib import Path
 import duckdb
 
 
-def connect(path: str | Path = ":memory:", *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+def connect(
+    path: str | Path = ":memory:", *, read_only: bool = False, threads: int | None = None
+) -> duckdb.DuckDBPyConnection:
     config = {
         # json, parquet and icu are built in; anything else would try a download and hang offline.
         "autoinstall_known_extensions": False,
         "autoload_known_extensions": False,
-        "threads": int(os.environ.get("PITWALL_DUCKDB_THREADS", os.cpu_count() or 2)),
+        "threads": threads or int(os.environ.get("PITWALL_DUCKDB_THREADS", os.cpu_count() or 2)),
         "memory_limit": os.environ.get("PITWALL_DUCKDB_MEMORY", "4GB"),
     }
     con = duckdb.connect(str(path), read_only=read_only, config=config)

@@ -15,7 +15,9 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -100,37 +102,60 @@ def discover(source: Source) -> list[LandingFile]:
     return sorted(found.values(), key=lambda f: (f.dt, f.path.name))
 
 
-def ingest_source(source_name: str, *, run_id: str | None = None) -> SourceSummary:
-    """Ingest every new or changed landing file of one source."""
+def ingest_source(source_name: str, *, run_id: str | None = None, workers: int | None = None) -> SourceSummary:
+    """Ingest every new or changed landing file of one source.
+
+    Files are independent, so ``workers`` threads take them in parallel, each with its own DuckDB
+    connection: decompression and line splitting release the GIL, so one file's Python-side work
+    overlaps another's SQL.
+    """
     source = SOURCES[source_name]
     run_id = run_id or uuid.uuid4().hex
+    workers = workers or int(os.environ.get("PITWALL_INGEST_WORKERS", min(4, os.cpu_count() or 2)))
     summary = SourceSummary(source.name)
     known = {row["landing_path"]: row for row in ledger.read_ledger(source.name)}
-    con = connect()
-    try:
+    with connect() as con:
         write_schema_file(con, source)
-        for landing_file in discover(source):
-            summary.files_seen += 1
-            stat = landing_file.path.stat()
-            previous = known.get(landing_file.relative)
-            if previous and (previous["size_bytes"], previous["mtime_ns"]) == (stat.st_size, stat.st_mtime_ns):
-                summary.files_unchanged += 1
-                continue
-            digest = ledger.sha256_of(landing_file.path)
-            if previous and previous["sha256"] == digest and previous["size_bytes"] == stat.st_size:
-                # Touched but not changed: record the new mtime, keep the rows.
-                ledger.write_entry(_refreshed(previous, stat.st_mtime_ns))
-                summary.files_unchanged += 1
-                continue
-            entry = ingest_file(con, landing_file, run_id=run_id, sha256=digest, stat=stat)
-            summary.files_ingested += 1
-            summary.records_loaded += entry.records_loaded
-            summary.records_quarantined += entry.records_quarantined
-            summary.quarantined_by_reason.update(entry.reason_counts)
-            if entry.file_error:
-                summary.file_errors.append(f"{entry.landing_path}: {entry.file_error}")
+    todo: list[tuple[LandingFile, str, os.stat_result]] = []
+    for landing_file in discover(source):
+        summary.files_seen += 1
+        stat = landing_file.path.stat()
+        previous = known.get(landing_file.relative)
+        if previous and (previous["size_bytes"], previous["mtime_ns"]) == (stat.st_size, stat.st_mtime_ns):
+            summary.files_unchanged += 1
+            continue
+        digest = ledger.sha256_of(landing_file.path)
+        if previous and previous["sha256"] == digest and previous["size_bytes"] == stat.st_size:
+            # Touched but not changed: record the new mtime, keep the rows.
+            ledger.write_entry(_refreshed(previous, stat.st_mtime_ns))
+            summary.files_unchanged += 1
+            continue
+        todo.append((landing_file, digest, stat))
+
+    local = threading.local()
+    connections: list[duckdb.DuckDBPyConnection] = []
+    lock = threading.Lock()
+
+    def work(item: tuple[LandingFile, str, os.stat_result]) -> ledger.LedgerEntry:
+        if not hasattr(local, "con"):
+            local.con = connect(threads=max(1, (os.cpu_count() or 2) // workers))
+            with lock:
+                connections.append(local.con)
+        landing_file, digest, stat = item
+        return ingest_file(local.con, landing_file, run_id=run_id, sha256=digest, stat=stat)
+
+    try:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"ingest-{source.name}") as pool:
+            for entry in pool.map(work, todo):
+                summary.files_ingested += 1
+                summary.records_loaded += entry.records_loaded
+                summary.records_quarantined += entry.records_quarantined
+                summary.quarantined_by_reason.update(entry.reason_counts)
+                if entry.file_error:
+                    summary.file_errors.append(f"{entry.landing_path}: {entry.file_error}")
     finally:
-        con.close()
+        for con in connections:
+            con.close()
     log.info(summary.describe())
     return summary
 

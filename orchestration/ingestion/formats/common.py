@@ -66,28 +66,35 @@ parsed as (
 )"""
 
 
+# A JSON value's kind shows in its first character, which is much cheaper to test than re-parsing
+# it with json_type() on every row (json_type is used only to word the reason of rejected rows).
+
+
 def missing(field_sql: str) -> str:
     """True when a JSON field (kept as JSON text) is absent or null."""
-    return f"({field_sql} is null or json_type({field_sql}) = 'NULL')"
+    return f"({field_sql} is null or {field_sql} = 'null')"
 
 
 def not_string(field_sql: str) -> str:
-    return f"(json_type({field_sql}) <> 'VARCHAR')"
+    return f"(left({field_sql}, 1) <> '\"')"
 
 
 def not_object(field_sql: str) -> str:
-    """True when an optional JSON field is present but not an object."""
-    return f"({field_sql} is not null and json_type({field_sql}) not in ('OBJECT', 'NULL'))"
+    """True when an optional JSON field is present but neither an object nor null."""
+    return f"({field_sql} is not null and left({field_sql}, 1) <> '{{' and {field_sql} <> 'null')"
 
 
-def reason_case(checks: list[tuple[str, str, str]]) -> tuple[str, str]:
-    """Build the ``_reason_code`` and ``_reason`` CASE expressions from (condition, code, text) checks.
+def reason_case(checks: list[tuple[str, str, str]], code_alias: str = "_reason_code") -> tuple[str, str]:
+    """Build the reason code and reason text CASE expressions from (condition, code, text) checks.
 
-    The line-level reason comes first; the first failing check wins.
+    The line-level reason comes first; the first failing check wins. The text expression refers to
+    the code by ``code_alias``, the name the code expression is selected as.
     """
     code = ["case when line_reason is not null then line_reason"]
+    # The sentence is built only for rejected rows: good rows skip the second pass over the checks.
     text = [
-        "case when line_reason = 'invalid_utf8' then 'line is not valid UTF-8'",
+        f"case when {code_alias} is null then null",
+        "when line_reason = 'invalid_utf8' then 'line is not valid UTF-8'",
         f"when line_reason = 'oversized_payload' then 'line is ' || raw_bytes || ' bytes, over the {MAX_PAYLOAD_BYTES} byte limit'",
         "when line_reason = 'invalid_json' then 'line is not a JSON object'",
     ]
@@ -97,5 +104,6 @@ def reason_case(checks: list[tuple[str, str, str]]) -> tuple[str, str]:
     return "\n        ".join(code) + " end", "\n        ".join(text) + " end"
 
 
-def quarantine_text() -> str:
-    return f"left(rtrim(txt, chr(10) || chr(13)), {QUARANTINE_TEXT_CHARS})"
+def quarantine_text(text: str = "rtrim(txt, chr(10) || chr(13))") -> str:
+    """The rejected record's text, cut; computed for rejected rows only (CASE evaluates lazily)."""
+    return f"case when _reason_code is not null then left({text}, {QUARANTINE_TEXT_CHARS}) end"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .common import QUARANTINE_TEXT_CHARS, load_columns
+from .common import load_columns, quarantine_text
 
 
 @dataclass(frozen=True)
@@ -89,13 +89,13 @@ def extract_sql(table: ExtractTable, present: set[str]) -> str:
             code.append(f"when {absent} then 'missing_field'")
             text.append(f"when {absent} then 'required column {col.name} is missing or null'")
     reason_code = "case " + " ".join(code) + " end" if code else "null"
-    reason_text = "case " + " ".join(text) + " end" if text else "null"
+    reason_text = "case when _reason_code is null then null " + " ".join(text) + " end" if text else "null"
     return f"""
 select
     {", ".join(selects)},
     {load_columns("file_row_number + 1")},
     {reason_code} as _reason_code,
     {reason_text} as _reason,
-    left(to_json(extract_rows)::VARCHAR, {QUARANTINE_TEXT_CHARS}) as _raw_text
+    {quarantine_text("to_json(extract_rows)::VARCHAR")} as _raw_text
 from extract_rows
 """

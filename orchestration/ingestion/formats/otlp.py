@@ -83,7 +83,7 @@ SPAN_CHECKS = [
      "'span start ' || started_at || ' is more than 24 h after the day it arrived'"),
 ]
 
-_line_code, _line_text = reason_case(LINE_CHECKS)
+_line_code, _line_text = reason_case(LINE_CHECKS, code_alias="line_code")
 _span_code, _span_text = reason_case(SPAN_CHECKS)
 
 SQL = f"""
@@ -150,7 +150,7 @@ span_rows as (
         record_index as _record_index,
         {_span_code} as _reason_code,
         {_span_text} as _reason,
-        left(sp, 65536) as _raw_text
+        {quarantine_text('sp')} as _raw_text
     from typed
 ),
 line_rows as (

@@ -43,7 +43,7 @@ CHECKS = [
     (f"{missing('j.userId')} and {missing('j.anonymousId')}", "missing_field",
      "'one of userId or anonymousId is required'"),
     ("(type = 'track' and " + missing("j.event") + ")", "missing_field", "'a track call needs event'"),
-    ("(j.event is not null and json_type(j.event) not in ('VARCHAR', 'NULL'))", "wrong_type",
+    (f"(not {missing('j.event')} and {not_string('j.event')})", "wrong_type",
      "'event must be a string, got ' || json_type(j.event)"),
     (not_object("j.context"), "wrong_type", "'context must be an object, got ' || json_type(j.context)"),
     (not_object("j.properties"), "wrong_type", "'properties must be an object, got ' || json_type(j.properties)"),

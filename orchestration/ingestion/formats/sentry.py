@@ -35,7 +35,7 @@ FRAME = '[{"module": "VARCHAR", "function": "VARCHAR", "filename": "VARCHAR", "a
 
 def _sentry_time(field: str) -> str:
     return (
-        f"case when json_type({field}) in ('DOUBLE', 'UBIGINT', 'BIGINT') "
+        f"case when left({field}, 1) in ('-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9') "
         f"then to_timestamp(({field})::DOUBLE) "
         f"else try_cast({field} ->> '$' as timestamptz) end"
     )
@@ -48,7 +48,7 @@ CHECKS = [
     ("occurred_at is null", "invalid_timestamp",
      "'timestamp is neither an RFC 3339 time nor epoch seconds: ' || j.timestamp"),
     (not_object("j.contexts"), "wrong_type", "'contexts must be an object, got ' || json_type(j.contexts)"),
-    ("(j.exception is not null and json_type(j.exception) not in ('OBJECT', 'ARRAY', 'NULL'))", "wrong_type",
+    (f"(not {missing('j.exception')} and left(j.exception, 1) not in ('{{', '['))", "wrong_type",
      "'exception must be an object or a list, got ' || json_type(j.exception)"),
     (f"occurred_at > coalesce(received_at, $dt::DATE + INTERVAL 1 DAY) + {FUTURE_TOLERANCE}", "future_timestamp",
      "'crash time ' || occurred_at || ' is more than 24 h after it arrived'"),

@@ -1,0 +1,154 @@
+"""``make bench``: ingestion throughput against a floor measured in the same run, on the same files.
+
+For each size (1M and 5M events by default) the simulator writes a clean landing zone; then, each in
+a fresh subprocess so its peak RSS is its own:
+  floor    DuckDB's bare ``read_ndjson`` over all event files copied straight to Parquet (no ledger,
+           no validation, no quarantine, one statement, every thread);
+  ingest   Pitwall's ingestion of the same files (ledger, checksums, validation, quarantine, one
+           Parquet file per landing file, atomic renames);
+  dedup    the dbt model ``stg_events`` (typing, clock-skew columns, deduplication on messageId).
+Results are appended to docs/benchmarks.md with the machine, date and commit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "docs" / "benchmarks.md"
+
+FLOOR = """
+import duckdb, sys
+con = duckdb.connect(config={"autoinstall_known_extensions": False})
+con.execute("copy (select * from read_ndjson(?)) to '" + sys.argv[2] + "' (format parquet, compression zstd)",
+            [sys.argv[1]])
+"""
+
+
+def timed_child(args: list[str], env: dict) -> tuple[float, float]:
+    """Run a child process; return (seconds, its peak RSS in MiB)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(args, cwd=ROOT, env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    if status != 0:
+        raise SystemExit(f"{args} failed with status {status}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+def json_bytes(files: list[Path]) -> int:
+    total = 0
+    for f in files:
+        with gzip.open(f, "rb") as fh:
+            while chunk := fh.read(16 << 20):
+                total += len(chunk)
+    return total
+
+
+def bench_size(target_events: int, workdir: Path, days: int, seed: int) -> dict:
+    data = workdir / f"events-{target_events}"
+    shutil.rmtree(data, ignore_errors=True)
+    env = {**os.environ, "PITWALL_DATA_DIR": str(data)}
+    gen_s, _ = timed_child(
+        [sys.executable, "-m", "simulator", "--out", str(data / "landing"), "--target-events", str(target_events),
+         "--days", str(days), "--seed", str(seed), "--no-malformed"], env)
+    files = sorted((data / "landing" / "events").glob("dt=*/*.jsonl.gz"))
+    mb = json_bytes(files) / 1e6
+    floor_s, floor_rss = timed_child(
+        [sys.executable, "-c", FLOOR, str(data / "landing" / "events" / "dt=*" / "*.jsonl.gz"),
+         str(workdir / "floor.parquet")], env)
+    ingest_s, ingest_rss = timed_child([sys.executable, "-m", "orchestration.ingestion", "events"], env)
+    ledger = json.loads(subprocess.run(
+        [sys.executable, "-c",
+         "import json; from orchestration.ingestion.ledger import read_ledger; "
+         "rows = read_ledger('events'); "
+         "print(json.dumps({'records': sum(r['records_read'] for r in rows), "
+         "'quarantined': sum(r['records_quarantined'] for r in rows)}))"],
+        cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout)
+    subprocess.run([sys.executable, "-m", "orchestration.ingestion"], cwd=ROOT, env=env, check=True,
+                   capture_output=True)  # the other sources, so dbt has every table
+    dbt = [str(Path(sys.executable).parent / "dbt"), "--quiet", "run", "--project-dir", "dbt_project",
+           "--profiles-dir", "dbt_project", "--select", "stg_events"]
+    dedup_s, dedup_rss = timed_child(dbt, env)
+    events = ledger["records"]
+    result = {
+        "target_events": target_events, "events": events, "files": len(files), "json_mb": round(mb, 1),
+        "generate_s": round(gen_s, 1),
+        "floor_s": round(floor_s, 2), "floor_rss_mib": round(floor_rss),
+        "ingest_s": round(ingest_s, 2), "ingest_rss_mib": round(ingest_rss),
+        "dedup_s": round(dedup_s, 2), "dedup_rss_mib": round(dedup_rss),
+        "quarantined": ledger["quarantined"],
+    }
+    result["ratio"] = round(floor_s / ingest_s, 2)
+    result["ingest_events_per_s"] = round(events / ingest_s)
+    result["ingest_mb_per_s"] = round(mb / ingest_s, 1)
+    result["floor_mb_per_s"] = round(mb / floor_s, 1)
+    shutil.rmtree(data, ignore_errors=True)
+    (workdir / "floor.parquet").unlink(missing_ok=True)
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def machine() -> str:
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{platform.machine()}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, Python {platform.python_version()}"
+
+
+def commit() -> str:
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout
+    return (out.stdout.strip() or "unknown") + ("+dirty" if dirty.strip() else "")
+
+
+def append_results(results: list[dict]) -> None:
+    if not RESULTS.exists():
+        RESULTS.write_text(
+            "# Benchmarks\n\nAppended by `make bench`. Ratios compare Pitwall with a floor measured in the same run on the "
+            "same files; absolute figures depend on the machine.\n"
+        )
+    lines = [
+        f"\n## Ingestion — {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, commit {commit()}\n",
+        f"Machine: {machine()}. Floor: DuckDB `read_ndjson` → Parquet in one statement. Ingest: Pitwall with ledger,"
+        " checksums, validation and quarantine, one Parquet per landing file. Dedup: `dbt run -s stg_events`.\n",
+        "| events | files | JSON MB | floor s | ingest s | **ratio floor/ingest** | ingest events/s | ingest MB/s"
+        " | peak RSS ingest MiB | peak RSS floor MiB | dedup s | peak RSS dedup MiB |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['events']:,} | {r['files']} | {r['json_mb']:,} | {r['floor_s']} | {r['ingest_s']} | **{r['ratio']}** |"
+            f" {r['ingest_events_per_s']:,} | {r['ingest_mb_per_s']} | {r['ingest_rss_mib']:,} | {r['floor_rss_mib']:,}"
+            f" | {r['dedup_s']} | {r['dedup_rss_mib']:,} |"
+        )
+    lines.append("\nTargets: ratio ≥ 0.6, peak RSS of ingestion < 3 GB at 5M events.\n")
+    with RESULTS.open("a") as fh:
+        fh.write("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 5_000_000])
+    parser.add_argument("--days", type=int, default=14)
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--workdir", type=Path, default=ROOT / ".tmp_bench")
+    parser.add_argument("--no-record", action="store_true", help="print only; do not append to docs/benchmarks.md")
+    args = parser.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    results = [bench_size(n, args.workdir, args.days, args.seed) for n in args.sizes]
+    if not args.no_record:
+        append_results(results)
+        print(f"appended to {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

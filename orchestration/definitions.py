@@ -2,8 +2,8 @@
 
 import dagster as dg
 
-from orchestration.dbt.definitions import defs as dbt_defs
-from orchestration.ingestion.definitions import defs as ingestion_defs
-from orchestration.pipeline.definitions import defs as pipeline_defs
+from orchestration.dbt import definitions as dbt
+from orchestration.ingestion import definitions as ingestion
+from orchestration.pipeline import definitions as pipeline
 
-defs = dg.Definitions.merge(ingestion_defs, dbt_defs, pipeline_defs)
+defs = dg.Definitions.merge(ingestion.defs, dbt.defs, pipeline.defs)

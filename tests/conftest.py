@@ -25,6 +25,10 @@ def _offline_env() -> dict[str, str]:
 
 
 os.environ.update(_offline_env())
+# Tools installed beside this interpreter (dbt, dagster) win, activated virtualenv or not.
+os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+# dbt's profile reads the data root from the environment, even just to parse the project.
+os.environ.setdefault("PITWALL_DATA_DIR", str(ROOT / "data"))
 
 
 @pytest.fixture(scope="session", autouse=True)

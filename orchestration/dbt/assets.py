@@ -5,9 +5,10 @@ graph runs landing → raw → staging without extra wiring. dbt runs as a subpr
 writer of ``warehouse.duckdb``, in the ``warehouse`` pool (limit 1): DuckDB allows one writer.
 """
 
-from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
@@ -34,4 +35,10 @@ def pitwall_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
 
 
 def dbt_resource() -> DbtCliResource:
-    return DbtCliResource(project_dir=dbt_project, profiles_dir=str(paths.DBT_PROJECT_DIR))
+    # The dbt installed beside this interpreter, so it works without the virtualenv on PATH.
+    beside = Path(sys.executable).parent / "dbt"
+    return DbtCliResource(
+        project_dir=dbt_project,
+        profiles_dir=str(paths.DBT_PROJECT_DIR),
+        dbt_executable=str(beside) if beside.exists() else "dbt",
+    )

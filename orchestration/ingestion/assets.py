@@ -1,7 +1,6 @@
 """Dagster assets for ingestion: one multi-asset whose outputs are the raw tables (dbt sources),
 the quarantine and the ledger. The work is in ``ingest.py``; this file only maps it to assets."""
 
-from __future__ import annotations
 
 import dagster as dg
 

@@ -1,0 +1,40 @@
+{#-
+    epoch_seconds_between(start, end): seconds from `start` to `end` as a double, with sub-second
+    precision. dbt.datediff is no substitute: for second/minute/hour parts it counts boundaries on some
+    engines and rounds on others, so the two dialects disagree.
+-#}
+
+{%- macro epoch_seconds_between(start, end) -%}
+    {{ return(adapter.dispatch('epoch_seconds_between', 'pitwall')(start, end)) }}
+{%- endmacro -%}
+
+{%- macro duckdb__epoch_seconds_between(start, end) -%}
+    ((epoch_us({{ end }}) - epoch_us({{ start }})) / 1000000.0)::double
+{%- endmacro -%}
+
+{%- macro spark__epoch_seconds_between(start, end) -%}
+    cast((unix_micros({{ end }}) - unix_micros({{ start }})) / 1000000.0 as double)
+{%- endmacro -%}
+
+{%- macro default__epoch_seconds_between(start, end) -%}
+    cast(extract(epoch from ({{ end }} - {{ start }})) as double)
+{%- endmacro -%}
+
+
+{#- timestamp_from_epoch_nanos(nanos): a UTC timestamp from integer nanoseconds since the epoch (microsecond precision). -#}
+
+{%- macro timestamp_from_epoch_nanos(nanos) -%}
+    {{ return(adapter.dispatch('timestamp_from_epoch_nanos', 'pitwall')(nanos)) }}
+{%- endmacro -%}
+
+{%- macro duckdb__timestamp_from_epoch_nanos(nanos) -%}
+    make_timestamp(({{ nanos }}) // 1000)::timestamptz
+{%- endmacro -%}
+
+{%- macro spark__timestamp_from_epoch_nanos(nanos) -%}
+    timestamp_micros(({{ nanos }}) div 1000)
+{%- endmacro -%}
+
+{%- macro default__timestamp_from_epoch_nanos(nanos) -%}
+    to_timestamp(({{ nanos }}) / 1e9)
+{%- endmacro -%}

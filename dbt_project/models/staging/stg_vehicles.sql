@@ -1,0 +1,45 @@
+with
+
+source as (
+
+    select * from {{ source('ops', 'vehicles') }}
+
+),
+
+renamed as (
+
+    select
+        ----------  ids
+        vin,
+        customer_id,
+
+        ----------  attributes
+        make,
+        model,
+        fuel_type,
+
+        ----------  numerics
+        model_year,
+
+        ----------  timestamps
+        created_at,
+        updated_at,
+
+        ----------  load metadata
+        dt,
+        _landing_path as landing_path,
+        _line_no as line_no,
+        _ingested_at as ingested_at
+
+    from source
+
+),
+
+latest as (
+
+    select * from renamed
+    {{ keep_latest_version('vin') }}
+
+)
+
+select * from latest

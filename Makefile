@@ -17,7 +17,7 @@ DBT_DIRS := --project-dir dbt_project --profiles-dir dbt_project
 $(BIN)/activate: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
-	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $(BIN)/activate
 
 venv: $(BIN)/activate

@@ -31,7 +31,6 @@ manifest: venv
 	$(DBT) --quiet parse $(DBT_DIRS)
 
 demo: venv manifest $(DAGSTER_HOME)/dagster.yaml
-	rm -rf $(PITWALL_DATA_DIR)/landing
 	$(BIN)/python -m simulator --out $(PITWALL_DATA_DIR)/landing $(DEMO_ARGS)
 	$(BIN)/dagster asset materialize --select '*' -m orchestration.definitions
 	$(BIN)/python -m orchestration.report

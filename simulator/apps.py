@@ -1,0 +1,483 @@
+"""What people do in the two apps on one day: sessions, the events in them, the API calls they
+make, and the sessions that end in a crash.
+
+Everything is vectorized over sessions: a session flow is a sequence of steps, each applied to
+all sessions of a kind at once with a mask of the sessions that take it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import ids, planted
+from .jobs import Jobs
+from .world import (
+    CUSTOMER, HOUR_US, REGION_UTC_OFFSET_H, TECH, US, World,
+)
+
+EVENTS = (
+    "identify", "screen", "app_opened", "login_started", "login_succeeded", "login_failed",
+    "job_assigned", "job_started", "checklist_completed", "job_completed",
+    "estimate_sent", "estimate_viewed", "estimate_approved", "payment_completed",
+    "recommendation_shown", "recommendation_clicked", "recommendation_accepted", "Experiment Viewed",
+    "partner_widget_opened", "booking_created", "survey_shown", "survey_responded",
+    "feature_request_submitted", "review_prompt_shown",
+)
+E = {name: i for i, name in enumerate(EVENTS)}
+IDENTIFY, SCREEN = E["identify"], E["screen"]
+
+SCREENS = (
+    "Home", "Vehicles", "ServiceHistory", "Estimates", "Bookings", "Profile",          # customer app
+    "Jobs", "JobDetail", "Schedule", "Parts", "Messages",                               # tech app
+    "Checklist", "Estimate", "Payment",
+)
+S = {name: i for i, name in enumerate(SCREENS)}
+CUSTOMER_BROWSE_SCREENS = np.array([S[s] for s in ("Home", "Vehicles", "ServiceHistory", "Estimates", "Bookings", "Profile")])
+TECH_BROWSE_SCREENS = np.array([S[s] for s in ("Jobs", "JobDetail", "Schedule", "Parts", "Messages", "Profile")])
+LOGIN_FAIL_REASONS = ("invalid_password", "timeout", "network_error", "account_locked")
+PLACEMENTS = ("home_card", "post_job", "service_history")
+REC_ACTIONS = ("battery_replacement", "tire_rotation", "brake_service", "wiper_blades", "cabin_filter")
+PARTNERS = ("oem_network", "roadside_co", "tire_depot")
+FEATURE_REQUESTS = (
+    "Allow multiple técnicos per job",
+    "Möchte Rechnungen als PDF exportieren 📄",
+    "Dark mode please",
+    "Show the technician's ETA on a map",
+    "Let me reschedule from the notification",
+    "請提供電子發票",
+)
+EXPERIMENT_KEY = "rec_placement_v1"
+
+# Session kinds.
+BROWSE, ASSIGN, WORK, ESTIMATE, PAYMENT = 0, 1, 2, 3, 4
+SESSION_KINDS = ("browse", "job_assigned", "job_work", "estimate", "payment")
+
+# API routes called by the apps: (method, route, server median ms, db statements, 5xx rate).
+ROUTES = (
+    ("POST", "/v1/auth/login", 140.0, ("SELECT service.users",), 0.010),
+    ("GET", "/v1/jobs", 90.0, ("SELECT service.jobs",), 0.010),
+    ("POST", "/v1/jobs/{id}/start", 120.0, ("SELECT service.jobs", "UPDATE service.jobs"), 0.010),
+    ("POST", "/v1/jobs/{id}/complete", 210.0, ("SELECT service.jobs", "UPDATE service.jobs", "INSERT service.invoices"), 0.015),
+    ("POST", "/v1/estimates/{id}/approve", 160.0, ("SELECT service.estimates", "UPDATE service.estimates"), 0.010),
+    ("GET", "/v1/recommendations", 110.0, ("SELECT service.recommendations",), 0.010),
+    ("POST", "/v1/partners/{id}/bookings", 650.0, ("INSERT service.bookings",), 0.040),
+    ("POST", "/v1/payments", 300.0, ("INSERT service.payments", "UPDATE service.invoices"), 0.010),
+)
+R = {route: i for i, (_m, route, *_rest) in enumerate(ROUTES)}
+
+# Activity: browse sessions per user per day (Poisson).
+CUSTOMER_BROWSE_SESSIONS_PER_DAY = 1.8
+TECH_BROWSE_SESSIONS_PER_DAY = 2.0
+P_IDENTIFY_WITHOUT_LOGIN = 0.2
+EXTRA_SCREENS_MEAN = 1.6
+MAX_EXTRA_SCREENS = 4
+P_RECOMMENDATION, P_REC_CLICK, P_REC_ACCEPT = 0.45, 0.30, 0.40
+P_PARTNER_WIDGET, P_BOOKING = 0.12, 0.45
+P_SURVEY, P_SURVEY_RESPONSE = 0.05, 0.6
+P_FEATURE_REQUEST, P_REVIEW_PROMPT = 0.01, 0.02
+P_WIFI = 0.65
+
+
+@dataclass
+class DayActivity:
+    """One day's sessions (by start time), their events, API calls and crashes. Session arrays are
+    indexed by the day-local session number; `session_gid` numbers them across the run."""
+    day: int
+    session_gid: np.ndarray
+    session_uuid: np.ndarray   # S36
+    session_user: np.ndarray
+    session_device: np.ndarray
+    session_app: np.ndarray
+    session_platform: np.ndarray
+    session_version: np.ndarray
+    session_wifi: np.ndarray
+    session_kind: np.ndarray
+    session_job: np.ndarray    # job index for job sessions, -1 for browse sessions
+    session_start_us: np.ndarray
+    session_end_us: np.ndarray
+    session_crash_group: np.ndarray  # -1: no crash
+    session_crash_us: np.ndarray
+    session_offline: np.ndarray      # events queued offline, sent hours later; no API calls get through
+    # events, sorted by (session, time)
+    event_session: np.ndarray
+    event_us: np.ndarray
+    event_kind: np.ndarray
+    event_job: np.ndarray
+    event_a: np.ndarray
+    event_b: np.ndarray
+    event_c: np.ndarray
+    # API calls
+    call_session: np.ndarray
+    call_us: np.ndarray
+    call_route: np.ndarray
+    call_job: np.ndarray
+    call_partner: np.ndarray
+    call_forced_status: np.ndarray  # 0: decided by the server's error rate
+
+    @property
+    def n_sessions(self) -> int:
+        return len(self.session_user)
+
+
+class _Log:
+    """Accumulates events and calls from the flows as arrays."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple] = []
+        self.calls: list[tuple] = []
+
+    def event(self, sess, t, kind, job=None, a=None, b=None, c=None) -> None:
+        n = len(sess)
+        if n == 0:
+            return
+        fill = lambda v, dtype: np.full(n, -1, dtype) if v is None else np.asarray(v, dtype)  # noqa: E731
+        self.events.append((sess, t, np.full(n, kind, np.int8), fill(job, np.int64), fill(a, np.int16),
+                            fill(b, np.int32), fill(c, np.int16)))
+
+    def call(self, sess, t, route, job=None, partner=None, status=None) -> None:
+        n = len(sess)
+        if n == 0:
+            return
+        self.calls.append((sess, t, np.full(n, route, np.int8),
+                           np.full(n, -1, np.int64) if job is None else np.asarray(job, np.int64),
+                           np.full(n, -1, np.int8) if partner is None else np.asarray(partner, np.int8),
+                           np.zeros(n, np.int16) if status is None else np.asarray(status, np.int16)))
+
+
+class _Flow:
+    """A group of sessions walking through the same steps; `t` is each session's clock."""
+
+    def __init__(self, log: _Log, rng: np.random.Generator, sess: np.ndarray, start: np.ndarray):
+        self.log, self.rng, self.sess, self.t = log, rng, sess, start.astype(np.int64).copy()
+        self.n = len(sess)
+        self.alive = np.ones(self.n, dtype=bool)
+
+    def wait(self, lo_s: float, hi_s: float) -> None:
+        self.t = self.t + (self.rng.uniform(lo_s, hi_s, self.n) * US).astype(np.int64)
+
+    def chance(self, p) -> np.ndarray:
+        return self.rng.random(self.n) < p
+
+    def emit(self, mask, kind, job=None, a=None, b=None, c=None) -> None:
+        m = self.alive if mask is None else (mask & self.alive)
+        pick = lambda v: None if v is None else np.broadcast_to(v, (self.n,))[m]  # noqa: E731
+        self.log.event(self.sess[m], self.t[m], kind, pick(job), pick(a), pick(b), pick(c))
+
+    def call(self, mask, route, job=None, partner=None, status=None) -> None:
+        """An API call the app makes just before the event that follows."""
+        m = self.alive if mask is None else (mask & self.alive)
+        lead = (self.rng.uniform(0.2, 1.5, self.n) * US).astype(np.int64)
+        pick = lambda v: None if v is None else np.broadcast_to(v, (self.n,))[m]  # noqa: E731
+        self.log.call(self.sess[m], (self.t - lead)[m], route, pick(job), pick(partner), pick(status))
+
+    def screens(self, first: int, choices: np.ndarray, jobs_screen_loads: bool = False, gap=(5, 60)) -> None:
+        """A walk through 1-5 screens; properties.from names the previous one. In the tech app the
+        Jobs screen loads the job list (GET /v1/jobs)."""
+        k = 1 + np.minimum(self.rng.poisson(EXTRA_SCREENS_MEAN, self.n), MAX_EXTRA_SCREENS)
+        prev = np.full(self.n, -1, np.int16)
+        cur = np.full(self.n, first, np.int16)
+        for j in range(MAX_EXTRA_SCREENS + 1):
+            if j:
+                cur = choices[self.rng.integers(0, len(choices), self.n)].astype(np.int16)
+                self.wait(*gap)
+            on = k > j
+            self.emit(on, SCREEN, a=cur, b=prev)
+            if jobs_screen_loads:
+                self.call(on & (cur == S["Jobs"]), R["/v1/jobs"])
+            prev = np.where(on, cur, prev)
+
+
+def _login(f: _Flow, platform: np.ndarray, first: np.ndarray) -> None:
+    """The run's one forced sign-in, in the user's first browse session (see planted.LOGIN_STEPS)."""
+    prompted = first & f.chance(np.asarray(planted.P_LOGIN_STARTED)[platform])
+    ok = f.chance(np.asarray(planted.P_LOGIN_SUCCEEDED)[platform])
+    f.wait(2, 8)
+    f.emit(prompted, E["login_started"])
+    f.call(prompted, R["/v1/auth/login"], status=np.where(ok, 0, 401))
+    f.wait(3, 15)
+    f.emit(prompted & ok, E["login_succeeded"])
+    f.emit(prompted & ~ok, E["login_failed"], a=f.rng.integers(0, len(LOGIN_FAIL_REASONS), f.n))
+    f.alive &= ~(prompted & ~ok)  # a failed login ends the session
+    f.wait(0.5, 2)
+    f.emit((prompted & ok) | (~prompted & f.chance(P_IDENTIFY_WITHOUT_LOGIN)), IDENTIFY)
+
+
+def _customer_browse(f: _Flow, platform: np.ndarray, first: np.ndarray, variation: np.ndarray) -> None:
+    f.call(None, R["/v1/jobs"])
+    f.emit(None, E["app_opened"])
+    _login(f, platform, first)
+    f.wait(1, 4)
+    f.screens(S["Home"], CUSTOMER_BROWSE_SCREENS)
+    shown = f.chance(P_RECOMMENDATION)
+    clicked = shown & f.chance(P_REC_CLICK)
+    accepted = clicked & f.chance(P_REC_ACCEPT)
+    placement = f.rng.integers(0, len(PLACEMENTS), f.n)
+    action = f.rng.integers(0, len(REC_ACTIONS), f.n)
+    f.wait(2, 20)
+    f.emit(shown, E["Experiment Viewed"], c=variation)
+    f.call(shown, R["/v1/recommendations"])
+    f.emit(shown, E["recommendation_shown"], a=placement, b=action, c=variation)
+    f.wait(3, 40)
+    f.emit(clicked, E["recommendation_clicked"], a=placement, b=action, c=variation)
+    f.wait(5, 90)
+    f.emit(accepted, E["recommendation_accepted"], a=placement, b=action, c=variation)
+    opened = f.chance(P_PARTNER_WIDGET)
+    booked = opened & f.chance(P_BOOKING)
+    partner = f.rng.integers(0, len(PARTNERS), f.n)
+    f.wait(2, 30)
+    f.emit(opened, E["partner_widget_opened"], a=partner)
+    f.wait(10, 120)
+    f.call(booked, R["/v1/partners/{id}/bookings"], partner=partner)
+    f.emit(booked, E["booking_created"], a=partner, b=f.rng.integers(10000, 99999, f.n))
+    _common_tail(f)
+
+
+def _tech_browse(f: _Flow, platform: np.ndarray, first: np.ndarray) -> None:
+    f.call(None, R["/v1/jobs"])
+    f.emit(None, E["app_opened"])
+    _login(f, platform, first)
+    f.wait(1, 4)
+    f.screens(S["Jobs"], TECH_BROWSE_SCREENS, jobs_screen_loads=True)
+    _common_tail(f)
+
+
+def _common_tail(f: _Flow) -> None:
+    survey = f.chance(P_SURVEY)
+    f.wait(2, 20)
+    f.emit(survey, E["survey_shown"])
+    f.wait(5, 60)
+    f.emit(survey & f.chance(P_SURVEY_RESPONSE), E["survey_responded"], c=f.rng.integers(0, 11, f.n))
+    f.wait(2, 30)
+    f.emit(f.chance(P_FEATURE_REQUEST), E["feature_request_submitted"], a=f.rng.integers(0, len(FEATURE_REQUESTS), f.n))
+    f.wait(1, 10)
+    f.emit(f.chance(P_REVIEW_PROMPT), E["review_prompt_shown"])
+
+
+def _assign_session(f: _Flow, job: np.ndarray, seen: np.ndarray) -> None:
+    f.emit(None, E["app_opened"])
+    f.wait(1, 3)
+    f.call(None, R["/v1/jobs"])
+    f.emit(None, SCREEN, a=S["Jobs"], b=-1)
+    f.t = np.maximum(seen, f.t + US)
+    f.emit(None, E["job_assigned"], job=job)
+
+
+def _work_session(f: _Flow, jobs: Jobs, job: np.ndarray) -> None:
+    f.emit(None, E["app_opened"])
+    f.wait(2, 8)
+    f.emit(None, SCREEN, a=S["JobDetail"], b=-1)
+    f.t = np.maximum(jobs.started_us[job], f.t + US)
+    f.call(None, R["/v1/jobs/{id}/start"], job=job)
+    f.emit(None, E["job_started"], job=job)
+    has_checklist = jobs.checklist_us[job] >= 0
+    f.t = np.maximum(jobs.checklist_us[job] - 60 * US, f.t + US)
+    f.emit(has_checklist, SCREEN, a=S["Checklist"], b=S["JobDetail"])
+    f.t = np.maximum(jobs.checklist_us[job], f.t + US)
+    f.emit(has_checklist, E["checklist_completed"], job=job)
+    done = jobs.completed_us[job] >= 0
+    f.t = np.maximum(jobs.completed_us[job], f.t + US)
+    f.call(done, R["/v1/jobs/{id}/complete"], job=job)
+    f.emit(done, E["job_completed"], job=job)
+
+
+def _estimate_session(f: _Flow, jobs: Jobs, job: np.ndarray) -> None:
+    f.call(None, R["/v1/jobs"])
+    f.emit(None, E["app_opened"])
+    f.wait(1, 3)
+    f.emit(None, E["estimate_sent"], job=job)
+    viewed = jobs.estimate_viewed_us[job] >= 0
+    f.t = np.maximum(jobs.estimate_viewed_us[job] - 2 * US, f.t + US)
+    f.emit(viewed, SCREEN, a=S["Estimate"], b=S["Home"])
+    f.t = np.maximum(jobs.estimate_viewed_us[job], f.t + US)
+    f.emit(viewed, E["estimate_viewed"], job=job)
+    approved = jobs.estimate_approved_us[job] >= 0
+    f.t = np.maximum(jobs.estimate_approved_us[job], f.t + US)
+    f.call(approved, R["/v1/estimates/{id}/approve"], job=job)
+    f.emit(approved, E["estimate_approved"], job=job)
+
+
+def _payment_session(f: _Flow, job: np.ndarray) -> None:
+    f.emit(None, E["app_opened"])
+    f.wait(2, 6)
+    f.emit(None, SCREEN, a=S["Payment"], b=S["Home"])
+    f.wait(20, 90)
+    f.call(None, R["/v1/payments"], job=job)
+    f.emit(None, E["payment_completed"], job=job)
+
+
+def _local_start(rng, day0: int, n: int, region: np.ndarray, mean_h: float, sd_h: float, lo_h: float, hi_h: float) -> np.ndarray:
+    """Session start times on a UTC day, shaped by the user's local time of day."""
+    local_h = np.clip(rng.normal(mean_h, sd_h, n), lo_h, hi_h)
+    utc_h = np.mod(local_h - REGION_UTC_OFFSET_H[region], 24.0)
+    return day0 + (utc_h * HOUR_US).astype(np.int64)
+
+
+class UserMemory:
+    """What the simulation remembers about users from one day to the next."""
+
+    def __init__(self, world: World):
+        self.had_browse_session = np.zeros(len(world.user_app), dtype=bool)
+
+    def first_browse(self, users: np.ndarray, is_browse: np.ndarray) -> np.ndarray:
+        """Marks, among sessions in start order, each user's first browse session of the run."""
+        first = np.zeros(len(users), dtype=bool)
+        idx = np.flatnonzero(is_browse)
+        _, at = np.unique(users[idx], return_index=True)
+        cand = idx[at]
+        cand = cand[~self.had_browse_session[users[cand]]]
+        first[cand] = True
+        self.had_browse_session[users[cand]] = True
+        return first
+
+
+def simulate_day(world: World, jobs: Jobs, day: int, first_session_gid: int, memory: UserMemory) -> DayActivity:
+    rng = ids.rng_for(world.seed, ids.DAY_SESSIONS, day)
+    day0, day1 = world.day_start(day), world.day_start(day + 1)
+    n_users = len(world.user_app)
+    n_cust = world.n_customers
+
+    # Browse sessions.
+    rate = np.where(world.user_app == CUSTOMER, CUSTOMER_BROWSE_SESSIONS_PER_DAY, TECH_BROWSE_SESSIONS_PER_DAY)
+    counts = rng.poisson(rate) * (world.user_active_from_us < day1)
+    b_user = np.repeat(np.arange(n_users), counts)
+    is_cust = world.user_app[b_user] == CUSTOMER
+    region = world.user_region[b_user]
+    b_start = np.where(
+        is_cust,
+        _local_start(rng, day0, len(b_user), region, 13.0, 3.5, 6.0, 23.9),
+        _local_start(rng, day0, len(b_user), region, 12.0, 2.8, 6.5, 19.0),
+    )
+    keep = b_start > world.user_active_from_us[b_user]
+    b_user, b_start = b_user[keep], b_start[keep]
+    b_job = np.full(len(b_user), -1, np.int64)
+
+    # Job sessions: the session's start decides which day it belongs to.
+    parts = [(b_user, b_start, b_job, np.full(len(b_user), BROWSE, np.int8))]
+    tech_user = n_cust + jobs.technician
+    job_starts = (
+        (ASSIGN, tech_user, np.where(jobs.assignment_seen_us >= 0, jobs.assignment_seen_us - 20 * US, -1)),
+        (WORK, tech_user, np.where(jobs.started_us >= 0, jobs.started_us - 180 * US, -1)),
+        (ESTIMATE, jobs.customer, jobs.estimate_opened_us),
+        (PAYMENT, jobs.customer, jobs.payment_opened_us),
+    )
+    for kind, users, start in job_starts:
+        sel = np.flatnonzero((start >= day0) & (start < day1) & (start >= world.start_us))
+        parts.append((users[sel], start[sel], sel.astype(np.int64), np.full(len(sel), kind, np.int8)))
+    s_user = np.concatenate([p[0] for p in parts]).astype(np.int64)
+    s_start = np.concatenate([p[1] for p in parts]).astype(np.int64)
+    s_job = np.concatenate([p[2] for p in parts])
+    s_kind = np.concatenate([p[3] for p in parts])
+    # Number sessions in start order, so session ids and files read naturally.
+    order = np.lexsort((s_kind, s_start))
+    s_user, s_start, s_job, s_kind = s_user[order], s_start[order], s_job[order], s_kind[order]
+    n = len(s_user)
+    second = (world.user_device_count[s_user] > 1) & (rng.random(n) < 0.2)
+    s_device = world.user_first_device[s_user] + second
+    s_app = world.user_app[s_user]
+    s_platform = world.user_platform[s_user]
+    s_version = world.version_at(s_device, s_start)
+    s_wifi = rng.random(n) < P_WIFI
+    sess = np.arange(n, dtype=np.int64)
+    first = memory.first_browse(s_user, s_kind == BROWSE)
+
+    log = _Log()
+    sel = np.flatnonzero((s_kind == BROWSE) & (s_app == CUSTOMER))
+    _customer_browse(_Flow(log, rng, sess[sel], s_start[sel]), s_platform[sel], first[sel], (s_user[sel] % 2).astype(np.int16))
+    sel = np.flatnonzero((s_kind == BROWSE) & (s_app == TECH))
+    _tech_browse(_Flow(log, rng, sess[sel], s_start[sel]), s_platform[sel], first[sel])
+    sel = np.flatnonzero(s_kind == ASSIGN)
+    _assign_session(_Flow(log, rng, sess[sel], s_start[sel]), s_job[sel], jobs.assignment_seen_us[s_job[sel]])
+    sel = np.flatnonzero(s_kind == WORK)
+    _work_session(_Flow(log, rng, sess[sel], s_start[sel]), jobs, s_job[sel])
+    sel = np.flatnonzero(s_kind == ESTIMATE)
+    _estimate_session(_Flow(log, rng, sess[sel], s_start[sel]), jobs, s_job[sel])
+    sel = np.flatnonzero(s_kind == PAYMENT)
+    _payment_session(_Flow(log, rng, sess[sel], s_start[sel]), s_job[sel])
+
+    ev = [np.concatenate(col) for col in zip(*log.events)]
+    order = np.lexsort((ev[1], ev[0]))
+    ev = [c[order] for c in ev]
+    calls = [np.concatenate(col) for col in zip(*log.calls)] if log.calls else [np.empty(0, t) for t in (np.int64, np.int64, np.int8, np.int64, np.int8, np.int16)]
+
+    s_end = np.full(n, -1, np.int64)
+    np.maximum.at(s_end, ev[0], ev[1])
+    s_end = np.where(s_end < 0, s_start, s_end)
+
+    crash_group, crash_us = _crashes(world, rng, day, s_app, s_version, s_end)
+    # A crashed session's events are sent at once (its crash report needs the network as well).
+    offline = (rng.random(n) < planted.OFFLINE_SESSION_SHARE) & (crash_group < 0)
+
+    ids_rng = ids.rng_for(world.seed, ids.DAY_IDS, day)
+    return DayActivity(
+        day=day, session_gid=first_session_gid + sess, session_uuid=ids.uuid_ids(ids_rng, n),
+        session_user=s_user, session_device=s_device, session_app=s_app, session_platform=s_platform,
+        session_version=s_version, session_wifi=s_wifi, session_kind=s_kind, session_job=s_job, session_start_us=s_start,
+        session_end_us=s_end, session_crash_group=crash_group, session_crash_us=crash_us, session_offline=offline,
+        event_session=ev[0], event_us=ev[1], event_kind=ev[2], event_job=ev[3], event_a=ev[4], event_b=ev[5], event_c=ev[6],
+        call_session=calls[0], call_us=calls[1], call_route=calls[2], call_job=calls[3], call_partner=calls[4],
+        call_forced_status=calls[5],
+    )
+
+
+def _crashes(world: World, rng, day: int, app: np.ndarray, version: np.ndarray, end: np.ndarray):
+    """At most one crash per session, right after its last event (a crash ends the session)."""
+    n = len(app)
+    rates = np.zeros((n, len(planted.CRASH_GROUPS)))
+    for g, group in enumerate(planted.CRASH_GROUPS):
+        factor = np.asarray(group.release_factor)[version]
+        rates[:, g] = np.where(app == group.app, group.base_rate * factor, 0.0)
+    if day == world.spike_day:
+        rates[version == planted.SPIKE_RELEASE, planted.SPIKE_GROUP] *= planted.SPIKE_MULTIPLIER
+    cum = np.cumsum(rates, axis=1)
+    u = rng.random(n)
+    crashed = u < cum[:, -1]
+    group = np.where(crashed, (u[:, None] >= cum).sum(axis=1), -1).astype(np.int8)
+    crash_us = np.where(crashed, end + (rng.uniform(1, 20, n) * US).astype(np.int64), -1)
+    return group, crash_us
+
+
+def expected_events_per_day(customers: int, technicians: int) -> float:
+    """Expected event count per day from the behaviour constants above (used by --target-events).
+
+    Browse sessions: app_opened, identify, 1-5 screens, then optional features (the one sign-in
+    per user per run is left out). Job sessions: per job per technician-day, the assignment, work,
+    estimate and payment sessions.
+    """
+    def login_part(p_start, p_ok):
+        # The sign-in happens once per user per run: negligible per session.
+        return P_IDENTIFY_WITHOUT_LOGIN, 1.0
+
+    def mean(values, weights):
+        return sum(v * w for v, w in zip(values, weights))
+
+    screens = 1 + float(np.minimum(np.random.default_rng(0).poisson(EXTRA_SCREENS_MEAN, 200_000), MAX_EXTRA_SCREENS).mean())
+    tail = P_SURVEY * (1 + P_SURVEY_RESPONSE) + P_FEATURE_REQUEST + P_REVIEW_PROMPT
+    per_customer_session = per_tech_session = 0.0
+    for app, ios_share in ((CUSTOMER, 0.55), (TECH, 0.45)):
+        weights = (ios_share, 1 - ios_share)
+        total = 0.0
+        for p in (0, 1):
+            login, alive = login_part(planted.P_LOGIN_STARTED[p], planted.P_LOGIN_SUCCEEDED[p])
+            body = screens + tail
+            if app == CUSTOMER:
+                body += P_RECOMMENDATION * (2 + P_REC_CLICK * (1 + P_REC_ACCEPT)) + P_PARTNER_WIDGET * (1 + P_BOOKING)
+            total += weights[p] * (1 + login + alive * body)
+        if app == CUSTOMER:
+            per_customer_session = total
+        else:
+            per_tech_session = total
+    tw = (0.45, 0.55)
+    cw = (0.55, 0.45)
+    p_start = mean(planted.P_JOB_STARTED, tw)
+    p_check = mean([a * b for a, b in zip(planted.P_JOB_STARTED, planted.P_CHECKLIST_COMPLETED)], tw) / p_start
+    p_done = mean([a * b * c for a, b, c in zip(planted.P_JOB_STARTED, planted.P_CHECKLIST_COMPLETED, planted.P_JOB_COMPLETED)], tw) / p_start
+    p_view = mean(planted.P_ESTIMATE_VIEWED, cw)
+    p_appr = mean([a * b for a, b in zip(planted.P_ESTIMATE_VIEWED, planted.P_ESTIMATE_APPROVED)], cw)
+    p_pay = mean([a * b * c for a, b, c in zip(planted.P_ESTIMATE_VIEWED, planted.P_ESTIMATE_APPROVED, planted.P_PAYMENT_COMPLETED)], cw)
+    per_job = 0.97 * (3 + p_start * (3 + 2 * p_check + p_done + planted.P_JOB_GETS_ESTIMATE * (2 + 2 * p_view + p_appr + 3 * p_pay)))
+    from .jobs import JOBS_PER_TECHNICIAN_DAY
+    return (customers * CUSTOMER_BROWSE_SESSIONS_PER_DAY * per_customer_session
+            + technicians * (TECH_BROWSE_SESSIONS_PER_DAY * per_tech_session + JOBS_PER_TECHNICIAN_DAY * per_job))
+
+

@@ -1,0 +1,81 @@
+"""The knobs behind the planted truths, in one place so truth.json can report them as planted.
+
+Funnel probabilities are per step given the previous step, by platform (index 0 = ios, 1 = android).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Login, per user: a session-token rotation forces a sign-in in the user's first browse session of
+# the run: app_opened -> login_started -> login_succeeded (else login_failed, and the session ends;
+# later sessions carry no login events). So per-user counts estimate these probabilities.
+LOGIN_STEPS = ("app_opened", "login_started", "login_succeeded")
+P_LOGIN_STARTED = (0.55, 0.65)
+P_LOGIN_SUCCEEDED = (0.92, 0.78)
+
+# Job completion, per job, on the technician's platform.
+JOB_STEPS = ("job_assigned", "job_started", "checklist_completed", "job_completed")
+P_JOB_STARTED = (0.95, 0.90)
+P_CHECKLIST_COMPLETED = (0.90, 0.78)
+P_JOB_COMPLETED = (0.97, 0.93)
+
+# Estimate approval, per job with an estimate, on the customer's platform.
+APPROVAL_STEPS = ("estimate_sent", "estimate_viewed", "estimate_approved", "payment_completed")
+P_ESTIMATE_VIEWED = (0.85, 0.72)
+P_ESTIMATE_APPROVED = (0.55, 0.45)
+P_PAYMENT_COMPLETED = (0.90, 0.80)
+P_JOB_GETS_ESTIMATE = 0.55  # share of started jobs where the technician sends an estimate
+
+
+@dataclass(frozen=True)
+class CrashGroup:
+    app: int  # world.TECH / world.CUSTOMER
+    exception_type: str
+    value: str
+    module: str
+    function: str
+    base_rate: float                       # crashes per session
+    release_factor: tuple[float, ...]      # per release index
+    library_frames: tuple[tuple[str, str, str], ...]  # (module, function, abs_path), after the crashing frame
+
+    @property
+    def frame(self) -> str:
+        return f"{self.module}.{self.function}"
+
+    @property
+    def key(self) -> str:
+        return f"{self.exception_type}|{self.frame}"
+
+
+CRASH_GROUPS = (
+    CrashGroup(0, "IndexError", "list index out of range", "tech_app.checklist.view", "render", 0.006,
+               (1.0, 1.1, 1.0, 0.9), (("tech_app_vendor.listview", "item_at", "/app/vendor/listview.py"),)),
+    CrashGroup(0, "KeyError", "'{job_id}'", "tech_app.jobs.repository", "load", 0.004,
+               (1.0, 1.0, 0.3, 0.3), (("sqlite3.dbapi2", "fetchone", "/usr/lib/python3.11/sqlite3/dbapi2.py"),)),
+    CrashGroup(0, "ValueError", "invalid literal for int() with base 10: ''", "tech_app.parts.order", "order", 0.003,
+               (1.0, 1.0, 1.0, 1.0), (("decimal", "__new__", "/usr/lib/python3.11/decimal.py"),)),
+    CrashGroup(1, "ZeroDivisionError", "division by zero", "customer_app.estimates.approve", "approve", 0.002,
+               (1.0, 1.0, 1.0, 1.0), ()),
+    CrashGroup(1, "TimeoutError", "timed out", "customer_app.sync.client", "sync", 0.003,
+               (1.0, 0.8, 0.8, 0.8), (("urllib3.connectionpool", "urlopen", "/app/site-packages/urllib3/connectionpool.py"),
+                                        ("socket", "create_connection", "/usr/lib/python3.11/socket.py"))),
+    CrashGroup(1, "AttributeError", "'NoneType' object has no attribute 'vin'", "customer_app.vehicles.detail", "load_vehicle",
+               0.0015, (1.0, 1.0, 1.0, 3.0), ()),
+)
+
+# The crash spike: this group, in this release, crashes SPIKE_MULTIPLIER times as often on the spike day.
+SPIKE_GROUP = 0
+SPIKE_RELEASE = 2  # 3.4.1
+SPIKE_MULTIPLIER = 10.0
+
+# The latency regression: client spans of this route in this release take this many times longer.
+REGRESSION_ROUTE = 3  # index into otlp.ROUTES: POST /v1/jobs/{id}/complete
+REGRESSION_RELEASE = 3  # 3.5.0
+REGRESSION_MULTIPLIER = 2.5
+
+# Delivery.
+DUPLICATE_SHARE = 0.015        # events delivered twice with the same messageId
+DUPLICATE_NEXT_DAY_SHARE = 0.10  # of the copies, land in the next day's folder
+DUPLICATE_OTHER_FILE_SHARE = 0.30  # of the copies, land at a random place of the same day (usually another file)
+OFFLINE_SESSION_SHARE = 0.03   # sessions whose events are queued offline and sent hours later
+TRACE_SAMPLE_RATE = 0.5        # head sampling of API calls that produce traces

@@ -1,0 +1,130 @@
+"""End to end on a simulated world, through the same command `make demo` runs: the planted truths in
+truth.json that the raw layer and staging can show are recovered."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, dbt_manifest) -> tuple[Path, dict]:
+    root = tmp_path_factory.mktemp("world") / "data"
+    env = {**__import__("os").environ, "PITWALL_DATA_DIR": str(root)}
+    subprocess.run([sys.executable, "-m", "simulator", "--out", str(root / "landing"), "--customers", "300",
+                    "--technicians", "40", "--days", "14", "--seed", "7", "--no-progress"],
+                   cwd=ROOT, env=env, check=True, capture_output=True)
+    run = subprocess.run([str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "--select", "*",
+                          "-m", "orchestration.definitions"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return root, json.loads((root / "landing" / "truth.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def con(world):
+    connection = duckdb.connect(str(world[0] / "warehouse.duckdb"), read_only=True)
+    yield connection
+    connection.close()
+
+
+# Landing folders of the simulator → raw source names of the ingestion.
+SOURCE_OF_FOLDER = {"events": "events", "crashes": "crashes", "traces": "spans", "telemetry": "telemetry"}
+
+
+def source_name(folder: str) -> str:
+    return SOURCE_OF_FOLDER.get(folder, folder.removeprefix("ops/"))
+
+
+def test_every_planted_bad_record_is_quarantined_with_its_reason(world, con):
+    _, truth = world
+    planted = sorted((p["path"], p["line_no"], p["record_index"], p["reason_code"]) for p in truth["malformed"]["planted"])
+    got = sorted(con.execute("select landing_path, line_no, record_index, reason_code from quarantine").fetchall())
+    assert got == planted
+    ledger = {s: (read, loaded, quarantined) for s, read, loaded, quarantined in con.execute(
+        "select source, sum(records_read), sum(records_loaded), sum(records_quarantined) from ingestion_ledger group by all"
+    ).fetchall()}
+    for folder, rec in truth["records"].items():
+        assert ledger[source_name(folder)] == (rec["records_total"], rec["records_good"], rec["records_bad"]), folder
+    reasons = Counter(dict(((s, r), n) for s, r, n in con.execute(
+        "select source, reason_code, count(*) from quarantine group by all").fetchall()))
+    expected = Counter({(source_name(f), r): n for f, rec in truth["records"].items() for r, n in rec["bad_by_reason"].items()})
+    assert reasons == expected
+    assert con.execute("select count(*) from quarantine where reason is null or reason = ''").fetchone() == (0,)
+
+
+def test_duplicates_are_removed_and_late_events_kept(world, con):
+    _, truth = world
+    events = truth["events"]
+    assert con.execute("select sum(records_loaded) from ingestion_ledger where source = 'events'").fetchone() == (
+        events["lines_clean"],)
+    assert con.execute("select count(*), count(distinct message_id) from stg_events").fetchone() == (
+        events["distinct_message_ids"], events["distinct_message_ids"])
+    by_event = dict(con.execute("select event_name, count(*) from stg_events where event_type = 'track' group by all").fetchall())
+    assert by_event == events["by_event"]
+    (later,) = con.execute("select count(*) from stg_events where dt > cast(occurred_at as date)").fetchone()
+    assert later >= truth["late_events"]["landing_in_later_dt"]
+
+
+def test_clock_skew_is_corrected(world, con):
+    _, truth = world
+    sample = {s["messageId"]: s for s in truth["clock_skew"]["sample"]}
+    assert sample, "the simulator planted no skewed devices"
+    rows = con.execute(
+        "select message_id, occurred_at, device_timestamp from stg_events where message_id in (select unnest(?))",
+        [list(sample)]).fetchall()
+    assert len(rows) == len(sample)
+    for message_id, occurred_at, device_timestamp in rows:
+        true_time = datetime.fromisoformat(sample[message_id]["true_time"].replace("Z", "+00:00"))
+        assert abs((occurred_at - true_time).total_seconds()) < 1, message_id
+        offset_h = (device_timestamp - true_time).total_seconds() / 3600
+        assert offset_h == pytest.approx(sample[message_id]["offset_hours"], abs=0.01)
+
+
+def test_crash_spike_group_release_and_day_are_recovered(world, con):
+    _, truth = world
+    spike = truth["crashes"]["spike"]
+    top = con.execute("""
+        select exception_type || '|' || crash_frame, release, cast(occurred_at as date)::VARCHAR, count(*) as n
+        from stg_crashes group by all order by n desc limit 2""").fetchall()
+    assert top[0][:3] == (spike["group_key"], spike["release"], spike["day"])
+    assert top[0][3] == spike["count_on_day"]
+    other_days = [n for (n,) in con.execute(
+        "select count(*) from stg_crashes where exception_type || '|' || crash_frame = ? and release = ? "
+        "and cast(occurred_at as date)::VARCHAR <> ? group by cast(occurred_at as date)",
+        [spike["group_key"], spike["release"], spike["day"]]).fetchall()]
+    assert top[0][3] > 3 * sum(other_days) / max(len(other_days), 1)
+    by_group = {(g, r): n for g, r, n in con.execute(
+        "select exception_type || '|' || crash_frame, release, count(*) from stg_crashes group by all").fetchall()}
+    expected = {(g, r): n for g, rel in truth["crashes"]["counts_by_group_release"].items() for r, n in rel.items()}
+    assert by_group == expected
+    (groups,) = con.execute("select count(distinct group_id) from stg_crashes").fetchone()
+    assert groups == len(truth["crashes"]["counts_by_group_release"])
+
+
+def test_client_latency_by_route_and_version_matches_the_spans_written(world, con):
+    _, truth = world
+    rows = con.execute("""
+        select http_route, app_version, count(*), quantile_cont(duration_ms, 0.5), quantile_cont(duration_ms, 0.95)
+        from stg_spans where kind = 'client' and http_route is not null group by all""").fetchall()
+    got = {(r, v): (n, p50, p95) for r, v, n, p50, p95 in rows}
+    want = {(r, v): (s["n"], s["p50_ms"], s["p95_ms"])
+            for r, by_v in truth["latency"]["client_ms_by_route_version"].items() for v, s in by_v.items()}
+    assert got.keys() == want.keys()
+    for key, (n, p50, p95) in want.items():
+        assert got[key][0] == n, key
+        assert got[key][1] == pytest.approx(p50, abs=1e-3) and got[key][2] == pytest.approx(p95, abs=1e-3), key
+    reg = truth["latency"]["regression"]
+    route, version = reg["route"], reg["release"].split("@")[1].split("+")[0]
+    before = max(s["p95_ms"] for v, s in truth["latency"]["client_ms_by_route_version"][route].items() if v != version and s["n"] >= 20)
+    assert got[(route, version)][2] > 1.5 * before

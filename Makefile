@@ -1,8 +1,10 @@
 # Pitwall: `make demo` to see it run end to end, `make test` to check it.
 SHELL := /bin/bash
-PYTHON ?= python3.11
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
+# Tools of the virtualenv first (dagster-dbt looks for `dbt` on PATH when it prepares the project).
+export PATH := $(CURDIR)/$(BIN):$(PATH)
 export PITWALL_DATA_DIR ?= $(CURDIR)/data
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 include offline.env

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from pitwall import paths
 from pitwall.duck import connect
@@ -168,6 +169,20 @@ def _refreshed(previous: dict, mtime_ns: int) -> ledger.LedgerEntry:
     return ledger.LedgerEntry(**{k: row[k] for k in ledger.LEDGER_SCHEMA.names})
 
 
+@dataclass(frozen=True)
+class Records:
+    """A landing file made ready for SQL: the SELECT of its records (typed columns plus ``_reason_code``,
+    ``_reason``, ``_raw_text``), its parameters, and how many records it holds when that is known
+    before parsing (one per line, one per Parquet row; unknown for OTLP, where a line holds spans)."""
+
+    sql: str
+    params: dict
+    lines_read: int
+    expected: int | None
+    file_error: str | None = None
+    extra_columns: str | None = None
+
+
 def ingest_file(
     con: duckdb.DuckDBPyConnection,
     landing_file: LandingFile,
@@ -180,35 +195,41 @@ def ingest_file(
     stat = stat or landing_file.path.stat()
     sha256 = sha256 or ledger.sha256_of(landing_file.path)
     ingested_at = datetime.now(timezone.utc)
-    params = {
-        "landing_path": landing_file.relative,
-        "ingested_at": ingested_at,
-        "dt": landing_file.dt,
-    }
-    extra_columns = None
-    if source.extract is not None:
-        lines_read, file_error, extra_columns = _parse_extract(con, landing_file, params)
-    else:
-        lines_read, file_error = _parse_lines(con, landing_file, params)
-
+    params = {"landing_path": landing_file.relative, "ingested_at": ingested_at, "dt": landing_file.dt}
     raw_target = landing_file.output(paths.raw_dir())
     quarantine_target = landing_file.output(paths.quarantine_dir())
-    _copy_atomically(
-        con, "select * exclude (_reason_code, _reason, _raw_text) from parsed where _reason_code is null",
-        raw_target,
-    )
-    counts = dict(
-        con.execute(
-            "select _reason_code, count(*) from parsed where _reason_code is not null group by all"
-        ).fetchall()
-    )
-    if counts:
-        _copy_atomically(con, _quarantine_select(source, con), quarantine_target,
-                         params={"source": source.name, "dt": landing_file.dt, "run_id": run_id})
-    elif quarantine_target.exists():
-        quarantine_target.unlink()  # the file changed and its bad rows are gone
-    (records_read,) = con.execute("select count(*) from parsed").fetchone()
+    records = _extract_records(con, landing_file, params) if source.extract else _line_records(con, landing_file, params)
+    try:
+        sql = records.sql
+        if records.expected is None:
+            _execute(con, f"create or replace temp table parsed as {sql}", records.params)
+            sql = "select * from parsed"
+        # Good records stream straight into the raw file: no copy of the whole file is kept.
+        _copy_atomically(
+            con, f"select * exclude (_reason_code, _reason, _raw_text) from ({sql}) where _reason_code is null",
+            raw_target, records.params,
+        )
+        loaded = pq.ParquetFile(raw_target).metadata.num_rows
+        counts: dict[str, int] = {}
+        if records.expected is None or loaded < records.expected:
+            # Rejected records are rare: only files that have some pay for this second pass.
+            _execute(con, f"create or replace temp table rejected as select * from ({sql}) "
+                          "where _reason_code is not null", records.params)
+            counts = dict(con.execute("select _reason_code, count(*) from rejected group by all").fetchall())
+        if counts:
+            _copy_atomically(con, _quarantine_select(con), quarantine_target,
+                             {"source": source.name, "dt": landing_file.dt, "run_id": run_id})
+        elif quarantine_target.exists():
+            quarantine_target.unlink()  # the file changed and its bad records are gone
+    finally:
+        con.execute("drop table if exists parsed; drop table if exists rejected")
+        if source.extract is None:
+            con.unregister("lines")
     quarantined = sum(counts.values())
+    records_read = loaded + quarantined
+    if records.expected is not None and records_read != records.expected:
+        raise RuntimeError(f"{landing_file.relative}: {records.expected} records read but {loaded} loaded "
+                           f"and {quarantined} quarantined")
     entry = ledger.LedgerEntry(
         source=source.name,
         dt=landing_file.dt,
@@ -216,24 +237,24 @@ def ingest_file(
         size_bytes=stat.st_size,
         mtime_ns=stat.st_mtime_ns,
         sha256=sha256,
-        lines_read=lines_read,
+        lines_read=records.lines_read,
         records_read=records_read,
-        records_loaded=records_read - quarantined,
+        records_loaded=loaded,
         records_quarantined=quarantined,
         quarantined_by_reason=ledger.reason_counts_json(counts),
         raw_path=raw_target.relative_to(paths.data_dir()).as_posix(),
-        file_error=file_error,
-        extra_columns=extra_columns,
+        file_error=records.file_error,
+        extra_columns=records.extra_columns,
         ingested_at=ingested_at,
         run_id=run_id,
         reason_counts=counts,
     )
     ledger.write_entry(entry)
-    con.execute("drop table if exists parsed")
     return entry
 
 
-def _parse_lines(con: duckdb.DuckDBPyConnection, landing_file: LandingFile, params: dict) -> tuple[int, str | None]:
+def _line_records(con: duckdb.DuckDBPyConnection, landing_file: LandingFile, params: dict) -> Records:
+    """JSON lines: split the file and register its lines as the table ``lines``."""
     lines = read_lines(landing_file.path)
     table = lines.table
     lines_read = table.num_rows
@@ -249,78 +270,70 @@ def _parse_lines(con: duckdb.DuckDBPyConnection, landing_file: LandingFile, para
             })])
         truncated_line = table.num_rows
     con.register("lines", table)
-    try:
-        _execute(
-            con,
-            f"""create or replace temp table parsed as
-            select * replace (
-                case when _line_no = $truncated_line then 'truncated_file' else _reason_code end as _reason_code,
-                case when _line_no = $truncated_line then $file_error else _reason end as _reason
-            )
-            from ({landing_file.source.sql})""",
-            {**params, "truncated_line": truncated_line,
-             "file_error": f"{lines.error}: the line is cut and the rest of the file is lost"},
+    sql = f"""
+        select * replace (
+            case when _line_no = $truncated_line then 'truncated_file' else _reason_code end as _reason_code,
+            case when _line_no = $truncated_line then $file_error else _reason end as _reason
         )
-    finally:
-        con.unregister("lines")
-    return lines_read, lines.error
+        from ({landing_file.source.sql})"""
+    return Records(
+        sql=sql,
+        params={**params, "truncated_line": truncated_line,
+                "file_error": f"{lines.error}: the line is cut and the rest of the file is lost"},
+        lines_read=lines_read,
+        # One record per line, but OTLP lines hold many spans.
+        expected=table.num_rows if landing_file.source.name != "spans" else None,
+        file_error=lines.error,
+    )
 
 
-def _parse_extract(
-    con: duckdb.DuckDBPyConnection, landing_file: LandingFile, params: dict
-) -> tuple[int, str | None, str | None]:
+def _extract_records(con: duckdb.DuckDBPyConnection, landing_file: LandingFile, params: dict) -> Records:
+    """Parquet extracts: the file as the view ``extract_rows``, or one rejected record if unreadable."""
     table = landing_file.source.extract
     assert table is not None
     try:
         # Reading the footer is where a damaged or non-Parquet file shows itself.
         con.execute("select * from read_parquet(?) limit 0", [str(landing_file.path)])
     except duckdb.Error as exc:
-        # Not a readable Parquet file: the whole file is one quarantined record.
         error = f"unreadable Parquet file: {str(exc).splitlines()[0]}"
-        _execute(
-            con,
-            f"""create or replace temp table parsed as
+        sql = f"""
             select {_null_columns(table)},
                    $landing_path::VARCHAR as _landing_path, null::BIGINT as _line_no,
                    $ingested_at::TIMESTAMPTZ as _ingested_at,
-                   'unreadable_file' as _reason_code, $error as _reason, null::VARCHAR as _raw_text""",
-            {**params, "error": error},
-        )
-        return 0, error, None
+                   'unreadable_file' as _reason_code, $error as _reason, null::VARCHAR as _raw_text"""
+        return Records(sql=sql, params={**params, "error": error}, lines_read=0, expected=1, file_error=error)
     con.execute(
         "create or replace temp view extract_rows as "
         f"select * from read_parquet('{_sql_path(landing_file.path)}', file_row_number = true, hive_partitioning = false)"
     )
     present = {row[0] for row in con.execute("describe extract_rows").fetchall()}
-    _execute(con, "create or replace temp table parsed as " + extract_sql(table, present), params)
+    (rows,) = con.execute("select count(*) from extract_rows").fetchone()
     extra = sorted(present - set(table.column_names) - {"file_row_number"})
-    (rows,) = con.execute("select count(*) from parsed").fetchone()
-    return rows, None, ", ".join(extra) or None
+    return Records(sql=extract_sql(table, present), params=params, lines_read=rows, expected=rows,
+                   extra_columns=", ".join(extra) or None)
 
 
 def _null_columns(table: ExtractTable) -> str:
     return ", ".join(f'null::{c.type} as "{c.name}"' for c in table.columns)
 
 
-def _quarantine_select(source: Source, con: duckdb.DuckDBPyConnection) -> str:
-    columns = {row[0] for row in con.execute("describe parsed").fetchall()}
+def _quarantine_select(con: duckdb.DuckDBPyConnection) -> str:
+    columns = {row[0] for row in con.execute("describe rejected").fetchall()}
     select = QUARANTINE_COLUMNS.format(
         record_index="_record_index" if "_record_index" in columns else "null::BIGINT",
         raw_bytes="_raw_bytes" if "_raw_bytes" in columns else "null::BIGINT",
     )
-    return f"select {select} from parsed where _reason_code is not null"
+    return f"select {select} from rejected"
 
 
 def _copy_atomically(
     con: duckdb.DuckDBPyConnection, select_sql: str, target: Path, params: dict | None = None
 ) -> None:
+    """COPY a query to Parquet under a temporary dot-name in the target folder, then rename it into place."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
-    # COPY takes no prepared parameters: stage parameterized selects in a temp table first.
-    if params:
-        _execute(con, f"create or replace temp table staged as {select_sql}", params)
-        select_sql = "select * from staged"
-    con.execute(f"copy ({select_sql}) to '{_sql_path(tmp)}' (format parquet, compression zstd, compression_level 1)")
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{threading.get_ident()}"
+    _execute(con, f"copy ({select_sql}) to '{_sql_path(tmp)}' (format parquet, compression zstd, compression_level 1)",
+             params or {})
     os.replace(tmp, target)
 
 
@@ -345,19 +358,19 @@ def write_schema_file(con: duckdb.DuckDBPyConnection, source: Source) -> Path:
             f"create or replace temp view extract_rows as select {_null_columns(source.extract)}, "
             "0::BIGINT as file_row_number limit 0"
         )
-        _execute(con, "create or replace temp table parsed as "
+        _execute(con, "create or replace temp table rejected as "
                  + extract_sql(source.extract, set(source.extract.column_names)), params)
     else:
         empty = pa.table({"line_no": pa.array([], pa.int64()), "raw": pa.array([], pa.large_binary()),
                           "raw_bytes": pa.array([], pa.int64())})
         con.register("lines", empty)
-        _execute(con, f"create or replace temp table parsed as {source.sql}", params)
+        _execute(con, f"create or replace temp table rejected as {source.sql}", params)
         con.unregister("lines")
-    _copy_atomically(con, "select * exclude (_reason_code, _reason, _raw_text) from parsed", target)
-    _copy_atomically(con, _quarantine_select(source, con), paths.quarantine_dir() / "_schema.parquet",
+    _copy_atomically(con, "select * exclude (_reason_code, _reason, _raw_text) from rejected", target)
+    _copy_atomically(con, _quarantine_select(con), paths.quarantine_dir() / "_schema.parquet",
                      params={"source": source.name, "dt": SCHEMA_DT, "run_id": ""})
     ledger.ensure_schema_file()
-    con.execute("drop table if exists parsed")
+    con.execute("drop table if exists rejected")
     return target
 
 

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import ROOT, SDK_LANDING
-from orchestration.ingestion.checks import verify_ledger
+from orchestration.ingestion.checks import quarantine_shares, verify_ledger
 from orchestration.ingestion.ingest import ingest_source
 from orchestration.ingestion.ledger import read_ledger
 from orchestration.ingestion.sources import SOURCES
@@ -216,6 +216,8 @@ def test_every_bad_event_class_is_quarantined_with_its_reason(data_root):
     assert entry["lines_read"] == entry["records_read"] == len(lines)
     assert json.loads(entry["quarantined_by_reason"]) == {c: len(v) for c, v in BAD_EVENT_LINES.items()}
     assert verify_ledger() == (1, [])
+    share = quarantine_shares(max_share=0.01)["events"]
+    assert (share["records_read"], share["quarantined"]) == (len(lines), len(bad)) and share["above_limit"]
 
 
 def test_truncated_gzip_keeps_complete_lines_and_quarantines_the_cut(data_root):

@@ -4,11 +4,13 @@ the quarantine and the ledger. The work is in ``ingest.py``; this file only maps
 
 import dagster as dg
 
-from .checks import verify_ledger
+from .checks import quarantine_shares, verify_ledger
 from .ingest import clean_stale_temporaries, ingest_source
 from .sources import SOURCES
 
 LEDGER_KEY = dg.AssetKey(["ingestion", "ledger"])
+# Above this share of rejected records a source's producer is probably broken: warn, do not stop.
+MAX_QUARANTINE_SHARE = 0.01
 QUARANTINE_KEY = dg.AssetKey(["ingestion", "quarantine"])
 SOURCE_KEYS = {dg.AssetKey([s.dbt_source, s.name]): s.name for s in SOURCES.values()}
 
@@ -72,4 +74,14 @@ def ledger_invariant() -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         passed=not problems,
         metadata={"entries_checked": checked, "problems": [f"{p.landing_path}: {p.problem}" for p in problems[:50]]},
+    )
+
+
+@dg.asset_check(asset=QUARANTINE_KEY, description=f"no source has more than {MAX_QUARANTINE_SHARE:.0%} of its records quarantined")
+def quarantine_share() -> dg.AssetCheckResult:
+    shares = quarantine_shares(MAX_QUARANTINE_SHARE)
+    return dg.AssetCheckResult(
+        passed=not any(s["above_limit"] for s in shares.values()),
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"by_source": shares},
     )

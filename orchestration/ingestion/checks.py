@@ -48,3 +48,16 @@ def verify_ledger(source: str | None = None) -> tuple[int, list[LedgerProblem]]:
         if e["source"] in LINE_SOURCES and e["records_read"] not in (e["lines_read"], e["lines_read"] + 1):
             problems.append(LedgerProblem(where, f"{e['lines_read']} lines read but {e['records_read']} records"))
     return len(entries), problems
+
+
+def quarantine_shares(max_share: float) -> dict[str, dict]:
+    """Per source: records read, quarantined, their share, and whether the share is above ``max_share``."""
+    totals: dict[str, list[int]] = {}
+    for e in read_ledger():
+        read, quarantined = totals.setdefault(e["source"], [0, 0])
+        totals[e["source"]] = [read + e["records_read"], quarantined + e["records_quarantined"]]
+    return {
+        source: {"records_read": read, "quarantined": q, "share": round(q / read, 6) if read else 0.0,
+                 "above_limit": read > 0 and q / read > max_share}
+        for source, (read, q) in sorted(totals.items())
+    }

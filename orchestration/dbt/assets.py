@@ -5,7 +5,6 @@ graph runs landing → raw → staging without extra wiring. dbt runs as a subpr
 writer of ``warehouse.duckdb``, in the ``warehouse`` pool (limit 1): DuckDB allows one writer.
 """
 
-
 import os
 import sys
 from pathlib import Path

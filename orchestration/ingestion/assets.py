@@ -1,7 +1,6 @@
 """Dagster assets for ingestion: one multi-asset whose outputs are the raw tables (dbt sources),
 the quarantine and the ledger. The work is in ``ingest.py``; this file only maps it to assets."""
 
-
 import dagster as dg
 
 from .checks import quarantine_shares, verify_ledger
@@ -9,9 +8,9 @@ from .ingest import clean_stale_temporaries, ingest_source
 from .sources import SOURCES
 
 LEDGER_KEY = dg.AssetKey(["ingestion", "ledger"])
+QUARANTINE_KEY = dg.AssetKey(["ingestion", "quarantine"])
 # Above this share of rejected records a source's producer is probably broken: warn, do not stop.
 MAX_QUARANTINE_SHARE = 0.01
-QUARANTINE_KEY = dg.AssetKey(["ingestion", "quarantine"])
 SOURCE_KEYS = {dg.AssetKey([s.dbt_source, s.name]): s.name for s in SOURCES.values()}
 
 INGESTION_GROUP = "ingestion"

@@ -3,8 +3,8 @@
 For each landing file that is new or changed since the ledger last saw it:
   1. read it (lines split in C/numpy for JSON lines; DuckDB for Parquet),
   2. normalize and validate it in one set-based DuckDB query (the format's SQL),
-  3. write good records to ``raw/<source>/dt=…/<file>.parquet`` and rejected ones to
-     ``quarantine/<source>/dt=…/<file>.parquet``, each under a temporary name renamed into place,
+  3. stream good records to ``raw/<source>/dt=…/<file>.parquet`` and, if there are any, rejected
+     ones to ``quarantine/<source>/dt=…/<file>.parquet``, each under a temporary name renamed into place,
   4. write the file's ledger entry last (the commit point).
 Re-ingesting a file rewrites exactly its own outputs, so re-runs and runs after a kill converge on
 the rows of one clean run. Nothing here depends on the wall clock but ``ingested_at``.
@@ -17,8 +17,8 @@ import os
 import re
 import threading
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path

@@ -274,3 +274,25 @@ def test_bad_crashes_spans_and_extracts_are_quarantined(data_root):
     assert sorted(r["reason_code"] for r in quarantine_rows(data_root, "jobs")) == ["missing_field", "unreadable_file"]
     assert {e["landing_path"].rsplit("/", 1)[-1]: e["extra_columns"] for e in read_ledger("jobs")}["jobs.parquet"] == "surprise"
     assert verify_ledger()[1] == []
+
+
+def test_a_file_that_fails_does_not_stop_the_others_and_is_flagged(sdk_data_root, monkeypatch):
+    from orchestration.ingestion import ingest
+
+    real = ingest.ingest_file
+
+    def failing_for_one(con, landing_file, **kwargs):
+        if landing_file.path.name == "segment-s3-0001.jsonl.gz":
+            raise RuntimeError("simulated internal error")
+        return real(con, landing_file, **kwargs)
+
+    monkeypatch.setattr(ingest, "ingest_file", failing_for_one)
+    summary = ingest_source("events")
+    assert (summary.files_ingested, summary.files_failed) == (1, 1)
+    assert "simulated internal error" in summary.file_errors[0]
+    _, problems = verify_ledger("events")
+    assert [p.problem for p in problems] == ["landing file not ingested (no ledger entry)"]
+
+    monkeypatch.setattr(ingest, "ingest_file", real)
+    assert ingest_source("events").files_ingested == 1  # the next run picks it up
+    assert verify_ledger("events")[1] == []

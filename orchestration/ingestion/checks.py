@@ -1,6 +1,6 @@
 """The ledger invariant, checked against the files themselves (not against the ledger's own sums).
 
-For every ledger entry: records_read = records_loaded + records_quarantined, the raw Parquet file
+Every landing file has a ledger entry for its current size. For every ledger entry: records_read = records_loaded + records_quarantined, the raw Parquet file
 holds exactly records_loaded rows, and the quarantine file exactly records_quarantined rows; for
 line-based sources every line is a record (plus one for a lost tail of a truncated file).
 """
@@ -13,7 +13,9 @@ import pyarrow.parquet as pq
 
 from pitwall import paths
 
+from .ingest import discover
 from .ledger import read_ledger
+from .sources import SOURCES
 
 LINE_SOURCES = {"events", "crashes"}
 
@@ -29,9 +31,14 @@ def _rows(path) -> int:
 
 
 def verify_ledger(source: str | None = None) -> tuple[int, list[LedgerProblem]]:
-    """Return (entries checked, problems)."""
+    """Return (entries checked, problems). Every landing file must also have its entry."""
     problems: list[LedgerProblem] = []
     entries = read_ledger(source)
+    recorded = {(e["landing_path"], e["size_bytes"]) for e in entries}
+    for name in [source] if source else SOURCES:
+        for landing_file in discover(SOURCES[name]):
+            if (landing_file.relative, landing_file.path.stat().st_size) not in recorded:
+                problems.append(LedgerProblem(landing_file.relative, "landing file not ingested (no ledger entry)"))
     for e in entries:
         where = e["landing_path"]
         if e["records_read"] != e["records_loaded"] + e["records_quarantined"]:

@@ -74,6 +74,7 @@ class SourceSummary:
     files_seen: int = 0
     files_ingested: int = 0
     files_unchanged: int = 0
+    files_failed: int = 0
     records_loaded: int = 0
     records_quarantined: int = 0
     quarantined_by_reason: Counter = field(default_factory=Counter)
@@ -81,8 +82,9 @@ class SourceSummary:
 
     def describe(self) -> str:
         reasons = ", ".join(f"{k}={v}" for k, v in sorted(self.quarantined_by_reason.items())) or "none"
+        failed = f", {self.files_failed} FAILED (left for the next run)" if self.files_failed else ""
         return (
-            f"{self.source}: {self.files_ingested} file(s) ingested, {self.files_unchanged} unchanged; "
+            f"{self.source}: {self.files_ingested} file(s) ingested, {self.files_unchanged} unchanged{failed}; "
             f"{self.records_loaded} records loaded, {self.records_quarantined} quarantined ({reasons})"
         )
 
@@ -139,17 +141,26 @@ def ingest_source(source_name: str, *, run_id: str | None = None, workers: int |
     connections: list[duckdb.DuckDBPyConnection] = []
     lock = threading.Lock()
 
-    def work(item: tuple[LandingFile, str, os.stat_result]) -> ledger.LedgerEntry:
+    def work(item: tuple[LandingFile, str, os.stat_result]) -> ledger.LedgerEntry | str:
         if not hasattr(local, "con"):
             local.con = connect(threads=max(1, (os.cpu_count() or 2) // workers))
             with lock:
                 connections.append(local.con)
         landing_file, digest, stat = item
-        return ingest_file(local.con, landing_file, run_id=run_id, sha256=digest, stat=stat)
+        try:
+            return ingest_file(local.con, landing_file, run_id=run_id, sha256=digest, stat=stat)
+        except Exception as exc:  # one file must not stop the others
+            log.exception("could not ingest %s", landing_file.relative)
+            return f"{landing_file.relative}: ingestion failed ({type(exc).__name__}: {exc})"
 
     try:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"ingest-{source.name}") as pool:
             for entry in pool.map(work, todo):
+                if isinstance(entry, str):
+                    # Not in the ledger, so the next run retries it and the ledger check flags it meanwhile.
+                    summary.files_failed += 1
+                    summary.file_errors.append(entry)
+                    continue
                 summary.files_ingested += 1
                 summary.records_loaded += entry.records_loaded
                 summary.records_quarantined += entry.records_quarantined

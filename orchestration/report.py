@@ -42,7 +42,9 @@ def main() -> None:
             print(json.dumps({f"{s}.{r}": n for s, r, n in rows}, indent=2) if rows else "  none")
     finally:
         con.close()
-    print(f"\nQuery it: duckdb -readonly {paths.warehouse_path()}  (or .venv/bin/python + duckdb)")
+    print("\nQuery it (read-only, while no pipeline run is writing):")
+    print(f"  .venv/bin/python -c \"import duckdb; print(duckdb.connect('{paths.warehouse_path()}', "
+          "read_only=True).sql('from stg_events limit 5'))\"")
 
 
 if __name__ == "__main__":

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,3 +71,25 @@ def dbt_manifest() -> Path:
 
     dbt_project.preparer.prepare(dbt_project)
     return dbt_project.manifest_path
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory, dbt_manifest) -> tuple[Path, dict]:
+    """A simulated world (the demo's size) run through the same command `make demo` runs, built once."""
+    root = tmp_path_factory.mktemp("world") / "data"
+    env = {**os.environ, "PITWALL_DATA_DIR": str(root)}
+    subprocess.run([sys.executable, "-m", "simulator", "--out", str(root / "landing"), "--customers", "300",
+                    "--technicians", "40", "--days", "14", "--seed", "7", "--no-progress"],
+                   cwd=ROOT, env=env, check=True, capture_output=True)
+    run = subprocess.run([str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "--select", "*",
+                          "-m", "orchestration.definitions"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return root, json.loads((root / "landing" / "truth.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def con(world):
+    """A read-only connection to the simulated world's warehouse."""
+    connection = duckdb.connect(str(world[0] / "warehouse.duckdb"), read_only=True)
+    yield connection
+    connection.close()

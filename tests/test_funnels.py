@@ -14,15 +14,10 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import subprocess
-import sys
 from bisect import bisect_right
 from collections import defaultdict
 from datetime import timedelta, timezone
-from pathlib import Path
 
-import duckdb
 import pytest
 
 from conftest import ROOT
@@ -32,26 +27,6 @@ pytestmark = pytest.mark.slow
 SEEDS = ROOT / "dbt_project" / "seeds"
 # truth.json names the approval funnel estimate_approval.
 TRUTH_NAME = {"login": "login", "job_completion": "job_completion", "approval": "estimate_approval"}
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory, dbt_manifest) -> tuple[Path, dict]:
-    root = tmp_path_factory.mktemp("funnel_world") / "data"
-    env = {**os.environ, "PITWALL_DATA_DIR": str(root)}
-    subprocess.run([sys.executable, "-m", "simulator", "--out", str(root / "landing"), "--customers", "300",
-                    "--technicians", "40", "--days", "14", "--seed", "7", "--no-progress"],
-                   cwd=ROOT, env=env, check=True, capture_output=True)
-    run = subprocess.run([str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "--select", "*",
-                          "-m", "orchestration.definitions"], cwd=ROOT, env=env, capture_output=True, text=True)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    return root, json.loads((root / "landing" / "truth.json").read_text())
-
-
-@pytest.fixture(scope="module")
-def con(world):
-    connection = duckdb.connect(str(world[0] / "warehouse.duckdb"), read_only=True)
-    yield connection
-    connection.close()
 
 
 # --- the definitions, read from the seed files themselves --------------------------------------------

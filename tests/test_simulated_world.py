@@ -3,39 +3,12 @@ truth.json that the raw layer and staging can show are recovered."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from collections import Counter
 from datetime import datetime
-from pathlib import Path
 
-import duckdb
 import pytest
 
-from conftest import ROOT
-
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory, dbt_manifest) -> tuple[Path, dict]:
-    root = tmp_path_factory.mktemp("world") / "data"
-    env = {**__import__("os").environ, "PITWALL_DATA_DIR": str(root)}
-    subprocess.run([sys.executable, "-m", "simulator", "--out", str(root / "landing"), "--customers", "300",
-                    "--technicians", "40", "--days", "14", "--seed", "7", "--no-progress"],
-                   cwd=ROOT, env=env, check=True, capture_output=True)
-    run = subprocess.run([str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "--select", "*",
-                          "-m", "orchestration.definitions"], cwd=ROOT, env=env, capture_output=True, text=True)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    return root, json.loads((root / "landing" / "truth.json").read_text())
-
-
-@pytest.fixture(scope="module")
-def con(world):
-    connection = duckdb.connect(str(world[0] / "warehouse.duckdb"), read_only=True)
-    yield connection
-    connection.close()
 
 
 # Landing folders of the simulator → raw source names of the ingestion.

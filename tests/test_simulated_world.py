@@ -101,3 +101,15 @@ def test_client_latency_by_route_and_version_matches_the_spans_written(world, co
     route, version = reg["route"], reg["release"].split("@")[1].split("+")[0]
     before = max(s["p95_ms"] for v, s in truth["latency"]["client_ms_by_route_version"][route].items() if v != version and s["n"] >= 20)
     assert got[(route, version)][2] > 1.5 * before
+
+
+def test_sessions_per_release_and_crashed_sessions(world, con):
+    _, truth = world
+    opened = dict(con.execute("select release, count(*) from fct_sessions where app_opens > 0 group by all").fetchall())
+    assert opened == truth["events"]["sessions_with_app_opened_by_release"]
+    event_sessions = {s for (s,) in con.execute("select distinct session_id from stg_events").fetchall()}
+    crash_sessions = {s for (s,) in con.execute("select distinct session_id from stg_crashes").fetchall()}
+    crashed = {s for (s,) in con.execute("select session_id from fct_sessions where crashed").fetchall()}
+    assert crashed == event_sessions & crash_sessions and crashed
+    assert con.execute("select count(*), count(distinct session_id) from fct_sessions").fetchone() == (
+        len(event_sessions), len(event_sessions))

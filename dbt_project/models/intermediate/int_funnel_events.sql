@@ -50,10 +50,11 @@ joined as (
         events.received_at,
         events.platform,
         events.app_version,
-        case when events.app_namespace = 'com.acme.tech' then 'technician' else 'customer' end as role
+        coalesce(apps.role, 'unknown') as role
     from events
     inner join steps on steps.event_name = events.event_name
     inner join funnels on funnels.funnel = steps.funnel
+    left join {{ ref('apps') }} as apps on apps.app_namespace = events.app_namespace
 
 )
 

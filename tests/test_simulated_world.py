@@ -113,3 +113,27 @@ def test_sessions_per_release_and_crashed_sessions(world, con):
     assert crashed == event_sessions & crash_sessions and crashed
     assert con.execute("select count(*), count(distinct session_id) from fct_sessions").fetchone() == (
         len(event_sessions), len(event_sessions))
+
+
+def test_release_health_shows_the_crash_spike_release_least_crash_free(world, con):
+    _, truth = world
+    spike = truth["crashes"]["spike"]
+    by_release = con.execute("""
+        select release, 1 - sum(crashed_sessions) / sum(sessions) as crash_free
+        from mart_release_health where day = cast(? as date) group by all order by crash_free""",
+        [spike["day"]]).fetchall()
+    assert by_release[0][0] == spike["release"] and by_release[0][1] < by_release[1][1]
+    # Every session and every crashed session is counted once, in its release and day.
+    assert con.execute("select sum(sessions), sum(crashed_sessions) from mart_release_health").fetchone() == \
+        con.execute("select count(*), count_if(crashed) from fct_sessions").fetchone()
+    # Every user of an app that day runs some release (shares add up to at least 1; more when a user
+    # upgraded during the day), and a release that all of them ran has adoption 1.
+    short = con.execute("""select day, app_namespace, platform, sum(adoption_rate) from mart_release_health
+                           group by all having sum(adoption_rate) < 1 - 1e-9""").fetchall()
+    assert short == []
+    users = dict(((d, a, p), n) for d, a, p, n in con.execute("""
+        select cast(started_at as date), app_namespace, platform, count(distinct coalesce(user_id, anonymous_id, device_id))
+        from fct_sessions group by all""").fetchall())
+    for d, a, p, r, n, rate in con.execute(
+            "select day, app_namespace, platform, release, users, adoption_rate from mart_release_health").fetchall():
+        assert rate == pytest.approx(n / users[(d, a, p)]), (d, r)

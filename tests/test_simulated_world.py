@@ -137,3 +137,30 @@ def test_release_health_shows_the_crash_spike_release_least_crash_free(world, co
     for d, a, p, r, n, rate in con.execute(
             "select day, app_namespace, platform, release, users, adoption_rate from mart_release_health").fetchall():
         assert rate == pytest.approx(n / users[(d, a, p)]), (d, r)
+
+
+def test_api_latency_mart_shows_the_regressed_route_and_matches_numpy(world, con):
+    import numpy as np
+
+    _, truth = world
+    reg = truth["latency"]["regression"]
+    daily = con.execute("""
+        select app_version, median(p95_ms) from mart_api_latency_daily
+        where route = ? and method = ? and requests >= 5 group by all""", [reg["route"], reg["method"]]).fetchall()
+    p95 = dict(daily)
+    others = [v for k, v in p95.items() if k != reg["app_version"]]
+    assert others and p95[reg["app_version"]] > 1.5 * max(others)
+
+    # The busiest group, recomputed from the spans with numpy's (linear) percentiles.
+    day, route, method, version, platform, n, p50, p90, p95_, p99, errors = con.execute("""
+        select day, route, method, app_version, platform, requests, p50_ms, p90_ms, p95_ms, p99_ms, errors
+        from mart_api_latency_daily order by requests desc, route limit 1""").fetchone()
+    rows = con.execute("""
+        select duration_ms, is_error from stg_spans
+        where kind = 'client' and cast(started_at as date) = ? and http_route = ? and http_method = ?
+          and app_version = ? and platform = ?""", [day, route, method, version, platform]).fetchall()
+    durations = np.array([d for d, _ in rows])
+    assert len(rows) == n and sum(e for _, e in rows) == errors
+    assert [p50, p90, p95_, p99] == pytest.approx(list(np.percentile(durations, [50, 90, 95, 99])), abs=1e-9)
+    # Server time never exceeds the client's: the server span sits inside the client span.
+    assert con.execute("select count(*) from mart_api_latency_daily where mean_overhead_ms < 0").fetchone() == (0,)

@@ -164,3 +164,13 @@ def test_api_latency_mart_shows_the_regressed_route_and_matches_numpy(world, con
     assert [p50, p90, p95_, p99] == pytest.approx(list(np.percentile(durations, [50, 90, 95, 99])), abs=1e-9)
     # Server time never exceeds the client's: the server span sits inside the client span.
     assert con.execute("select count(*) from mart_api_latency_daily where mean_overhead_ms < 0").fetchone() == (0,)
+
+
+def test_crash_groups_mart_counts_events_and_releases_per_group(world, con):
+    _, truth = world
+    got = {(t + "|" + f): (n, r) for t, f, n, r in con.execute(
+        "select exception_type, crash_frame, events, releases_affected from mart_crash_groups").fetchall()}
+    want = {g: (sum(by_release.values()), len(by_release)) for g, by_release in truth["crashes"]["counts_by_group_release"].items()}
+    assert got == want
+    # The simulator plants no group that is new in the latest release or came back after two releases away.
+    assert con.execute("select count_if(new_in_latest_release), count_if(regressed) from mart_crash_groups").fetchone() == (0, 0)

@@ -174,3 +174,37 @@ def test_crash_groups_mart_counts_events_and_releases_per_group(world, con):
     assert got == want
     # The simulator plants no group that is new in the latest release or came back after two releases away.
     assert con.execute("select count_if(new_in_latest_release), count_if(regressed) from mart_crash_groups").fetchone() == (0, 0)
+
+
+def test_engagement_and_retention_match_a_recount_from_sessions(world, con):
+    from collections import defaultdict
+    from datetime import timedelta
+
+    active = defaultdict(set)  # (app, platform, role, day) -> users
+    for user, app, platform, role, day in con.execute("""
+            select coalesce(user_id, anonymous_id, device_id), app_namespace, platform, role, cast(started_at as date)
+            from fct_sessions""").fetchall():
+        active[(app, platform, role, day)].add(user)
+    rows = con.execute("select app_namespace, platform, role, day, dau, wau, mau from mart_engagement_daily").fetchall()
+    assert len(rows) == len(active)
+    for app, platform, role, day, dau, wau, mau in rows:
+        def users(days: int) -> set:
+            return set().union(*(active.get((app, platform, role, day - timedelta(d)), set()) for d in range(days)))
+        assert (dau, wau, mau) == (len(users(1)), len(users(7)), len(users(30))), (app, platform, role, day)
+
+    first_week = {}
+    weeks = defaultdict(set)
+    for (app, platform, role, day), users in active.items():
+        monday = day - timedelta(days=day.weekday())
+        for u in users:
+            key = (app, role, u)
+            first_week[key] = min(first_week.get(key, monday), monday)
+            weeks[key].add(monday)
+    cohorts = defaultdict(lambda: defaultdict(int))
+    for key, first in first_week.items():
+        for w in weeks[key]:
+            cohorts[(key[0], key[1], first)][(w - first).days // 7] += 1
+    got = {(a, r, c, n): (size, k) for c, a, r, n, size, k in con.execute(
+        "select cohort_week, app_namespace, role, week_number, cohort_users, active_users from mart_retention_weekly").fetchall()}
+    want = {(a, r, c, n): (by_n[0], k) for (a, r, c), by_n in cohorts.items() for n, k in by_n.items()}
+    assert got == want

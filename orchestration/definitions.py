@@ -5,5 +5,6 @@ import dagster as dg
 from orchestration.dbt import definitions as dbt
 from orchestration.ingestion import definitions as ingestion
 from orchestration.pipeline import definitions as pipeline
+from orchestration.publish import definitions as publish
 
-defs = dg.Definitions.merge(ingestion.defs, dbt.defs, pipeline.defs)
+defs = dg.Definitions.merge(ingestion.defs, dbt.defs, publish.defs, pipeline.defs)

@@ -17,6 +17,7 @@ def main() -> None:
     print(f"  raw layer    : {paths.raw_dir()}  (ledger in {paths.ledger_dir()})")
     print(f"  quarantine   : {paths.quarantine_dir()}")
     print(f"  warehouse    : {paths.warehouse_path()}")
+    print(f"  published    : {paths.published_dir() / 'pitwall.duckdb'}  (what readers open, read-only)")
     checked, problems = verify_ledger()
     print(f"\nLedger: {checked} landing files, invariant {'holds' if not problems else 'BROKEN'}")
     for p in problems[:10]:

@@ -11,8 +11,9 @@ include offline.env
 export $(shell sed -n 's/^\([A-Z_][A-Z0-9_]*\)=.*/\1/p' offline.env)
 
 DEMO_ARGS ?= --customers 300 --technicians 40 --days 14 --seed 7
-DBT := $(BIN)/dbt --no-use-colors
-DBT_DIRS := --project-dir dbt_project --profiles-dir dbt_project
+# dbt runs from inside its project, as dagster-dbt runs it: its partial-parse cache keeps file paths
+# relative to the working directory (seeds fail to load when two places disagree).
+DBT := cd dbt_project && $(CURDIR)/$(BIN)/dbt --no-use-colors
 
 .PHONY: demo test dagster dashboards bench venv manifest clean-data validate
 
@@ -30,7 +31,7 @@ $(DAGSTER_HOME)/dagster.yaml: orchestration/instance/dagster.yaml
 
 # dagster-dbt loads dbt's manifest when the code location is imported: parse first.
 manifest: venv
-	$(DBT) --quiet parse $(DBT_DIRS)
+	$(DBT) --quiet parse --project-dir . --profiles-dir .
 
 demo: venv manifest $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m simulator --out $(PITWALL_DATA_DIR)/landing $(DEMO_ARGS)

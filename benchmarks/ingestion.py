@@ -42,10 +42,10 @@ else:
 """
 
 
-def timed_child(args: list[str], env: dict) -> tuple[float, float, float]:
+def timed_child(args: list[str], env: dict, cwd: Path = ROOT) -> tuple[float, float, float]:
     """Run a child process; return (wall seconds, CPU seconds, its peak RSS in MiB)."""
     start = time.perf_counter()
-    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.DEVNULL)
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - start
     if status != 0:
@@ -89,9 +89,9 @@ def bench_size(target_events: int, workdir: Path, days: int, seed: int) -> dict:
         cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout)
     subprocess.run([sys.executable, "-m", "orchestration.ingestion"], cwd=ROOT, env=env, check=True,
                    capture_output=True)  # the other sources, so dbt has every table
-    dbt = [str(Path(sys.executable).parent / "dbt"), "--quiet", "run", "--project-dir", "dbt_project",
-           "--profiles-dir", "dbt_project", "--select", "stg_events"]
-    dedup_s, _, dedup_rss = timed_child(dbt, env)
+    dbt = [str(Path(sys.executable).parent / "dbt"), "--quiet", "run", "--project-dir", ".",
+           "--profiles-dir", ".", "--select", "stg_events"]
+    dedup_s, _, dedup_rss = timed_child(dbt, env, cwd=ROOT / "dbt_project")
     events = ledger["records"]
     result = {
         "target_events": target_events, "events": events, "files": len(files), "json_mb": round(mb, 1),

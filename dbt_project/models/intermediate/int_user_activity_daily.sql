@@ -1,11 +1,10 @@
--- Who was active when: one row per user × app × platform × day with a session. A user is the
--- identified user, else the anonymous id, else the device (the same key everywhere engagement is counted).
+-- Who was active when: one row per user × app × platform × day with a session, by fct_sessions.user_key.
 
 select distinct
-    coalesce(user_id, anonymous_id, device_id) as user_key,
+    user_key,
     app_namespace,
     platform,
     role,
     cast(started_at as date) as day
 from {{ ref('fct_sessions') }}
-where coalesce(user_id, anonymous_id, device_id) is not null
+where user_key is not null

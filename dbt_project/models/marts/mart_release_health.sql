@@ -12,7 +12,7 @@ sessions as (
         app_version,
         platform,
         cast(started_at as date) as day,
-        coalesce(user_id, anonymous_id, device_id) as user_key,
+        user_key,
         crashed
     from {{ ref('fct_sessions') }}
     where release is not null

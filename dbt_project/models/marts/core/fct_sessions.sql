@@ -100,6 +100,8 @@ final as (
     select
         sessions.session_id,
         sessions.session_source,
+        -- the one key engagement and release health count users by
+        coalesce(sessions.user_id, sessions.anonymous_id, sessions.device_id) as user_key,
         sessions.user_id,
         sessions.anonymous_id,
         sessions.device_id,

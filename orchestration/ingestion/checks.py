@@ -1,8 +1,9 @@
 """The ledger invariant, checked against the files themselves (not against the ledger's own sums).
 
-Every landing file has a ledger entry for its current size. For every ledger entry: records_read = records_loaded + records_quarantined, the raw Parquet file
-holds exactly records_loaded rows, and the quarantine file exactly records_quarantined rows; for
-line-based sources every line is a record (plus one for a lost tail of a truncated file).
+Every landing file has a ledger entry for its current size. For every ledger entry: records_read =
+records_loaded + records_quarantined, the raw Parquet file holds exactly records_loaded rows, and the
+quarantine file exactly records_quarantined rows; where a line is a record, every line is counted
+(plus one for the lost tail of a truncated file).
 """
 
 from __future__ import annotations
@@ -13,11 +14,9 @@ import pyarrow.parquet as pq
 
 from pitwall import paths
 
-from .ingest import discover
+from .ingest import LandingFile, discover
 from .ledger import read_ledger
 from .sources import SOURCES
-
-LINE_SOURCES = {"events", "crashes"}
 
 
 @dataclass(frozen=True)
@@ -46,13 +45,13 @@ def verify_ledger(source: str | None = None) -> tuple[int, list[LedgerProblem]]:
         raw_rows = _rows(paths.data_dir() / e["raw_path"])
         if raw_rows != e["records_loaded"]:
             problems.append(LedgerProblem(where, f"raw file has {raw_rows} rows, ledger says {e['records_loaded']}"))
-        quarantine_file = paths.quarantine_dir() / e["source"] / f"dt={e['dt']}" / (where.rsplit("/", 1)[-1] + ".parquet")
-        q_rows = _rows(quarantine_file)
+        landing_file = LandingFile(SOURCES[e["source"]], paths.landing_dir() / where, e["dt"])
+        q_rows = _rows(landing_file.output(paths.quarantine_dir()))
         if q_rows != e["records_quarantined"]:
             problems.append(
                 LedgerProblem(where, f"quarantine file has {q_rows} rows, ledger says {e['records_quarantined']}")
             )
-        if e["source"] in LINE_SOURCES and e["records_read"] not in (e["lines_read"], e["lines_read"] + 1):
+        if landing_file.source.one_record_per_line and e["records_read"] not in (e["lines_read"], e["lines_read"] + 1):
             problems.append(LedgerProblem(where, f"{e['lines_read']} lines read but {e['records_read']} records"))
     return len(entries), problems
 

@@ -292,8 +292,7 @@ def _line_records(con: duckdb.DuckDBPyConnection, landing_file: LandingFile, par
         params={**params, "truncated_line": truncated_line,
                 "file_error": f"{lines.error}: the line is cut and the rest of the file is lost"},
         lines_read=lines_read,
-        # One record per line, but OTLP lines hold many spans.
-        expected=table.num_rows if landing_file.source.name != "spans" else None,
+        expected=table.num_rows if landing_file.source.one_record_per_line else None,
         file_error=lines.error,
     )
 

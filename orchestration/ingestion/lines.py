@@ -25,12 +25,15 @@ class Lines:
 
     ``table`` has ``line_no`` (1-based), ``raw`` (bytes, trailing newline included) and
     ``raw_bytes`` (the line's length without its newline).
-    ``truncated`` is set when a gzip stream ends early: the last line is then cut.
+    ``error`` says why a gzip stream ended early (the file is then truncated: its last line is cut).
     """
 
     table: pa.Table
-    truncated: bool
     error: str | None = None
+
+    @property
+    def truncated(self) -> bool:
+        return self.error is not None
 
 
 def read_lines(path: Path) -> Lines:
@@ -41,7 +44,7 @@ def read_lines(path: Path) -> Lines:
         data, error = _gunzip(path)
     else:
         data = path.read_bytes()
-    return Lines(table=split_lines(data), truncated=error is not None, error=error)
+    return Lines(table=split_lines(data), error=error)
 
 
 def _gunzip(path: Path) -> tuple[bytes, str | None]:

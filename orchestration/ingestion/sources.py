@@ -22,6 +22,12 @@ class Source:
     description: str
     sql: str | None = None  # JSON-lines formats: SQL over the registered ``lines`` table
     extract: ExtractTable | None = None  # Parquet extracts: declared columns
+    records_per_line: bool = True  # False where a line holds many records (an OTLP request holds spans)
+
+    @property
+    def one_record_per_line(self) -> bool:
+        """Whether a file's record count is its line count, known before parsing."""
+        return self.sql is not None and self.records_per_line
 
     @property
     def patterns(self) -> tuple[str, ...]:
@@ -34,7 +40,8 @@ SOURCES: dict[str, Source] = {
         Source("events", "events", "raw", "Segment Spec events from both apps (Segment / RudderStack S3 layout)",
                sql=segment.SQL),
         Source("crashes", "crashes", "raw", "Sentry crash and error events", sql=sentry.SQL),
-        Source("spans", "traces", "raw", "OpenTelemetry spans from OTLP/JSON file-exporter output", sql=otlp.SQL),
+        Source("spans", "traces", "raw", "OpenTelemetry spans from OTLP/JSON file-exporter output", sql=otlp.SQL,
+               records_per_line=False),
         Source("telemetry", "telemetry", "raw", "Vehicle telemetry snapshots", extract=TELEMETRY),
         *(
             Source(t.name, f"ops/{t.name}", "ops", f"Service-backend extract: {t.name}", extract=t)

@@ -188,9 +188,11 @@ class _Flow:
             prev = np.where(on, cur, prev)
 
 
-def _login(f: _Flow, platform: np.ndarray, first: np.ndarray) -> None:
-    """The run's one forced sign-in, in the user's first browse session (see planted.LOGIN_STEPS)."""
-    prompted = first & f.chance(np.asarray(planted.P_LOGIN_STARTED)[platform])
+def _login(f: _Flow, platform: np.ndarray, signin: np.ndarray, retry: bool = False) -> None:
+    """The day's sign-in, right after app_opened in the user's first session of the UTC day (see
+    planted.LOGIN_STEPS). A failure ends a browse session; in a job session (opened from a push about
+    the job) the user tries again and gets in."""
+    prompted = signin & f.chance(np.asarray(planted.P_LOGIN_STARTED)[platform])
     ok = f.chance(np.asarray(planted.P_LOGIN_SUCCEEDED)[platform])
     f.wait(2, 8)
     f.emit(prompted, E["login_started"])
@@ -198,15 +200,23 @@ def _login(f: _Flow, platform: np.ndarray, first: np.ndarray) -> None:
     f.wait(3, 15)
     f.emit(prompted & ok, E["login_succeeded"])
     f.emit(prompted & ~ok, E["login_failed"], a=f.rng.integers(0, len(LOGIN_FAIL_REASONS), f.n))
-    f.alive &= ~(prompted & ~ok)  # a failed login ends the session
+    if retry:
+        again = prompted & ~ok
+        f.wait(5, 20)
+        f.emit(again, E["login_started"])
+        f.call(again, R["/v1/auth/login"])
+        f.wait(3, 15)
+        f.emit(again, E["login_succeeded"])
+    else:
+        f.alive &= ~(prompted & ~ok)
     f.wait(0.5, 2)
-    f.emit((prompted & ok) | (~prompted & f.chance(P_IDENTIFY_WITHOUT_LOGIN)), IDENTIFY)
+    f.emit(prompted | (~prompted & f.chance(P_IDENTIFY_WITHOUT_LOGIN)), IDENTIFY)
 
 
-def _customer_browse(f: _Flow, platform: np.ndarray, first: np.ndarray, variation: np.ndarray) -> None:
+def _customer_browse(f: _Flow, platform: np.ndarray, signin: np.ndarray, variation: np.ndarray) -> None:
     f.call(None, R["/v1/jobs"])
     f.emit(None, E["app_opened"])
-    _login(f, platform, first)
+    _login(f, platform, signin)
     f.wait(1, 4)
     f.screens(S["Home"], CUSTOMER_BROWSE_SCREENS)
     shown = f.chance(P_RECOMMENDATION)
@@ -233,10 +243,10 @@ def _customer_browse(f: _Flow, platform: np.ndarray, first: np.ndarray, variatio
     _common_tail(f)
 
 
-def _tech_browse(f: _Flow, platform: np.ndarray, first: np.ndarray) -> None:
+def _tech_browse(f: _Flow, platform: np.ndarray, signin: np.ndarray) -> None:
     f.call(None, R["/v1/jobs"])
     f.emit(None, E["app_opened"])
-    _login(f, platform, first)
+    _login(f, platform, signin)
     f.wait(1, 4)
     f.screens(S["Jobs"], TECH_BROWSE_SCREENS, jobs_screen_loads=True)
     _common_tail(f)
@@ -254,8 +264,9 @@ def _common_tail(f: _Flow) -> None:
     f.emit(f.chance(P_REVIEW_PROMPT), E["review_prompt_shown"])
 
 
-def _assign_session(f: _Flow, job: np.ndarray, seen: np.ndarray) -> None:
+def _assign_session(f: _Flow, platform: np.ndarray, signin: np.ndarray, job: np.ndarray, seen: np.ndarray) -> None:
     f.emit(None, E["app_opened"])
+    _login(f, platform, signin, retry=True)
     f.wait(1, 3)
     f.call(None, R["/v1/jobs"])
     f.emit(None, SCREEN, a=S["Jobs"], b=-1)
@@ -263,8 +274,9 @@ def _assign_session(f: _Flow, job: np.ndarray, seen: np.ndarray) -> None:
     f.emit(None, E["job_assigned"], job=job)
 
 
-def _work_session(f: _Flow, jobs: Jobs, job: np.ndarray) -> None:
+def _work_session(f: _Flow, platform: np.ndarray, signin: np.ndarray, jobs: Jobs, job: np.ndarray) -> None:
     f.emit(None, E["app_opened"])
+    _login(f, platform, signin, retry=True)
     f.wait(2, 8)
     f.emit(None, SCREEN, a=S["JobDetail"], b=-1)
     f.t = np.maximum(jobs.started_us[job], f.t + US)
@@ -281,9 +293,10 @@ def _work_session(f: _Flow, jobs: Jobs, job: np.ndarray) -> None:
     f.emit(done, E["job_completed"], job=job)
 
 
-def _estimate_session(f: _Flow, jobs: Jobs, job: np.ndarray) -> None:
+def _estimate_session(f: _Flow, platform: np.ndarray, signin: np.ndarray, jobs: Jobs, job: np.ndarray) -> None:
     f.call(None, R["/v1/jobs"])
     f.emit(None, E["app_opened"])
+    _login(f, platform, signin, retry=True)
     f.wait(1, 3)
     f.emit(None, E["estimate_sent"], job=job)
     viewed = jobs.estimate_viewed_us[job] >= 0
@@ -297,8 +310,9 @@ def _estimate_session(f: _Flow, jobs: Jobs, job: np.ndarray) -> None:
     f.emit(approved, E["estimate_approved"], job=job)
 
 
-def _payment_session(f: _Flow, job: np.ndarray) -> None:
+def _payment_session(f: _Flow, platform: np.ndarray, signin: np.ndarray, job: np.ndarray) -> None:
     f.emit(None, E["app_opened"])
+    _login(f, platform, signin, retry=True)
     f.wait(2, 6)
     f.emit(None, SCREEN, a=S["Payment"], b=S["Home"])
     f.wait(20, 90)
@@ -313,25 +327,7 @@ def _local_start(rng, day0: int, n: int, region: np.ndarray, mean_h: float, sd_h
     return day0 + (utc_h * HOUR_US).astype(np.int64)
 
 
-class UserMemory:
-    """What the simulation remembers about users from one day to the next."""
-
-    def __init__(self, world: World):
-        self.had_browse_session = np.zeros(len(world.user_app), dtype=bool)
-
-    def first_browse(self, users: np.ndarray, is_browse: np.ndarray) -> np.ndarray:
-        """Marks, among sessions in start order, each user's first browse session of the run."""
-        first = np.zeros(len(users), dtype=bool)
-        idx = np.flatnonzero(is_browse)
-        _, at = np.unique(users[idx], return_index=True)
-        cand = idx[at]
-        cand = cand[~self.had_browse_session[users[cand]]]
-        first[cand] = True
-        self.had_browse_session[users[cand]] = True
-        return first
-
-
-def simulate_day(world: World, jobs: Jobs, day: int, first_session_gid: int, memory: UserMemory) -> DayActivity:
+def simulate_day(world: World, jobs: Jobs, day: int, first_session_gid: int) -> DayActivity:
     rng = ids.rng_for(world.seed, ids.DAY_SESSIONS, day)
     day0, day1 = world.day_start(day), world.day_start(day + 1)
     n_users = len(world.user_app)
@@ -379,21 +375,23 @@ def simulate_day(world: World, jobs: Jobs, day: int, first_session_gid: int, mem
     s_version = world.version_at(s_device, s_start)
     s_wifi = rng.random(n) < P_WIFI
     sess = np.arange(n, dtype=np.int64)
-    first = memory.first_browse(s_user, s_kind == BROWSE)
+    # The sign-in token lasts until the end of the UTC day: the user's first session of a day may ask for it.
+    signin = np.zeros(n, dtype=bool)
+    signin[np.unique(s_user, return_index=True)[1]] = True
 
     log = _Log()
     sel = np.flatnonzero((s_kind == BROWSE) & (s_app == CUSTOMER))
-    _customer_browse(_Flow(log, rng, sess[sel], s_start[sel]), s_platform[sel], first[sel], (s_user[sel] % 2).astype(np.int16))
+    _customer_browse(_Flow(log, rng, sess[sel], s_start[sel]), s_platform[sel], signin[sel], (s_user[sel] % 2).astype(np.int16))
     sel = np.flatnonzero((s_kind == BROWSE) & (s_app == TECH))
-    _tech_browse(_Flow(log, rng, sess[sel], s_start[sel]), s_platform[sel], first[sel])
+    _tech_browse(_Flow(log, rng, sess[sel], s_start[sel]), s_platform[sel], signin[sel])
     sel = np.flatnonzero(s_kind == ASSIGN)
-    _assign_session(_Flow(log, rng, sess[sel], s_start[sel]), s_job[sel], jobs.assignment_seen_us[s_job[sel]])
+    _assign_session(_Flow(log, rng, sess[sel], s_start[sel]), s_platform[sel], signin[sel], s_job[sel], jobs.assignment_seen_us[s_job[sel]])
     sel = np.flatnonzero(s_kind == WORK)
-    _work_session(_Flow(log, rng, sess[sel], s_start[sel]), jobs, s_job[sel])
+    _work_session(_Flow(log, rng, sess[sel], s_start[sel]), s_platform[sel], signin[sel], jobs, s_job[sel])
     sel = np.flatnonzero(s_kind == ESTIMATE)
-    _estimate_session(_Flow(log, rng, sess[sel], s_start[sel]), jobs, s_job[sel])
+    _estimate_session(_Flow(log, rng, sess[sel], s_start[sel]), s_platform[sel], signin[sel], jobs, s_job[sel])
     sel = np.flatnonzero(s_kind == PAYMENT)
-    _payment_session(_Flow(log, rng, sess[sel], s_start[sel]), s_job[sel])
+    _payment_session(_Flow(log, rng, sess[sel], s_start[sel]), s_platform[sel], signin[sel], s_job[sel])
 
     ev = [np.concatenate(col) for col in zip(*log.events)]
     order = np.lexsort((ev[1], ev[0]))
@@ -440,13 +438,14 @@ def _crashes(world: World, rng, day: int, app: np.ndarray, version: np.ndarray, 
 def expected_events_per_day(customers: int, technicians: int) -> float:
     """Expected event count per day from the behaviour constants above (used by --target-events).
 
-    Browse sessions: app_opened, identify, 1-5 screens, then optional features (the one sign-in
-    per user per run is left out). Job sessions: per job per technician-day, the assignment, work,
+    Browse sessions: app_opened, the day's sign-in in about half of them, identify, 1-5 screens,
+    then optional features. Job sessions: per job per technician-day, the assignment, work,
     estimate and payment sessions.
     """
     def login_part(p_start, p_ok):
-        # The sign-in happens once per user per run: negligible per session.
-        return P_IDENTIFY_WITHOUT_LOGIN, 1.0
+        # The sign-in may happen in the user's first session of a day: about half of all sessions.
+        prompted = 0.5 * p_start
+        return prompted * 3 + (1 - prompted) * P_IDENTIFY_WITHOUT_LOGIN, 1 - prompted * (1 - p_ok)
 
     def mean(values, weights):
         return sum(v * w for v, w in zip(values, weights))

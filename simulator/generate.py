@@ -12,7 +12,7 @@ import numpy as np
 import polars as pl
 from tqdm import tqdm
 
-from .apps import E, UserMemory, expected_events_per_day, simulate_day
+from .apps import E, expected_events_per_day, simulate_day
 from .jobs import build_jobs
 from .landing import GZIP_LEVEL, Landing
 from .malformed import MalformedPlan
@@ -78,11 +78,10 @@ def generate(out: Path, *, customers: int, technicians: int, days: int, seed: in
     traces = TraceSink(world, landing, plan, truth, events_per_file)
     ops = OpsSink(world, jobs, landing, plan, truth, events_per_file)
 
-    memory = UserMemory(world)
     event_gid = session_gid = 0
     with tqdm(total=days, unit="day", file=sys.stderr, disable=not progress, desc="simulating") as bar:
         for d in range(days):
-            act = simulate_day(world, jobs, d, session_gid, memory)
+            act = simulate_day(world, jobs, d, session_gid)
             truth.sessions(session_gid, act.session_user, act.session_app, act.session_version, act.session_platform)
             session_gid += act.n_sessions
 
@@ -91,7 +90,7 @@ def generate(out: Path, *, customers: int, technicians: int, days: int, seed: in
             arrival_day = (dl.received_us - world.start_us) // DAY_US
             true_day = (dl.true_us - world.start_us) // DAY_US
             kind = act.event_kind[dl.index]
-            truth.events(dl.gid, kind, act.session_gid[sess], act.event_job[dl.index], dl.skew_us, dl.offline,
+            truth.events(dl.gid, kind, act.session_gid[sess], act.event_job[dl.index], dl.true_us, dl.skew_us, dl.offline,
                          arrival_day > true_day, event_gid + len(act.event_us))
             frame = renderer.render(act, dl).with_columns(
                 key=pl.Series(dl.received_us), gid=pl.Series(dl.gid),

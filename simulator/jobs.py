@@ -105,7 +105,8 @@ def build_jobs(world: World) -> Jobs:
     local_day = (created + (offset_h * HOUR_US)) // DAY_US * DAY_US
     scheduled = local_day + rng.integers(1, 4, n) * DAY_US + (rng.uniform(8, 17, n) * HOUR_US).astype(np.int64) - offset_h * HOUR_US
     early_cancel = rng.random(n) < 0.03
-    assigned = created + (rng.uniform(5 * MINUTE_US, 4 * HOUR_US, n)).astype(np.int64)
+    # Dispatch assigns the technician 1-12 hours before the slot (never before the booking).
+    assigned = np.maximum(created + 5 * MINUTE_US, scheduled - rng.uniform(HOUR_US, 12 * HOUR_US, n).astype(np.int64))
     seen = assigned + np.minimum(rng.exponential(15 * MINUTE_US, n), 2 * HOUR_US).astype(np.int64)
 
     def p(probs, platform):

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# Login, per user: a session-token rotation forces a sign-in in the user's first browse session of
-# the run: app_opened -> login_started -> login_succeeded (else login_failed, and the session ends;
-# later sessions carry no login events). So per-user counts estimate these probabilities.
+# Login, per user and UTC day: the sign-in token lasts until the end of the UTC day, so the user's first
+# session of a day (whatever its kind) asks for a sign-in right after app_opened with P_LOGIN_STARTED:
+# app_opened -> login_started -> login_succeeded (else login_failed: a browse session ends there, a job
+# session retries and gets in). Later sessions of the day carry no login events, so per user-day counts
+# of the day's first app_opened estimate these probabilities.
 LOGIN_STEPS = ("app_opened", "login_started", "login_succeeded")
 P_LOGIN_STARTED = (0.55, 0.65)
 P_LOGIN_SUCCEEDED = (0.92, 0.78)

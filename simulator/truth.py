@@ -60,6 +60,7 @@ class TruthRecorder:
         self.ev_kind = _Grow(np.int8, -1)
         self.ev_session = _Grow(np.int64, -1)
         self.ev_job = _Grow(np.int64, -1)
+        self.ev_us = _Grow(np.int64, -1)  # true time
         self.ev_skew = _Grow(np.int64, 0)
         self.ev_late = _Grow(bool, False)
         self.ev_later_dt = _Grow(bool, False)
@@ -86,9 +87,9 @@ class TruthRecorder:
         self.s_platform.put(first_gid, platform)
         self.n_sessions = max(self.n_sessions, first_gid + len(user))
 
-    def events(self, gid, kind, session_gid, job, skew, late, later_dt, total_generated: int) -> None:
+    def events(self, gid, kind, session_gid, job, true_us, skew, late, later_dt, total_generated: int) -> None:
         """Metadata of delivered events (gids need not be contiguous; undelivered ones stay unset)."""
-        for col, values in ((self.ev_kind, kind), (self.ev_session, session_gid), (self.ev_job, job),
+        for col, values in ((self.ev_kind, kind), (self.ev_session, session_gid), (self.ev_job, job), (self.ev_us, true_us),
                             (self.ev_skew, skew), (self.ev_late, late), (self.ev_later_dt, later_dt)):
             if len(gid):
                 tmp = np.full(gid[-1] - gid[0] + 1, col.fill, dtype=col.a.dtype)
@@ -126,7 +127,6 @@ class TruthRecorder:
         kind, sess, job = self.ev_kind.view(n), self.ev_session.view(n), self.ev_job.view(n)
         ns = self.n_sessions
         s_user, s_platform, s_app = self.s_user.view(ns), self.s_platform.view(ns), self.s_app.view(ns)
-        nu = len(self.w.user_id)
 
         def has(kind_name, index, size):
             flag = np.zeros(size, dtype=bool)
@@ -134,35 +134,34 @@ class TruthRecorder:
             flag[index[sel]] = True
             return flag
 
-        # Login: per user, a step counts when one session holds it and every earlier step.
-        s_open, s_start, s_ok = (has(k, sess, ns) for k in planted.LOGIN_STEPS)
+        # Login, per user-day: the user's first session of the UTC day (by its earliest clean app_opened)
+        # holding app_opened, then login_started, then login_succeeded (always in this order in a session).
+        s_start, s_ok = has("login_started", sess, ns), has("login_succeeded", sess, ns)
         s_fail = has("login_failed", sess, ns)
-        chain = [s_open, s_open & s_start, s_open & s_start & s_ok]
-        user_platform = self.w.user_platform
-        login = {"unit": "user", "steps": list(planted.LOGIN_STEPS),
-                 "definition": "distinct users with a session holding this step and every earlier step, in order "
-                               "(app_opened, then login_started, then login_succeeded in the same session); distinct clean events",
+        opened = np.flatnonzero(good & (kind == E["app_opened"]) & (sess >= 0))
+        o_sess, o_us = sess[opened], self.ev_us.view(n)[opened]
+        o_user, o_day = s_user[o_sess], o_us // DAY_US
+        order = np.lexsort((o_us, o_day, o_user))
+        o_user, o_day, o_sess = o_user[order], o_day[order], o_sess[order]
+        head = np.ones(len(order), dtype=bool)
+        head[1:] = (o_user[1:] != o_user[:-1]) | (o_day[1:] != o_day[:-1])
+        entry = o_sess[head]  # one session per user-day
+        chain = [np.ones(len(entry), dtype=bool), s_start[entry], s_start[entry] & s_ok[entry]]
+        e_platform, e_app = s_platform[entry], s_app[entry]
+        login = {"unit": "user_day", "steps": list(planted.LOGIN_STEPS),
+                 "definition": "user-days (UTC) whose first session, by its earliest clean app_opened, holds app_opened, then "
+                               "login_started, then login_succeeded; distinct clean events",
                  "planted_step_probabilities": {p: [1.0, planted.P_LOGIN_STARTED[i], planted.P_LOGIN_SUCCEEDED[i]] for i, p in enumerate(PLATFORMS)},
-                 "planted_note": "per user: one forced sign-in in the user's first browse session of the run; "
-                                 "P(login_started | app_opened), P(login_succeeded | login_started); no retries",
-                 "realized": {}, "realized_by_app": {}, "users_with_login_failed": {}}
+                 "planted_note": "the sign-in token lasts until the end of the UTC day: the first session of a user-day asks for a "
+                                 "sign-in with P(login_started | app_opened); P(login_succeeded | login_started) on the first try "
+                                 "(a job session retries after a failure and gets in, a browse session ends)",
+                 "realized": {}, "realized_by_app": {}, "user_days_with_login_failed": {}}
         for pi, p in enumerate(PLATFORMS):
-            counts = []
-            for step in chain:
-                users = np.zeros(nu, dtype=bool)
-                users[s_user[step]] = True
-                counts.append(int((users & (user_platform == pi)).sum()))
-            login["realized"][p] = counts
-            failed = np.zeros(nu, dtype=bool)
-            failed[s_user[s_fail]] = True
-            login["users_with_login_failed"][p] = int((failed & (user_platform == pi)).sum())
+            login["realized"][p] = [int((step & (e_platform == pi)).sum()) for step in chain]
+            login["user_days_with_login_failed"][p] = int((s_fail[entry] & (e_platform == pi)).sum())
             for ai, app in enumerate(APPS):
-                counts = []
-                for step in chain:
-                    users = np.zeros(nu, dtype=bool)
-                    users[s_user[step & (s_app == ai)]] = True
-                    counts.append(int((users & (user_platform == pi)).sum()))
-                login["realized_by_app"].setdefault(app.app_id, {})[p] = counts
+                login["realized_by_app"].setdefault(app.app_id, {})[p] = [
+                    int((step & (e_platform == pi) & (e_app == ai)).sum()) for step in chain]
 
         nj = len(self.j)
         tech_platform = self.w.user_platform[self.w.n_customers + self.j.technician]

@@ -1,6 +1,6 @@
 """Funnel marts on a simulated world: an independent Python implementation of the funnel semantics over
 stg_events reproduces mart_funnel_daily exactly, and the planted funnel truths in truth.json are
-recovered where the definitions match.
+recovered within one percentage point per step.
 
 Semantics (the same as int_funnel_entries / int_funnel_entry_steps, written again here from scratch):
 an entity (user, or properties.job_id for job funnels) enters a funnel at its first step-1 event of a UTC
@@ -174,62 +174,14 @@ def assert_rates_match(counts: list[int], realized: list[int], label: str) -> No
         assert abs(got_rate - truth_rate) <= 0.01, (label, k + 1, got_rate, truth_rate, counts, realized)
 
 
-def test_planted_approval_funnel_is_recovered_by_the_mart(con, world):
-    # truth: distinct jobs with a clean event of the step and every earlier step, by the customer's
-    # platform. Each job gets one estimate_sent, from the customer's app, and the whole flow takes well
-    # under the 7-day window, so one entry per job: the mart's entries are truth's jobs.
-    truth = world[1]["funnels"][TRUTH_NAME["approval"]]
+@pytest.mark.parametrize("funnel", ["login", "job_completion", "approval"])
+def test_planted_funnel_is_recovered_by_the_mart(con, world, funnel):
+    # truth.json counts, from the clean events the simulator wrote: login per user-day (the day's first
+    # session, which is the one that may ask for a sign-in), the job funnels per job (one job_assigned or
+    # estimate_sent per job, the whole flow within the window). The mart must give the same step
+    # conversion rates within one percentage point, by platform.
+    truth = world[1]["funnels"][TRUTH_NAME[funnel]]
     counts = mart_rates(con)
     for platform, realized in truth["realized"].items():
-        assert_rates_match(counts[("approval", platform)], realized, f"approval/{platform}")
-
-
-def test_planted_job_funnel_is_recovered_without_the_window(con, events, world):
-    # truth counts a job at a step when it has every earlier step at any time; the seed's 24-hour
-    # window from job_assigned cuts most jobs (the world starts jobs 8–77 h after assignment), so the
-    # mart's rates are not truth's. Like with like: the same ordered per-entry rule (the implementation
-    # the mart is checked against above) with no window recovers truth; the mart can only count fewer.
-    truth = world[1]["funnels"][TRUTH_NAME["job_completion"]]
-    spec = read_definitions()["job_completion"]
-    unbounded: dict[str, list[int]] = defaultdict(lambda: [0] * len(spec["steps"]))
-    for entry in funnel_entries(events, "job_completion", spec, None):
-        for k in range(len(entry["reached"])):
-            unbounded[entry["platform"]][k] += 1
-    mart = mart_rates(con)
-    for platform, realized in truth["realized"].items():
-        assert_rates_match(unbounded[platform], realized, f"job_completion/{platform}")
-        assert all(m <= u for m, u in zip(mart[("job_completion", platform)], unbounded[platform]))
-
-
-def test_planted_login_funnel_is_recovered_per_user_and_session(con, events, world):
-    # truth counts distinct users over the whole run with one session holding app_opened, then
-    # login_started, then login_succeeded; the mart counts daily entries (user-days: app_opened is the
-    # first event of every session), so its step-1 counts and step-2 rates are not truth's. Like with
-    # like: the ordered rule per user and session, counted once per user, recovers truth; and the mart's
-    # per-entry chains are per-user: no user reaches a step in the mart that truth does not count.
-    truth = world[1]["funnels"][TRUTH_NAME["login"]]
-    steps = read_definitions()["login"]["steps"]
-    by_session: dict[tuple, list] = defaultdict(list)
-    for e in events:
-        if e["user_id"] is not None and e["session_id"] is not None:
-            by_session[(e["user_id"], e["session_id"])].append(e)
-    user_level: dict[str, int] = {}
-    user_platform: dict[str, str] = {}
-    for (user, _), evs in by_session.items():
-        evs.sort(key=lambda e: (e["occurred_at"], e["message_id"]))
-        level = 0
-        for e in evs:
-            if level < len(steps) and e["event_name"] == steps[level]:
-                level += 1
-        if level:
-            user_platform.setdefault(user, evs[0]["platform"])
-            user_level[user] = max(user_level.get(user, 0), level)
-    for platform, realized in truth["realized"].items():
-        counts = [sum(1 for u, lv in user_level.items() if lv >= k and user_platform[u] == platform)
-                  for k in range(1, len(steps) + 1)]
-        assert_rates_match(counts, realized, f"login/{platform}")
-    mart_users = dict(con.execute("""
-        select step_order, count(distinct entity_id) from int_funnel_entry_steps
-        where funnel = 'login' group by all""").fetchall())
-    for k in range(1, len(steps) + 1):
-        assert mart_users[k] <= sum(1 for lv in user_level.values() if lv >= k) or k == 1
+        assert realized[-1] > 0, (funnel, platform)
+        assert_rates_match(counts[(funnel, platform)], realized, f"{funnel}/{platform}")

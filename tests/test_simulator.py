@@ -304,21 +304,27 @@ def test_truth_counts_match_the_files(truth, events, landing):
     names = Counter(e["event"] for e in by_mid.values() if e["type"] == "track")
     assert {k: v for k, v in names.items()} == {k: v for k, v in ev["by_event"].items() if v}
 
-    # Funnels: login per user (within a session), the others per job.
+    # Funnels: login per user-day (the day's first session, by its app_opened), the others per job.
     sessions = defaultdict(set)
+    first_open: dict[tuple, tuple] = {}
     platform_of_user = {}
     for e in by_mid.values():
         key = e.get("event") if e["type"] == "track" else None
-        if key:
-            sessions[(e["userId"], e["context"]["sessionId"])].add(key)
+        if not key:
+            continue
+        sid = e["context"]["sessionId"]
+        sessions[(e["userId"], sid)].add(key)
         platform_of_user[e["userId"]] = e["context"]["device"]["type"]
-    login = {p: [set(), set(), set()] for p in ("ios", "android")}
-    for (user, _sid), names_in in sessions.items():
-        steps = ["app_opened", "login_started", "login_succeeded"]
+        if key == "app_opened":  # true time: receivedAt - (sentAt - timestamp), as the skew note says
+            at = parse_time(e["receivedAt"]) - (parse_time(e["sentAt"]) - parse_time(e["timestamp"]))
+            slot = (e["userId"], at.date())
+            first_open[slot] = min(first_open.get(slot, (at, sid)), (at, sid))
+    steps = ["app_opened", "login_started", "login_succeeded"]
+    login = {p: [0, 0, 0] for p in ("ios", "android")}
+    for (user, _day), (_at, sid) in first_open.items():
         for k in range(3):
-            if all(s in names_in for s in steps[: k + 1]):
-                login[platform_of_user[user]][k].add(user)
-    assert {p: [len(s) for s in v] for p, v in login.items()} == truth["funnels"]["login"]["realized"]
+            login[platform_of_user[user]][k] += all(s in sessions[(user, sid)] for s in steps[: k + 1])
+    assert login == truth["funnels"]["login"]["realized"]
 
     for funnel, id_key in (("job_completion", "job_id"), ("estimate_approval", "job_id")):
         steps = truth["funnels"][funnel]["steps"]

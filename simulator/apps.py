@@ -50,8 +50,8 @@ FEATURE_REQUESTS = (
 EXPERIMENT_KEY = "rec_placement_v1"
 
 # Session kinds.
-BROWSE, ASSIGN, WORK, ESTIMATE, PAYMENT = 0, 1, 2, 3, 4
-SESSION_KINDS = ("browse", "job_assigned", "job_work", "estimate", "payment")
+BROWSE, ASSIGN, WORK, ESTIMATE, PAYMENT, RATING = 0, 1, 2, 3, 4, 5
+SESSION_KINDS = ("browse", "job_assigned", "job_work", "estimate", "payment", "rating")
 
 # API routes called by the apps: (method, route, server median ms, db statements, 5xx rate).
 ROUTES = (
@@ -240,7 +240,7 @@ def _customer_browse(f: _Flow, platform: np.ndarray, signin: np.ndarray, variati
     f.wait(10, 120)
     f.call(booked, R["/v1/partners/{id}/bookings"], partner=partner)
     f.emit(booked, E["booking_created"], a=partner, b=f.rng.integers(10000, 99999, f.n))
-    _common_tail(f)
+    _common_tail(f, CUSTOMER)
 
 
 def _tech_browse(f: _Flow, platform: np.ndarray, signin: np.ndarray) -> None:
@@ -249,15 +249,16 @@ def _tech_browse(f: _Flow, platform: np.ndarray, signin: np.ndarray) -> None:
     _login(f, platform, signin)
     f.wait(1, 4)
     f.screens(S["Jobs"], TECH_BROWSE_SCREENS, jobs_screen_loads=True)
-    _common_tail(f)
+    _common_tail(f, TECH)
 
 
-def _common_tail(f: _Flow) -> None:
+def _common_tail(f: _Flow, app: int) -> None:
     survey = f.chance(P_SURVEY)
     f.wait(2, 20)
     f.emit(survey, E["survey_shown"])
     f.wait(5, 60)
-    f.emit(survey & f.chance(P_SURVEY_RESPONSE), E["survey_responded"], c=f.rng.integers(0, 11, f.n))
+    nps = f.rng.choice(11, f.n, p=planted.NPS_SCORE_PROBS[app])
+    f.emit(survey & f.chance(P_SURVEY_RESPONSE), E["survey_responded"], c=nps)
     f.wait(2, 30)
     f.emit(f.chance(P_FEATURE_REQUEST), E["feature_request_submitted"], a=f.rng.integers(0, len(FEATURE_REQUESTS), f.n))
     f.wait(1, 10)
@@ -320,6 +321,17 @@ def _payment_session(f: _Flow, platform: np.ndarray, signin: np.ndarray, job: np
     f.emit(None, E["payment_completed"], job=job)
 
 
+def _rating_session(f: _Flow, platform: np.ndarray, signin: np.ndarray, jobs: Jobs, job: np.ndarray) -> None:
+    """The customer opens the push asking to rate a completed job (a CSAT survey about that job)."""
+    f.emit(None, E["app_opened"])
+    _login(f, platform, signin, retry=True)
+    f.wait(1, 4)
+    f.emit(None, E["survey_shown"], job=job)
+    f.wait(8, 60)
+    score = jobs.csat_score[job]
+    f.emit(score > 0, E["survey_responded"], job=job, c=score)
+
+
 def _local_start(rng, day0: int, n: int, region: np.ndarray, mean_h: float, sd_h: float, lo_h: float, hi_h: float) -> np.ndarray:
     """Session start times on a UTC day, shaped by the user's local time of day."""
     local_h = np.clip(rng.normal(mean_h, sd_h, n), lo_h, hi_h)
@@ -356,6 +368,7 @@ def simulate_day(world: World, jobs: Jobs, day: int, first_session_gid: int) -> 
         (WORK, tech_user, np.where(jobs.started_us >= 0, jobs.started_us - 180 * US, -1)),
         (ESTIMATE, jobs.customer, jobs.estimate_opened_us),
         (PAYMENT, jobs.customer, jobs.payment_opened_us),
+        (RATING, jobs.customer, jobs.csat_opened_us),
     )
     for kind, users, start in job_starts:
         sel = np.flatnonzero((start >= day0) & (start < day1) & (start >= world.start_us))
@@ -392,6 +405,8 @@ def simulate_day(world: World, jobs: Jobs, day: int, first_session_gid: int) -> 
     _estimate_session(_Flow(log, rng, sess[sel], s_start[sel]), s_platform[sel], signin[sel], jobs, s_job[sel])
     sel = np.flatnonzero(s_kind == PAYMENT)
     _payment_session(_Flow(log, rng, sess[sel], s_start[sel]), s_platform[sel], signin[sel], s_job[sel])
+    sel = np.flatnonzero(s_kind == RATING)
+    _rating_session(_Flow(log, rng, sess[sel], s_start[sel]), s_platform[sel], signin[sel], jobs, s_job[sel])
 
     ev = [np.concatenate(col) for col in zip(*log.events)]
     order = np.lexsort((ev[1], ev[0]))
@@ -474,7 +489,9 @@ def expected_events_per_day(customers: int, technicians: int) -> float:
     p_view = mean(planted.P_ESTIMATE_VIEWED, cw)
     p_appr = mean([a * b for a, b in zip(planted.P_ESTIMATE_VIEWED, planted.P_ESTIMATE_APPROVED)], cw)
     p_pay = mean([a * b * c for a, b, c in zip(planted.P_ESTIMATE_VIEWED, planted.P_ESTIMATE_APPROVED, planted.P_PAYMENT_COMPLETED)], cw)
-    per_job = 0.97 * (3 + p_start * (3 + 2 * p_check + p_done + planted.P_JOB_GETS_ESTIMATE * (2 + 2 * p_view + p_appr + 3 * p_pay)))
+    p_rated = p_done * planted.P_CSAT_OPENED
+    per_job = 0.97 * (3 + p_start * (3 + 2 * p_check + p_done + planted.P_JOB_GETS_ESTIMATE * (2 + 2 * p_view + p_appr + 3 * p_pay)
+                                     + p_rated * (2 + planted.P_CSAT_ANSWERED)))
     from .jobs import JOBS_PER_TECHNICIAN_DAY
     return (customers * CUSTOMER_BROWSE_SESSIONS_PER_DAY * per_customer_session
             + technicians * (TECH_BROWSE_SESSIONS_PER_DAY * per_tech_session + JOBS_PER_TECHNICIAN_DAY * per_job))

@@ -90,7 +90,7 @@ def generate(out: Path, *, customers: int, technicians: int, days: int, seed: in
             arrival_day = (dl.received_us - world.start_us) // DAY_US
             true_day = (dl.true_us - world.start_us) // DAY_US
             kind = act.event_kind[dl.index]
-            truth.events(dl.gid, kind, act.session_gid[sess], act.event_job[dl.index], dl.true_us, dl.skew_us, dl.offline,
+            truth.events(dl.gid, kind, act.session_gid[sess], act.event_job[dl.index], dl.true_us, act.event_c[dl.index], dl.skew_us, dl.offline,
                          arrival_day > true_day, event_gid + len(act.event_us))
             frame = renderer.render(act, dl).with_columns(
                 key=pl.Series(dl.received_us), gid=pl.Series(dl.gid),

@@ -40,6 +40,9 @@ class Jobs:
     estimate_viewed_us: np.ndarray
     estimate_approved_us: np.ndarray
     payment_opened_us: np.ndarray    # session in which payment_completed happens
+    # CSAT (completed jobs): the customer opens the rating push; score 1-5, -1 when not answered
+    csat_opened_us: np.ndarray
+    csat_score: np.ndarray
     # invoice (completed jobs)
     invoice_amount: np.ndarray
     invoice_issued_us: np.ndarray
@@ -137,6 +140,13 @@ def build_jobs(world: World) -> Jobs:
     approved = viewed + rng.uniform(20 * US, 240 * US, n).astype(np.int64)
     pay_open = approved + rng.uniform(30 * MINUTE_US, 6 * HOUR_US, n).astype(np.int64)
 
+    # CSAT: some customers open the rating push after the job and answer it.
+    low = (tech % 10) == planted.LOW_CSAT_TECHNICIAN_MOD
+    csat_open_ok = completed_ok & (rng.random(n) < planted.P_CSAT_OPENED)
+    csat_opened = completed + rng.uniform(20 * MINUTE_US, 20 * HOUR_US, n).astype(np.int64)
+    score = np.where(low, rng.choice(5, n, p=planted.LOW_CSAT_SCORE_PROBS), rng.choice(5, n, p=planted.CSAT_SCORE_PROBS)) + 1
+    score = np.where(csat_open_ok & (rng.random(n) < planted.P_CSAT_ANSWERED), score, -1)
+
     # Invoices for completed jobs.
     price = np.array([s[3] for s in SERVICES])[service]
     inv_amount = np.round(price + np.where(approved_ok, est_amount, 0.0), 2)
@@ -155,6 +165,7 @@ def build_jobs(world: World) -> Jobs:
         estimate_amount=np.where(has_estimate, est_amount, np.nan),
         estimate_opened_us=_where(has_estimate, opened), estimate_viewed_us=_where(viewed_ok, viewed),
         estimate_approved_us=_where(approved_ok, approved), payment_opened_us=_where(paid_ok, pay_open),
+        csat_opened_us=_where(csat_open_ok, csat_opened), csat_score=score.astype(np.int16),
         invoice_amount=inv_amount, invoice_issued_us=_where(completed_ok, issued),
         invoice_paid_us=_where(inv_paid_ok, inv_paid), invoice_void_us=_where(void_ok, inv_void),
     )

@@ -29,6 +29,19 @@ P_PAYMENT_COMPLETED = (0.90, 0.80)
 P_JOB_GETS_ESTIMATE = 0.55  # share of started jobs where the technician sends an estimate
 
 
+# Feedback. NPS (0-10) answered in the app's in-session survey, by app (index: world.TECH, world.CUSTOMER).
+NPS_SCORE_PROBS = (
+    (0.04, 0.03, 0.04, 0.05, 0.06, 0.08, 0.10, 0.14, 0.18, 0.15, 0.13),   # technicians: NPS -12
+    (0.02, 0.01, 0.02, 0.03, 0.03, 0.05, 0.06, 0.08, 0.15, 0.25, 0.30),   # customers: NPS +33
+)
+# CSAT (1-5) for a completed job, asked by push: the customer opens it with P_CSAT_OPENED, answers with
+# P_CSAT_ANSWERED. Technicians whose index % 10 == LOW_CSAT_TECHNICIAN_MOD get worse scores.
+P_CSAT_OPENED, P_CSAT_ANSWERED = 0.6, 0.75
+CSAT_SCORE_PROBS = (0.02, 0.03, 0.08, 0.30, 0.57)       # mean 4.37
+LOW_CSAT_SCORE_PROBS = (0.15, 0.15, 0.25, 0.25, 0.20)   # mean 3.20
+LOW_CSAT_TECHNICIAN_MOD = 3
+
+
 @dataclass(frozen=True)
 class CrashGroup:
     app: int  # world.TECH / world.CUSTOMER

@@ -245,8 +245,13 @@ def _property_templates() -> list:
         (kinds("login_failed"), pl.concat_str([lit('{"reason": "'), col("reason"), lit('"}')])),
         (kinds("booking_created"), pl.concat_str([lit('{"partner_id": "'), col("partner"), lit('", "booking_id": "bk_'), col("num_b"), lit('"}')])),
         (kinds("partner_widget_opened"), pl.concat_str([lit('{"partner_id": "'), col("partner"), lit('"}')])),
-        (kinds("survey_shown"), lit('{"survey_type": "nps"}')),
-        (kinds("survey_responded"), pl.concat_str([lit('{"survey_type": "nps", "score": '), col("num_c"), lit("}")])),
+        # NPS in a session's tail; CSAT about a job (the rating push).
+        (kinds("survey_shown"), pl.when(col("job_id") == "").then(lit('{"survey_type": "nps"}')).otherwise(
+            pl.concat_str([lit('{"survey_type": "csat", "job_id": "'), col("job_id"), lit('", "job_type": "'), col("job_type"), lit('"}')]))),
+        (kinds("survey_responded"), pl.when(col("job_id") == "").then(
+            pl.concat_str([lit('{"survey_type": "nps", "score": '), col("num_c"), lit("}")])).otherwise(
+            pl.concat_str([lit('{"survey_type": "csat", "job_id": "'), col("job_id"), lit('", "job_type": "'), col("job_type"),
+                           lit('", "score": '), col("num_c"), lit("}")]))),
         (kinds("feature_request_submitted"), pl.concat_str([lit('{"text": '), col("text"), lit("}")])),
     ]
 

@@ -16,7 +16,7 @@ from . import planted
 from .apps import EVENTS, ROUTES, E
 from .jobs import Jobs
 from .world import (
-    APPS, DAY_US, PLATFORMS, RELEASES, SKEW_HOURS_CHOICES, SKEWED_DEVICE_SHARE, US, World, release_name,
+    APPS, DAY_US, PLATFORMS, RELEASES, SKEW_HOURS_CHOICES, SKEWED_DEVICE_SHARE, US, World, job_type, release_name,
 )
 
 SKEW_SAMPLE_SIZE = 200
@@ -61,6 +61,7 @@ class TruthRecorder:
         self.ev_session = _Grow(np.int64, -1)
         self.ev_job = _Grow(np.int64, -1)
         self.ev_us = _Grow(np.int64, -1)  # true time
+        self.ev_c = _Grow(np.int16, -1)   # the event's number (survey scores)
         self.ev_skew = _Grow(np.int64, 0)
         self.ev_late = _Grow(bool, False)
         self.ev_later_dt = _Grow(bool, False)
@@ -87,9 +88,10 @@ class TruthRecorder:
         self.s_platform.put(first_gid, platform)
         self.n_sessions = max(self.n_sessions, first_gid + len(user))
 
-    def events(self, gid, kind, session_gid, job, true_us, skew, late, later_dt, total_generated: int) -> None:
+    def events(self, gid, kind, session_gid, job, true_us, value, skew, late, later_dt, total_generated: int) -> None:
         """Metadata of delivered events (gids need not be contiguous; undelivered ones stay unset)."""
         for col, values in ((self.ev_kind, kind), (self.ev_session, session_gid), (self.ev_job, job), (self.ev_us, true_us),
+                            (self.ev_c, value),
                             (self.ev_skew, skew), (self.ev_late, late), (self.ev_later_dt, later_dt)):
             if len(gid):
                 tmp = np.full(gid[-1] - gid[0] + 1, col.fill, dtype=col.a.dtype)
@@ -189,6 +191,43 @@ class TruthRecorder:
                 "distinct properties.job_id (estimate_id is est_ + the job number) with a clean event of this step and every "
                 "earlier step; platform of the customer's app"),
         }
+
+    def _feedback(self) -> dict:
+        """Survey answers from clean events: NPS per app (every response counts), CSAT per technician
+        and per job type (the job's service)."""
+        n = self.n_events
+        good = self.ev_good.view(n) > 0
+        kind, sess, job, score = self.ev_kind.view(n), self.ev_session.view(n), self.ev_job.view(n), self.ev_c.view(n)
+        answered = good & (kind == E["survey_responded"])
+        nps_sel = answered & (job < 0)
+        app = self.s_app.view(self.n_sessions)[sess[nps_sel]]
+        nps_score = score[nps_sel]
+        nps = {}
+        for ai, a in enumerate(APPS):
+            sc = nps_score[app == ai]
+            promoters, detractors = int((sc >= 9).sum()), int((sc <= 6).sum())
+            nps[a.app_id] = {"responses": int(len(sc)), "promoters": promoters, "detractors": detractors,
+                             "nps": 100.0 * (promoters - detractors) / len(sc) if len(sc) else None,
+                             "planted_nps": 100.0 * (sum(planted.NPS_SCORE_PROBS[ai][9:]) - sum(planted.NPS_SCORE_PROBS[ai][:7]))}
+        csat_sel = answered & (job >= 0)
+        c_job, c_score = job[csat_sel], score[csat_sel].astype(np.int64)
+        tech = self.j.technician[c_job]
+        by_tech = {}
+        for t in np.unique(tech):
+            sc = c_score[tech == t]
+            by_tech[self.w.user_id[self.w.n_customers + int(t)]] = {
+                "responses": int(len(sc)), "score_sum": int(sc.sum()), "satisfied": int((sc >= 4).sum()),
+                "planted_low": bool(t % 10 == planted.LOW_CSAT_TECHNICIAN_MOD)}
+        by_job_type = {}
+        service = self.j.service[c_job]
+        for sv in np.unique(service):
+            sc = c_score[service == sv]
+            by_job_type[job_type(int(sv))] = {"responses": int(len(sc)), "score_sum": int(sc.sum()), "satisfied": int((sc >= 4).sum())}
+        return {"nps_by_app": nps,
+                "nps_definition": "every clean survey_responded with survey_type nps counts; promoters 9-10, detractors 0-6",
+                "csat_by_technician": by_tech, "csat_by_job_type": by_job_type,
+                "csat_definition": "clean survey_responded with survey_type csat about a job; satisfied = score 4 or 5",
+                "low_csat_technician_mod": planted.LOW_CSAT_TECHNICIAN_MOD}
 
     def _events(self) -> dict:
         n = self.n_events
@@ -299,6 +338,7 @@ class TruthRecorder:
             "events": events,
             "duplicates": duplicates,
             "funnels": self._funnels(),
+            "feedback": self._feedback(),
             "crashes": self._crashes(),
             "latency": self._latency(),
             "clock_skew": skew,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -45,3 +46,88 @@ def test_republishing_does_not_block_or_disturb_an_open_reader(world):
     finally:
         reader.close()
     assert not list(path.parent.glob(".*.tmp-*"))
+
+
+# --- the audit before the publish ----------------------------------------------------------------------
+
+def audited_tables() -> list[str]:
+    from orchestration.publish.assets import AUDITED_TABLES
+
+    return AUDITED_TABLES
+
+
+def spoil(database, statements: list[str]) -> None:
+    con = duckdb.connect(str(database))
+    try:
+        for sql in statements:
+            con.execute(sql)
+    finally:
+        con.close()
+
+
+VIOLATIONS = [
+    # (table, the statement that breaks one rule, the expectation that must catch it, its columns)
+    ("mart_release_health", "update mart_release_health set crash_free_sessions_rate = 1.5 where rowid = 0",
+     "expect_column_values_to_be_between", ("crash_free_sessions_rate",)),
+    ("mart_api_latency_daily", "update mart_api_latency_daily set p95_ms = p50_ms - 1 where rowid = (select min(rowid) from mart_api_latency_daily where p50_ms > 0)",
+     "expect_column_pair_values_a_to_be_greater_than_b", ("p95_ms", "p90_ms")),
+    ("mart_funnel_daily", "update mart_funnel_daily set day = current_date + 3 where rowid = 0",
+     "expect_column_max_to_be_between", ("day",)),
+    ("mart_engagement_daily", "update mart_engagement_daily set dau = -1 where rowid = 0",
+     "expect_column_values_to_be_between", ("dau",)),
+]
+
+
+def test_the_expectations_catch_each_kind_of_violation(world, tmp_path):
+    from orchestration.publish.expectations import validate_publication
+
+    copy = tmp_path / "pitwall.duckdb"
+    shutil.copy(world[0] / "published" / "pitwall.duckdb", copy)
+    tables = audited_tables()
+    clean = validate_publication(copy, tables)
+    assert all(r.success for r in clean.values()), {t: [str(f) for f in r.failures] for t, r in clean.items()}
+    assert all(r.evaluated > 0 for r in clean.values())
+
+    spoil(copy, [sql for _, sql, _, _ in VIOLATIONS])
+    spoiled = validate_publication(copy, tables)
+    failing = {t: {(f.expectation, f.columns) for f in r.failures} for t, r in spoiled.items() if not r.success}
+    assert failing == {table: {(expectation, columns)} for table, _, expectation, columns in VIOLATIONS}
+
+
+def _publish_in_process():
+    import dagster as dg
+
+    from orchestration.publish.assets import publication_expectations, published_warehouse, staged_publication
+
+    return dg.materialize([staged_publication, publication_expectations, published_warehouse], raise_on_error=False)
+
+
+def test_a_failing_check_stops_the_publish_and_a_passing_one_publishes_the_serving_tables(world, tmp_path, monkeypatch):
+    root = tmp_path / "data"
+    root.mkdir()
+    shutil.copy(world[0] / "warehouse.duckdb", root / "warehouse.duckdb")
+    monkeypatch.setenv("PITWALL_DATA_DIR", str(root))
+    published = root / "published" / "pitwall.duckdb"
+
+    spoil(root / "warehouse.duckdb", ["update mart_release_health set crash_free_users_rate = -0.1 where rowid = 0"])
+    result = _publish_in_process()
+    checks = {e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.passed
+              for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+    assert checks["expectations_mart_release_health"] is False
+    assert sum(not ok for ok in checks.values()) == 1 and len(checks) == len(audited_tables())
+    materialized = {tuple(e.asset_key.path) for e in result.get_asset_materialization_events()}
+    assert materialized == {("published", "staged")}
+    assert not published.exists() and not (root / "published" / "serving").exists()
+
+    spoil(root / "warehouse.duckdb", ["update mart_release_health set crash_free_users_rate = 0.5 where rowid = 0"])
+    result = _publish_in_process()
+    assert result.success
+    assert published.exists() and not (root / "published" / ".pitwall.duckdb.staged").exists()
+    con = duckdb.connect(str(published), read_only=True)
+    try:
+        for name in ("review_prompt_eligibility",):
+            parquet = root / "published" / "serving" / f"{name}.parquet"
+            assert con.execute(f"select count(*) from read_parquet('{parquet}')").fetchall() == \
+                con.execute(f'select count(*) from "{name}"').fetchall() != [(0,)]
+    finally:
+        con.close()

@@ -1,21 +1,66 @@
-"""The published copy of the warehouse, after every dbt model and test of the run succeeded."""
+"""Write-audit-publish: stage a copy of the warehouse, check it with Great Expectations (blocking asset
+checks), then move it into place with the serving tables as Parquet. A failing check stops the run
+before the publish, so readers keep the last good copy."""
 
 import dagster as dg
 
 from orchestration.dbt.assets import WAREHOUSE_POOL, pitwall_dbt_models
+from orchestration.dbt.project import dbt_project
 
-from .publish import publish_warehouse
+from .expectations import validate_publication
+from .publish import SERVING_TAG, models_in, promote_publication, stage_publication, staged_path
+
+STAGED = dg.AssetKey(["published", "staged"])
+# What the checks audit: the marts (models/marts/) and the serving tables, read from dbt's manifest.
+AUDITED_TABLES = models_in(dbt_project.manifest_path, folders=("marts", "serving"), tag=SERVING_TAG)
+SERVING_TABLES = models_in(dbt_project.manifest_path, tag=SERVING_TAG)
+
+
+@dg.asset(
+    key=STAGED,
+    group_name="publish",
+    kinds={"duckdb"},
+    deps=list(pitwall_dbt_models.keys),
+    pool=WAREHOUSE_POOL,  # reads warehouse.duckdb: not while dbt writes it
+    description="published/.pitwall.duckdb.staged: the next publication, waiting for its data-quality checks",
+)
+def staged_publication(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    staged = stage_publication()
+    context.log.info(f"staged {len(staged.tables)} relations at {staged.path}")
+    return dg.MaterializeResult(metadata={"path": str(staged.path), "relations": len(staged.tables)})
+
+
+@dg.multi_asset_check(
+    specs=[
+        dg.AssetCheckSpec(f"expectations_{table}", asset=STAGED, blocking=True,
+                          description=f"{table}: rates in [0, 1], ordered percentiles, no future dates, no negative counts")
+        for table in AUDITED_TABLES
+    ],
+)
+def publication_expectations(context: dg.AssetCheckExecutionContext):
+    for table, result in validate_publication(staged_path(), AUDITED_TABLES).items():
+        yield dg.AssetCheckResult(
+            asset_key=STAGED,
+            check_name=f"expectations_{table}",
+            passed=result.success,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={"rows": result.rows, "expectations": result.evaluated,
+                      "failures": [str(f) for f in result.failures]},
+            description="; ".join(str(f) for f in result.failures) or None,
+        )
 
 
 @dg.asset(
     key=["published", "pitwall"],
     group_name="publish",
-    kinds={"duckdb"},
-    deps=list(pitwall_dbt_models.keys),
-    pool=WAREHOUSE_POOL,  # reads warehouse.duckdb: not while dbt writes it
-    description="published/pitwall.duckdb: a read-only snapshot of the warehouse for dashboards and the backend",
+    kinds={"duckdb", "parquet"},
+    deps=[STAGED],
+    description="published/pitwall.duckdb (read-only snapshot for dashboards and the backend) and "
+                "published/serving/*.parquet (the serving tables)",
 )
 def published_warehouse(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-    published = publish_warehouse()
+    published = promote_publication(SERVING_TABLES)
     context.log.info(f"published {len(published.tables)} relations to {published.path}")
-    return dg.MaterializeResult(metadata={"path": str(published.path), "rows": published.tables})
+    return dg.MaterializeResult(metadata={
+        "path": str(published.path), "rows": published.tables,
+        "serving_files": [str(p) for p in published.serving_files]})

@@ -1,5 +1,5 @@
 import dagster as dg
 
-from .assets import published_warehouse
+from .assets import publication_expectations, published_warehouse, staged_publication
 
-defs = dg.Definitions(assets=[published_warehouse])
+defs = dg.Definitions(assets=[staged_publication, published_warehouse], asset_checks=[publication_expectations])

@@ -1,16 +1,22 @@
-"""Publish the warehouse for readers: a complete copy, moved into place in one rename.
+"""Publish the warehouse for readers: write, audit, then move into place in one rename.
 
 Readers (dashboards, the mobile backend, analysts) never open ``warehouse.duckdb``: DuckDB lets one
 process write a file or several read it, not both, and a reader would see half-built tables during a
-run. They open ``published/pitwall.duckdb`` read-only instead. Each publish copies the warehouse into a
-new file beside it and renames it over the old one, so a reader sees the previous run or the new one,
-never a mix, and an open reader keeps its snapshot while the new file takes the name. Views are
-published as tables: a reader gets a self-contained snapshot (dbt's views name the warehouse's
-catalog, and the quarantine and ledger views read Parquet files that later runs replace).
+run. They open ``published/pitwall.duckdb`` read-only instead, and the backend reads the serving tables
+as Parquet under ``published/serving/``.
+
+Publishing is write-audit-publish: ``stage_publication`` copies the warehouse into a staged file beside
+the published one, the data-quality checks (``expectations.py``) read the staged file, and only then
+``promote_publication`` writes the serving Parquet files and renames the staged file over the published
+one. A reader sees the previous run or the new one, never a mix, and an open reader keeps its snapshot
+while the new file takes the name. Views are published as tables: a reader gets a self-contained
+snapshot (dbt's views name the warehouse's catalog, and the quarantine and ledger views read Parquet
+files that later runs replace).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,25 +24,47 @@ from pathlib import Path
 from pitwall import paths
 from pitwall.duck import connect
 
+SERVING_TAG = "serving"  # dbt tag of the models the mobile backend reads (models/serving/)
+
 
 @dataclass(frozen=True)
 class Published:
     path: Path
     tables: dict[str, int]  # relation -> rows
+    serving_files: tuple[Path, ...] = ()
 
 
 def published_path() -> Path:
     return paths.published_dir() / "pitwall.duckdb"
 
 
+def staged_path() -> Path:
+    return paths.published_dir() / ".pitwall.duckdb.staged"
+
+
+def serving_dir() -> Path:
+    return paths.published_dir() / "serving"
+
+
 def _quote(path: Path) -> str:
     return str(path).replace("'", "''")
 
 
-def publish_warehouse() -> Published:
-    target = published_path()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
+def models_in(manifest_path: Path, *, folders: tuple[str, ...] = (), tag: str | None = None) -> list[str]:
+    """Names of the dbt models under the given top-level model folders, or with the given tag."""
+    nodes = json.loads(Path(manifest_path).read_text())["nodes"].values()
+    return sorted(
+        n["name"] for n in nodes
+        if n["resource_type"] == "model"
+        and ((len(n["fqn"]) > 2 and n["fqn"][1] in folders) or (tag is not None and tag in n["config"].get("tags", [])))
+    )
+
+
+def stage_publication() -> Published:
+    """Copy every relation of the warehouse into the staged file (replacing an earlier one)."""
+    staged = staged_path()
+    staged.parent.mkdir(parents=True, exist_ok=True)
+    tmp = staged.parent / f".pitwall.duckdb.tmp-{os.getpid()}"
     tmp.unlink(missing_ok=True)
     con = connect()
     try:
@@ -49,10 +77,47 @@ def publish_warehouse() -> Published:
         tables = {}
         for name in relations:
             con.execute(f'create table published.main."{name}" as select * from "{source}".main."{name}"')
-            tables[name] = con.execute(f'select count(*) from published.main."{name}"').fetchone()[0]
+            tables[name] = con.execute(f'select count(*) from published.main."{name}"').fetchall()[0][0]
         con.execute("detach published")
         con.execute(f"detach {source}")
     finally:
         con.close()
-    os.replace(tmp, target)
-    return Published(target, tables)
+    os.replace(tmp, staged)
+    return Published(staged, tables)
+
+
+def promote_publication(serving_tables: list[str] = ()) -> Published:
+    """Write the serving tables of the staged file as Parquet, then rename the staged file into place.
+
+    Each Parquet file is written under a temporary name and renamed, like the database file, so the
+    backend never reads a half-written file."""
+    staged, target = staged_path(), published_path()
+    if not staged.exists():
+        raise FileNotFoundError(f"nothing staged to publish at {staged}: run the staged publication first")
+    out = serving_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    con = connect(staged, read_only=True)
+    try:
+        tables = dict(con.execute(
+            "select table_name, estimated_size from duckdb_tables() where schema_name = 'main' order by 1").fetchall())
+        missing = sorted(set(serving_tables) - set(tables))
+        if missing:
+            raise LookupError(f"serving tables missing from the staged publication: {missing}")
+        written = []
+        for name in serving_tables:
+            tmp = out / f".{name}.parquet.tmp-{os.getpid()}"
+            con.execute(f"copy \"{name}\" to '{_quote(tmp)}' (format parquet, compression zstd)")
+            written.append((tmp, out / f"{name}.parquet"))
+        tables = {name: con.execute(f'select count(*) from "{name}"').fetchall()[0][0] for name in tables}
+    finally:
+        con.close()
+    for tmp, final in written:
+        os.replace(tmp, final)
+    os.replace(staged, target)
+    return Published(target, tables, tuple(final for _, final in written))
+
+
+def publish_warehouse(serving_tables: list[str] = ()) -> Published:
+    """Stage and promote in one go, without the audit (the Dagster assets put the checks in between)."""
+    stage_publication()
+    return promote_publication(serving_tables)

@@ -18,6 +18,8 @@ def main() -> None:
     print(f"  quarantine   : {paths.quarantine_dir()}")
     print(f"  warehouse    : {paths.warehouse_path()}")
     print(f"  published    : {paths.published_dir() / 'pitwall.duckdb'}  (what readers open, read-only)")
+    serving = sorted((paths.published_dir() / "serving").glob("*.parquet"))
+    print(f"  serving      : {', '.join(p.name for p in serving) or 'none yet'}  (Parquet for the mobile backend)")
     checked, problems = verify_ledger()
     print(f"\nLedger: {checked} landing files, invariant {'holds' if not problems else 'BROKEN'}")
     for p in problems[:10]:
@@ -43,9 +45,10 @@ def main() -> None:
             print(json.dumps({f"{s}.{r}": n for s, r, n in rows}, indent=2) if rows else "  none")
     finally:
         con.close()
-    print("\nQuery it (read-only, while no pipeline run is writing):")
-    print(f"  .venv/bin/python -c \"import duckdb; print(duckdb.connect('{paths.warehouse_path()}', "
-          "read_only=True).sql('from stg_events limit 5'))\"")
+    published = paths.published_dir() / "pitwall.duckdb"
+    print("\nLook at it: `make dashboards` (Streamlit on http://127.0.0.1:8501), or query the published copy:")
+    print(f"  .venv/bin/python -c \"import duckdb; print(duckdb.connect('{published}', "
+          "read_only=True).sql('from mart_release_health limit 5'))\"")
 
 
 if __name__ == "__main__":

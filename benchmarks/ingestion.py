@@ -16,16 +16,13 @@ import argparse
 import gzip
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "docs" / "benchmarks.md"
+from .common import ROOT, RESULTS, append_section, commit, machine, timed_child
 
 # The floor: DuckDB's own reader straight to Parquet, nothing else. "all" reads every file in one
 # statement (DuckDB spreads files over its threads); "per-file" writes one Parquet file per landing
@@ -40,17 +37,6 @@ else:
     for i, path in enumerate(sorted(glob.glob(pattern))):
         con.execute(f"copy (select * from read_ndjson('{path}')) to '{out}/{i}.parquet' (format parquet, compression zstd)")
 """
-
-
-def timed_child(args: list[str], env: dict, cwd: Path = ROOT) -> tuple[float, float, float]:
-    """Run a child process; return (wall seconds, CPU seconds, its peak RSS in MiB)."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - start
-    if status != 0:
-        raise SystemExit(f"{args} failed with status {status}")
-    return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
 def json_bytes(files: list[Path]) -> int:
@@ -113,23 +99,7 @@ def bench_size(target_events: int, workdir: Path, days: int, seed: int) -> dict:
     return result
 
 
-def machine() -> str:
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{platform.machine()}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, Python {platform.python_version()}"
-
-
-def commit() -> str:
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout
-    return (out.stdout.strip() or "unknown") + ("+dirty" if dirty.strip() else "")
-
-
 def append_results(results: list[dict]) -> None:
-    if not RESULTS.exists():
-        RESULTS.write_text(
-            "# Benchmarks\n\nAppended by `make bench`. Ratios compare Pitwall with a floor measured in the same run on the "
-            "same files; absolute figures depend on the machine.\n"
-        )
     lines = [
         f"\n## Ingestion — {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, commit {commit()}\n",
         f"Machine: {machine()}. Floor: DuckDB `read_ndjson` → Parquet, in one statement over all files, and one"
@@ -149,8 +119,7 @@ def append_results(results: list[dict]) -> None:
             f" {r['floor_rss_mib']:,} | {r['dedup_s']} | {r['dedup_rss_mib']:,} |"
         )
     lines.append("\nTargets: ratio ≥ 0.6, peak RSS of ingestion < 3 GB at 5M events.\n")
-    with RESULTS.open("a") as fh:
-        fh.write("\n".join(lines) + "\n")
+    append_section(lines)
 
 
 def main() -> None:

@@ -1,0 +1,44 @@
+"""What the benchmarks share: timing a child process, the machine and commit a result belongs to, and
+the results file."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "docs" / "benchmarks.md"
+HEADER = ("# Benchmarks\n\nAppended by `make bench`. Ratios compare Pitwall with a floor measured in the same run on the "
+          "same files; absolute figures depend on the machine.\n")
+
+
+def timed_child(args: list[str], env: dict, cwd: Path = ROOT) -> tuple[float, float, float]:
+    """Run a child process; return (wall seconds, CPU seconds, its peak RSS in MiB)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    if status != 0:
+        raise SystemExit(f"{args} failed with status {status}")
+    return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+
+
+def machine() -> str:
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{platform.machine()}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, Python {platform.python_version()}"
+
+
+def commit() -> str:
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout
+    return (out.stdout.strip() or "unknown") + ("+dirty" if dirty.strip() else "")
+
+
+def append_section(lines: list[str]) -> None:
+    if not RESULTS.exists():
+        RESULTS.write_text(HEADER)
+    with RESULTS.open("a") as fh:
+        fh.write("\n".join(lines) + "\n")

@@ -42,3 +42,8 @@ def published_dir() -> Path:
 
 def mlflow_dir() -> Path:
     return data_dir() / "mlflow"
+
+
+def published_path() -> Path:
+    """The published snapshot readers open read-only (dashboards, the mobile backend)."""
+    return published_dir() / "pitwall.duckdb"

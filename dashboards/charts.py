@@ -1,0 +1,54 @@
+"""Small Altair helpers so pages stay short and every chart looks and behaves the same (tooltips, zoom)."""
+
+from __future__ import annotations
+
+import altair as alt
+import polars as pl
+
+PERCENT = ".1%"
+
+
+def lines(frame: pl.DataFrame, x: str, y: str, color: str | None = None, *, y_title: str | None = None,
+          y_format: str | None = None, height: int = 300) -> alt.Chart:
+    encoding = {
+        "x": alt.X(f"{x}:T", title=None),
+        "y": alt.Y(f"{y}:Q", title=y_title or y, axis=alt.Axis(format=y_format) if y_format else alt.Undefined),
+        "tooltip": [alt.Tooltip(f"{x}:T"), *( [alt.Tooltip(f"{color}:N")] if color else []),
+                    alt.Tooltip(f"{y}:Q", format=y_format or ",.2f")],
+    }
+    if color:
+        encoding["color"] = alt.Color(f"{color}:N", title=None, legend=alt.Legend(orient="bottom"))
+    return alt.Chart(frame).mark_line(point=True).encode(**encoding).properties(height=height).interactive()
+
+
+def bars(frame: pl.DataFrame, x: str, y: str, color: str | None = None, *, x_title: str | None = None,
+         y_title: str | None = None, y_format: str | None = None, sort: list[str] | str | None = None,
+         horizontal: bool = False, tooltip: list | None = None, height: int = 300) -> alt.Chart:
+    category = alt.X(f"{x}:N", title=x_title, sort=sort) if not horizontal else alt.Y(f"{x}:N", title=x_title, sort=sort)
+    axis = alt.Axis(format=y_format) if y_format else alt.Undefined
+    value = (alt.Y(f"{y}:Q", title=y_title or y, axis=axis) if not horizontal
+             else alt.X(f"{y}:Q", title=y_title or y, axis=axis))
+    encoding = {"x": category, "y": value} if not horizontal else {"y": category, "x": value}
+    if color:
+        encoding["color"] = alt.Color(f"{color}:N", title=None, legend=alt.Legend(orient="bottom"))
+        encoding["xOffset" if not horizontal else "yOffset"] = alt.XOffset(f"{color}:N") if not horizontal \
+            else alt.YOffset(f"{color}:N")
+    encoding["tooltip"] = tooltip or [f"{x}:N", *([f"{color}:N"] if color else []),
+                                      alt.Tooltip(f"{y}:Q", format=y_format or ",")]
+    return alt.Chart(frame).mark_bar().encode(**encoding).properties(height=height)
+
+
+def heatmap(frame: pl.DataFrame, x: str, y: str, value: str, *, x_title: str, y_title: str,
+            value_format: str = PERCENT, tooltip: list | None = None, height: int = 300) -> alt.Chart:
+    base = alt.Chart(frame).encode(
+        x=alt.X(f"{x}:O", title=x_title), y=alt.Y(f"{y}:O", title=y_title),
+    )
+    cells = base.mark_rect().encode(
+        color=alt.Color(f"{value}:Q", title=None, scale=alt.Scale(scheme="blues", domain=[0, 1])),
+        tooltip=tooltip or [f"{y}:O", f"{x}:O", alt.Tooltip(f"{value}:Q", format=value_format)],
+    )
+    labels = base.mark_text(fontSize=12).encode(
+        text=alt.Text(f"{value}:Q", format=value_format),
+        color=alt.condition(alt.datum[value] > 0.5, alt.value("white"), alt.value("black")),
+    )
+    return (cells + labels).properties(height=height)

@@ -1,0 +1,479 @@
+"""Every query the dashboards run, one function per query, against the published snapshot.
+
+No Streamlit here: a benchmark (or a notebook) can open the published file and time each page's queries
+through ``PAGE_QUERIES`` with ``default_filters``. Each function takes an open DuckDB connection and a
+``Filters`` and returns a polars DataFrame.
+
+Values always travel as bound parameters (``$name``); the only SQL text assembled in Python is made of
+the constant column expressions in this module, chosen by key, never of user input.
+
+The marts compute every rate at their own grain. Where a page combines rows (several days, platforms,
+versions), it adds up the numerators and denominators and divides once (ratio of sums), never averages
+rates. Percentiles do not add up at all: an exact percentile over an arbitrary filter is computed from
+the rows beneath the mart (stg_spans for request durations, the funnel entry steps for times to
+convert), with the same row definition the mart uses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
+from typing import Callable
+
+import duckdb
+import polars as pl
+
+Connection = duckdb.DuckDBPyConnection
+
+
+@dataclass(frozen=True)
+class Filters:
+    """The sidebar's global filters. Empty tuples mean "all"."""
+
+    start: date
+    end: date
+    apps: tuple[str, ...] = ()
+    platforms: tuple[str, ...] = ()
+    app_versions: tuple[str, ...] = ()
+    roles: tuple[str, ...] = ()
+
+    @property
+    def days(self) -> int:
+        return (self.end - self.start).days + 1
+
+    def previous(self) -> Filters:
+        """The window of the same length just before this one (what Overview compares against)."""
+        return replace(self, start=self.start - timedelta(days=self.days), end=self.start - timedelta(days=1))
+
+
+# How each global filter applies to a table, as constant predicates over that table's columns. App and
+# role are one-to-one through the apps seed, so a table with only one of them still honours both.
+APP = "list_contains($apps, app_namespace)"
+ROLE_BY_APP = "app_namespace in (select app_namespace from apps where list_contains($roles, role))"
+ROLE = "list_contains($roles, role)"
+APP_BY_ROLE = "role in (select role from apps where list_contains($apps, app_namespace))"
+PLATFORM = "list_contains($platforms, platform)"
+VERSION = "list_contains($app_versions, app_version)"
+
+# Which global filters each source honours; a page says which of its sources ignore which filters.
+FILTERS_BY_SOURCE: dict[str, dict[str, str]] = {
+    "mart_release_health": {"apps": APP, "roles": ROLE_BY_APP, "platforms": PLATFORM, "app_versions": VERSION},
+    "mart_funnel_daily": {"apps": APP_BY_ROLE, "roles": ROLE, "platforms": PLATFORM, "app_versions": VERSION},
+    "int_funnel_entries": {"apps": APP_BY_ROLE, "roles": ROLE, "platforms": PLATFORM, "app_versions": VERSION},
+    "mart_engagement_daily": {"apps": APP, "roles": ROLE, "platforms": PLATFORM},
+    "mart_retention_weekly": {"apps": APP, "roles": ROLE},
+    "mart_crash_groups": {"apps": APP, "roles": ROLE_BY_APP},
+    # Spans carry the platform and version of the app that made the request, not the app's bundle id.
+    "mart_api_latency_daily": {"platforms": PLATFORM, "app_versions": VERSION},
+    "stg_spans": {"platforms": PLATFORM, "app_versions": VERSION},
+    "mart_nps_weekly": {"apps": APP, "roles": ROLE, "app_versions": VERSION},
+    "mart_csat_daily": {},
+    "mart_feature_requests": {"apps": APP, "roles": ROLE_BY_APP},
+    "review_prompt_eligibility": {"apps": APP, "roles": ROLE_BY_APP, "platforms": PLATFORM},
+}
+FILTER_LABELS = {"apps": "app", "roles": "role", "platforms": "platform", "app_versions": "app version"}
+
+
+def ignored_filters(*sources: str) -> list[str]:
+    """Labels of the global filters that at least one of these sources cannot honour."""
+    return [label for key, label in FILTER_LABELS.items()
+            if any(key not in FILTERS_BY_SOURCE[source] for source in sources)]
+
+
+def _where(source: str, f: Filters, day_column: str | None) -> tuple[str, dict]:
+    """A where clause (without the keyword) and its parameters for ``source`` under ``f``."""
+    clauses, params = [], {}
+    if day_column:
+        clauses.append(f"{day_column} between $start and $end")
+        params.update(start=f.start, end=f.end)
+    for key, predicate in FILTERS_BY_SOURCE[source].items():
+        values = getattr(f, key)
+        if values:
+            clauses.append(predicate)
+            params[key] = list(values)
+    return " and ".join(clauses) or "true", params
+
+
+def _frame(con: Connection, sql: str, params: dict | None = None) -> pl.DataFrame:
+    frame = con.sql(sql, params=params or {}).pl()
+    # DuckDB widens sum(bigint) to decimal(38, 0): counts read better (and chart better) as integers.
+    return frame.with_columns(pl.col(pl.Decimal(scale=0)).cast(pl.Int64)) if frame.width else frame
+
+
+def _with_previous(f: Filters) -> Filters:
+    """One window covering the previous period and this one, so a KPI query reads the mart once."""
+    return replace(f, start=f.previous().start)
+
+
+PERIOD = "case when {day} >= $current_start then 'current' else 'previous' end"
+
+
+# --- filter choices and the data's extent --------------------------------------------------------
+
+def data_extent(con: Connection) -> pl.DataFrame:
+    """First and last day with sessions: the range the date filter offers."""
+    return _frame(con, "select min(day) as first_day, max(day) as last_day from mart_release_health")
+
+
+def filter_options(con: Connection) -> dict[str, list[str]]:
+    """Values each global filter offers, from the release-health mart (every session has them) and the apps seed."""
+    frame = _frame(con, """
+        select 'apps' as dimension, app_namespace as value from apps
+        union select 'roles', role from apps
+        union select 'platforms', platform from mart_release_health
+        union select 'app_versions', app_version from mart_release_health
+    """)
+    options = {key: [] for key in FILTER_LABELS}
+    for dimension, value in frame.drop_nulls().sort(["dimension", "value"]).iter_rows():
+        options[dimension].append(value)
+    return options
+
+
+def default_filters(con: Connection, days: int = 7) -> Filters:
+    """The last ``days`` days of data, every app, platform, version and role."""
+    last_day = data_extent(con).item(0, "last_day")
+    return Filters(start=last_day - timedelta(days=days - 1), end=last_day)
+
+
+# --- Overview ------------------------------------------------------------------------------------
+
+def overview_crash_free(con: Connection, f: Filters) -> pl.DataFrame:
+    """Crash-free sessions and users (user-days), this period and the previous one."""
+    where, params = _where("mart_release_health", _with_previous(f), "day")
+    return _frame(con, f"""
+        select {PERIOD.format(day='day')} as period,
+               sum(sessions) as sessions, sum(crashed_sessions) as crashed_sessions,
+               1 - sum(crashed_sessions) / sum(sessions) as crash_free_sessions_rate,
+               1 - sum(crashed_users) / sum(users) as crash_free_users_rate
+        from mart_release_health where {where} group by all order by period
+    """, {**params, "current_start": f.start})
+
+
+# The mart's definition of a request (mart_api_latency_daily): a CLIENT span with a route.
+REQUESTS = "kind = 'client' and http_route is not null"
+
+
+def overview_latency(con: Connection, f: Filters) -> pl.DataFrame:
+    """p95 of request duration over all routes, this period and the previous one (exact, from the spans)."""
+    where, params = _where("stg_spans", _with_previous(f), "cast(started_at as date)")
+    return _frame(con, f"""
+        select {PERIOD.format(day='cast(started_at as date)')} as period, count(*) as requests,
+               quantile_cont(duration_ms, 0.95) as p95_ms
+        from stg_spans where {REQUESTS} and {where} group by all order by period
+    """, {**params, "current_start": f.start})
+
+
+def overview_funnels(con: Connection, f: Filters) -> pl.DataFrame:
+    """Each funnel's overall conversion (last step over step 1), this period and the previous one."""
+    where, params = _where("mart_funnel_daily", _with_previous(f), "day")
+    return _frame(con, f"""
+        with last_steps as (select funnel, max(step_order) as last_step from funnel_steps group by funnel)
+        select m.funnel, {PERIOD.format(day='m.day')} as period,
+               sum(m.entered) filter (where m.step_order = 1) as entries,
+               sum(m.entered) filter (where m.step_order = l.last_step) as conversions,
+               conversions / entries as conversion_rate
+        from mart_funnel_daily m join last_steps l using (funnel)
+        where {where} group by all order by m.funnel, period
+    """, {**params, "current_start": f.start})
+
+
+def overview_nps(con: Connection, f: Filters) -> pl.DataFrame:
+    """NPS over the weeks starting in this period and in the previous one."""
+    where, params = _where("mart_nps_weekly", _with_previous(f), "week_start")
+    return _frame(con, f"""
+        select {PERIOD.format(day='week_start')} as period, sum(responses) as responses,
+               100 * (sum(promoters) - sum(detractors)) / sum(responses) as nps
+        from mart_nps_weekly where {where} group by all order by period
+    """, {**params, "current_start": f.start})
+
+
+def overview_daily_health(con: Connection, f: Filters) -> pl.DataFrame:
+    """Crash-free sessions and sessions per day of this period (the Overview's sparkline)."""
+    where, params = _where("mart_release_health", f, "day")
+    return _frame(con, f"""
+        select day, sum(sessions) as sessions, 1 - sum(crashed_sessions) / sum(sessions) as crash_free_sessions_rate
+        from mart_release_health where {where} group by day order by day
+    """, params)
+
+
+# --- Funnels -------------------------------------------------------------------------------------
+
+# Breakdowns a person can choose, as constant columns of mart_funnel_daily / int_funnel_entries.
+FUNNEL_BREAKDOWNS = {"none": None, "platform": "platform", "app_version": "app_version", "role": "role"}
+
+
+def funnel_definitions(con: Connection, f: Filters | None = None) -> pl.DataFrame:
+    """The funnels seed with their steps (the global filters do not apply to definitions)."""
+    return _frame(con, """
+        select f.funnel, f.entity, f.conversion_window_seconds, f.description,
+               string_agg(s.event_name, ' → ' order by s.step_order) as steps
+        from funnels f join funnel_steps s using (funnel) group by all order by f.funnel
+    """)
+
+
+def _breakdown(breakdown: str) -> str:
+    column = FUNNEL_BREAKDOWNS[breakdown]  # KeyError for anything not offered
+    return f"coalesce(cast({column} as varchar), '(none)')" if column else "'all'"
+
+
+def funnel_steps(con: Connection, f: Filters, funnel: str, breakdown: str = "none") -> pl.DataFrame:
+    """Entries reaching each step, with conversion from step 1 and from the previous step, per breakdown value."""
+    where, params = _where("mart_funnel_daily", f, "day")
+    return _frame(con, f"""
+        with steps as (
+            select {_breakdown(breakdown)} as breakdown, step_order, step_event, sum(entered) as entered
+            from mart_funnel_daily where funnel = $funnel and {where} group by all
+        )
+        select breakdown, step_order, step_event, entered,
+               entered / first_value(entered) over w as converted_from_first,
+               entered / lag(entered) over w as converted_from_previous
+        from steps
+        window w as (partition by breakdown order by step_order)
+        order by breakdown, step_order
+    """, {**params, "funnel": funnel})
+
+
+def funnel_trend(con: Connection, f: Filters, funnel: str, breakdown: str = "none") -> pl.DataFrame:
+    """Overall conversion (last step over step 1) per entry day and breakdown value."""
+    where, params = _where("mart_funnel_daily", f, "day")
+    return _frame(con, f"""
+        with last_step as (select max(step_order) as last_step from funnel_steps where funnel = $funnel)
+        select day, {_breakdown(breakdown)} as breakdown,
+               sum(entered) filter (where step_order = 1) as entries,
+               sum(entered) filter (where step_order = (select last_step from last_step)) as conversions,
+               conversions / entries as conversion_rate
+        from mart_funnel_daily where funnel = $funnel and {where} group by all order by day, breakdown
+    """, {**params, "funnel": funnel})
+
+
+def funnel_time_to_convert(con: Connection, f: Filters, funnel: str) -> pl.DataFrame:
+    """Median and p90 time from entry to each step over the whole window (exact, from the entry steps
+    mart_funnel_daily is built on; the mart's daily percentiles cannot be combined)."""
+    where, params = _where("int_funnel_entries", f, "entry_day")
+    return _frame(con, f"""
+        with entries as (
+            select funnel, entity_id, entered_at from int_funnel_entries where funnel = $funnel and {where}
+        )
+        select s.step_order, s.event_name as step_event, count(*) as reached,
+               median(s.seconds_from_entry) as median_seconds,
+               quantile_cont(s.seconds_from_entry, 0.9) as p90_seconds
+        from int_funnel_entry_steps s join entries using (funnel, entity_id, entered_at)
+        group by all order by s.step_order
+    """, {**params, "funnel": funnel})
+
+
+# --- Engagement & Retention ----------------------------------------------------------------------
+
+def engagement_daily(con: Connection, f: Filters) -> pl.DataFrame:
+    """DAU, WAU, MAU summed over the selected segments per day; stickiness = sum(DAU) / sum(MAU)."""
+    where, params = _where("mart_engagement_daily", f, "day")
+    return _frame(con, f"""
+        select day, sum(dau) as dau, sum(wau) as wau, sum(mau) as mau, sum(dau) / sum(mau) as stickiness
+        from mart_engagement_daily where {where} group by day order by day
+    """, params)
+
+
+def retention_cohorts(con: Connection, f: Filters) -> pl.DataFrame:
+    """Week-N retention per cohort week (cohorts first seen in a week touching the window)."""
+    where, params = _where("mart_retention_weekly", f, None)
+    return _frame(con, f"""
+        select cohort_week, week_number, sum(cohort_users) as cohort_users, sum(active_users) as active_users,
+               sum(active_users) / sum(cohort_users) as retention
+        from mart_retention_weekly
+        where cohort_week between date_trunc('week', $start::date) and $end and {where}
+        group by all order by cohort_week, week_number
+    """, {**params, "start": f.start, "end": f.end})
+
+
+# --- Release Health ------------------------------------------------------------------------------
+
+def release_health_by_release(con: Connection, f: Filters) -> pl.DataFrame:
+    """Per release: sessions, crash-free sessions and users (ratio of sums over days and platforms), and
+    adoption on the window's last day with data. The mart's adoption is users over the app's users on a
+    platform; its denominator (users / adoption_rate) is rebuilt so platforms add up."""
+    where, params = _where("mart_release_health", f, "day")
+    return _frame(con, f"""
+        with rows as (select * from mart_release_health where {where}),
+        last_day as (select app_namespace, max(day) as day from rows group by all),
+        adoption as (
+            select r.release, sum(r.users) / sum(r.users / r.adoption_rate) as adoption_rate
+            from rows r join last_day using (app_namespace, day)
+            where r.adoption_rate > 0 group by all
+        )
+        select r.app_namespace, r.release, any_value(r.app_version) as app_version,
+               sum(r.sessions) as sessions, sum(r.crashed_sessions) as crashed_sessions,
+               1 - sum(r.crashed_sessions) / sum(r.sessions) as crash_free_sessions_rate,
+               sum(r.users) as user_days,
+               1 - sum(r.crashed_users) / sum(r.users) as crash_free_users_rate,
+               coalesce(any_value(a.adoption_rate), 0) as adoption_rate,
+               min(r.day) as first_day
+        from rows r left join adoption a using (release)
+        group by r.app_namespace, r.release order by r.app_namespace, first_day, r.release
+    """, params)
+
+
+def release_adoption_daily(con: Connection, f: Filters) -> pl.DataFrame:
+    """Each release's share of its app's users per day (platforms added up as above)."""
+    where, params = _where("mart_release_health", f, "day")
+    return _frame(con, f"""
+        select day, app_namespace, release, sum(users) / sum(users / adoption_rate) as adoption_rate
+        from mart_release_health where {where} and adoption_rate > 0
+        group by all order by day, release
+    """, params)
+
+
+def crash_groups(con: Connection, f: Filters, limit: int = 50) -> pl.DataFrame:
+    """Crash groups seen in the window, most events first (counts are the groups' lifetime totals)."""
+    where, params = _where("mart_crash_groups", f, None)
+    return _frame(con, f"""
+        select app_namespace, group_id, exception_type, exception_value, crash_frame, events, users_affected,
+               releases_affected, first_release, last_release, first_seen_at, last_seen_at,
+               new_in_latest_release, regressed
+        from mart_crash_groups
+        where cast(last_seen_at as date) >= $start and cast(first_seen_at as date) <= $end and {where}
+        order by events desc, group_id limit $limit
+    """, {**params, "start": f.start, "end": f.end, "limit": limit})
+
+
+# --- API Latency ---------------------------------------------------------------------------------
+
+def latency_daily(con: Connection, f: Filters) -> pl.DataFrame:
+    """p50/p95/p99 of request duration per route and day (exact, from the spans under the mart)."""
+    where, params = _where("stg_spans", f, "cast(started_at as date)")
+    return _frame(con, f"""
+        select cast(started_at as date) as day, http_route as route, count(*) as requests,
+               quantile_cont(duration_ms, [0.5, 0.95, 0.99]) as q
+        from stg_spans where {REQUESTS} and {where} group by all
+    """, params).select(
+        "day", "route", "requests",
+        pl.col("q").list.get(0).alias("p50_ms"), pl.col("q").list.get(1).alias("p95_ms"),
+        pl.col("q").list.get(2).alias("p99_ms"),
+    ).sort("day", "route")
+
+
+def slowest_routes(con: Connection, f: Filters, limit: int = 20) -> pl.DataFrame:
+    """Routes by p95 over the window: requests and errors from the mart, percentiles from its spans."""
+    mart_where, params = _where("mart_api_latency_daily", f, "day")
+    span_where, _ = _where("stg_spans", f, "cast(started_at as date)")
+    return _frame(con, f"""
+        with counts as (
+            select route, method, sum(requests) as requests, sum(errors) as errors,
+                   sum(errors) / sum(requests) as error_rate
+            from mart_api_latency_daily where {mart_where} group by all
+        ),
+        percentiles as (
+            select http_route as route, http_method as method,
+                   quantile_cont(duration_ms, [0.5, 0.95, 0.99]) as q
+            from stg_spans where {REQUESTS} and {span_where} group by all
+        )
+        select c.route, c.method, c.requests, c.errors, c.error_rate,
+               p.q[1] as p50_ms, p.q[2] as p95_ms, p.q[3] as p99_ms
+        from counts c left join percentiles p using (route, method)
+        order by p95_ms desc nulls last, c.route limit $limit
+    """, {**params, "limit": limit})
+
+
+def client_vs_server(con: Connection, f: Filters) -> pl.DataFrame:
+    """Per route, over requests whose server span is in the trace: mean server time and mean network +
+    device overhead (the mart's means weighted back into sums by their request counts)."""
+    where, params = _where("mart_api_latency_daily", f, "day")
+    return _frame(con, f"""
+        select route, sum(requests_with_server_span) as requests_with_server_span,
+               sum(mean_server_ms * requests_with_server_span) / sum(requests_with_server_span) as server_ms,
+               sum(mean_overhead_ms * requests_with_server_span) / sum(requests_with_server_span) as overhead_ms,
+               sum(mean_client_ms_with_server_span * requests_with_server_span)
+                   / sum(requests_with_server_span) as client_ms
+        from mart_api_latency_daily where {where} and requests_with_server_span > 0
+        group by route order by client_ms desc
+    """, params)
+
+
+# --- Feedback ------------------------------------------------------------------------------------
+
+def nps_weekly(con: Connection, f: Filters) -> pl.DataFrame:
+    """NPS per week: 100 × (promoters − detractors) / responses over the selected groups."""
+    where, params = _where("mart_nps_weekly", f, None)
+    return _frame(con, f"""
+        select week_start, sum(responses) as responses, sum(promoters) as promoters, sum(passives) as passives,
+               sum(detractors) as detractors, 100 * (sum(promoters) - sum(detractors)) / sum(responses) as nps
+        from mart_nps_weekly where week_start between date_trunc('week', $start::date) and $end and {where}
+        group by week_start order by week_start
+    """, {**params, "start": f.start, "end": f.end})
+
+
+def csat_by_job_type(con: Connection, f: Filters) -> pl.DataFrame:
+    where, params = _where("mart_csat_daily", f, "day")
+    return _frame(con, f"""
+        select coalesce(job_type, '(unknown)') as job_type, sum(responses) as responses,
+               sum(satisfied) / sum(responses) as csat_rate, sum(score_sum) / sum(responses) as mean_score
+        from mart_csat_daily where {where} group by all order by csat_rate, job_type
+    """, params)
+
+
+def csat_by_technician(con: Connection, f: Filters) -> pl.DataFrame:
+    where, params = _where("mart_csat_daily", f, "day")
+    return _frame(con, f"""
+        select technician_id, sum(responses) as responses, sum(satisfied) / sum(responses) as csat_rate,
+               sum(score_sum) / sum(responses) as mean_score
+        from mart_csat_daily where {where} group by all order by csat_rate, responses desc, technician_id
+    """, params)
+
+
+def csat_daily(con: Connection, f: Filters) -> pl.DataFrame:
+    where, params = _where("mart_csat_daily", f, "day")
+    return _frame(con, f"""
+        select day, sum(responses) as responses, sum(satisfied) / sum(responses) as csat_rate
+        from mart_csat_daily where {where} group by day order by day
+    """, params)
+
+
+def feature_request_topics(con: Connection, f: Filters) -> pl.DataFrame:
+    where, params = _where("mart_feature_requests", f, None)
+    return _frame(con, f"""
+        select week_start, topic, sum(requests) as requests, sum(users) as users,
+               any_value(example_text) as example_text
+        from mart_feature_requests where week_start between date_trunc('week', $start::date) and $end and {where}
+        group by all order by week_start, requests desc, topic
+    """, {**params, "start": f.start, "end": f.end})
+
+
+def review_prompt_summary(con: Connection, f: Filters) -> pl.DataFrame:
+    """Users the backend would prompt for a store review now, and why the others are not."""
+    where, params = _where("review_prompt_eligibility", f, None)
+    return _frame(con, f"""
+        select coalesce(ineligible_reason, 'eligible') as status, count(*) as users
+        from review_prompt_eligibility where {where} group by all order by users desc
+    """, params)
+
+
+# --- what each page runs -------------------------------------------------------------------------
+
+Query = Callable[[Connection, Filters], pl.DataFrame]
+
+
+def _first_funnel(query):
+    """A funnel query with the first funnel and no breakdown: what the Funnels page shows by default."""
+    def run(con: Connection, f: Filters) -> pl.DataFrame:
+        return query(con, f, funnel_definitions(con).item(0, "funnel"))
+    run.__name__ = query.__name__
+    return run
+
+
+PAGE_QUERIES: dict[str, list[Query]] = {
+    "overview": [overview_crash_free, overview_latency, overview_funnels, overview_nps, overview_daily_health],
+    "funnels": [_first_funnel(funnel_steps), _first_funnel(funnel_trend), _first_funnel(funnel_time_to_convert)],
+    "engagement": [engagement_daily, retention_cohorts],
+    "release_health": [release_health_by_release, release_adoption_daily, crash_groups],
+    "api_latency": [latency_daily, slowest_routes, client_vs_server],
+    "feedback": [nps_weekly, csat_daily, csat_by_job_type, csat_by_technician, feature_request_topics,
+                 review_prompt_summary],
+}
+# Tables each page needs; a missing one means the pipeline has not built it yet.
+PAGE_TABLES: dict[str, list[str]] = {
+    "overview": ["mart_release_health", "stg_spans", "mart_funnel_daily", "funnel_steps", "mart_nps_weekly"],
+    "funnels": ["funnels", "funnel_steps", "mart_funnel_daily", "int_funnel_entries", "int_funnel_entry_steps"],
+    "engagement": ["mart_engagement_daily", "mart_retention_weekly"],
+    "release_health": ["mart_release_health", "mart_crash_groups"],
+    "api_latency": ["stg_spans", "mart_api_latency_daily"],
+    "feedback": ["mart_nps_weekly", "mart_csat_daily", "mart_feature_requests", "review_prompt_eligibility"],
+}

@@ -1,0 +1,221 @@
+"""The Streamlit dashboards on the simulated world, through Streamlit's own AppTest (a real script run,
+real DuckDB): every page renders without an exception, and on every page a KPI equals the value
+queried here, independently, from the published mart with DuckDB. A missing, empty or half-built
+published file gives a message with the command that produces it, never a traceback.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from conftest import ROOT
+from dashboards import queries
+from dashboards.formatting import change, milliseconds, percent, points, score
+from pitwall.duck import connect
+
+pytestmark = pytest.mark.slow
+
+APP = str(ROOT / "dashboards" / "app.py")
+PAGES = ["views/overview.py", "views/funnels.py", "views/engagement.py", "views/release_health.py",
+         "views/api_latency.py", "views/feedback.py"]
+
+
+@pytest.fixture(scope="module")
+def published(world) -> Path:
+    path = world[0] / "published" / "pitwall.duckdb"
+    assert path.exists()
+    return path
+
+
+@pytest.fixture(scope="module")
+def mart(published):
+    """An independent read-only connection to the published file, for the expected values. Opened with
+    the app's settings: DuckDB refuses a second connection to a file with a different configuration
+    in the same process."""
+    con = connect(published, read_only=True)
+    yield con
+    con.close()
+
+
+@pytest.fixture
+def app(world, monkeypatch) -> AppTest:
+    monkeypatch.setenv("PITWALL_DATA_DIR", str(world[0]))
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+@pytest.fixture(scope="module")
+def window(mart) -> tuple[date, date]:
+    """The app's default window: the last 7 days with sessions."""
+    last = mart.execute("select max(day) from mart_release_health").fetchall()[0][0]
+    return last - timedelta(days=6), last
+
+
+def metric(at: AppTest, label: str):
+    found = [m for m in at.metric if m.label == label]
+    assert found, f"no metric {label!r} in {[m.label for m in at.metric]}"
+    return found[0]
+
+
+def open_page(at: AppTest, page: str) -> AppTest:
+    at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_every_page_renders_without_exception(app):
+    for page in PAGES:
+        open_page(app, page)
+        assert app.title[0].value  # something was drawn
+
+
+def test_overview_crash_free_and_latency_match_the_marts(app, mart, window):
+    start, end = window
+    previous_start = start - timedelta(days=7)
+    rates = dict(mart.execute("""
+        select day >= ? as current, sum(sessions - crashed_sessions) / sum(sessions)
+        from mart_release_health where day between ? and ? group by all
+    """, [start, previous_start, end]).fetchall())
+    crash_free = metric(app, "Crash-free sessions")
+    assert crash_free.value == percent(rates[True])
+    assert crash_free.delta == points(rates[True], rates[False])
+
+    p95 = dict(mart.execute("""
+        select cast(started_at as date) >= ? as current, quantile_cont(duration_ms, 0.95)
+        from stg_spans where kind = 'client' and http_route is not null
+          and cast(started_at as date) between ? and ? group by all
+    """, [start, previous_start, end]).fetchall())
+    latency = metric(app, "p95 API latency")
+    assert latency.value == milliseconds(p95[True])
+    assert latency.delta == change(p95[True], p95[False], " ms")
+
+
+def test_overview_funnel_conversion_matches_the_mart(app, mart, window):
+    entries, conversions = mart.execute("""
+        select sum(entered) filter (where step_order = 1), sum(entered) filter (where step_order = 3)
+        from mart_funnel_daily where funnel = 'login' and day between ? and ?
+    """, list(window)).fetchall()[0]
+    assert metric(app, "Login").value == percent(conversions / entries, 1)
+
+
+def test_filters_persist_across_pages(app, mart, window):
+    app.multiselect(key="filter_platforms").set_value(["ios"]).run()
+    open_page(app, "views/release_health.py")
+    assert app.multiselect(key="filter_platforms").value == ["ios"]
+    expected = mart.execute("""
+        select 1 - sum(crashed_sessions) / sum(sessions) from mart_release_health
+        where platform = 'ios' and day between ? and ?
+    """, list(window)).fetchall()[0][0]
+    assert metric(app, "Crash-free sessions").value == percent(expected)
+
+
+def test_funnels_page_matches_the_mart_for_a_chosen_funnel_and_breakdown(app, mart, window):
+    open_page(app, "views/funnels.py")
+    app.selectbox(key="funnel_name").set_value("job_completion").run()
+    app.selectbox(key="funnel_breakdown").set_value("platform").run()
+    assert not app.exception, [e.value for e in app.exception]
+    entries, conversions = mart.execute("""
+        select sum(entered) filter (where step_order = 1), sum(entered) filter (where step_order = 4)
+        from mart_funnel_daily where funnel = 'job_completion' and day between ? and ?
+    """, list(window)).fetchall()[0]
+    assert metric(app, "Entries").value == f"{entries:,}"
+    assert metric(app, "Overall conversion").value == percent(conversions / entries, 1)
+
+
+def test_funnel_time_to_convert_agrees_with_the_mart_on_one_day(mart, window):
+    """The page's exact percentiles over the entry steps give the mart's own numbers on the mart's grain."""
+    day, platform, version, role, median, p90 = mart.execute("""
+        select day, platform, app_version, role, median_seconds_from_entry, p90_seconds_from_entry
+        from mart_funnel_daily where funnel = 'login' and step_order = 3 and entered > 5
+        order by day desc, entered desc limit 1
+    """).fetchall()[0]
+    f = queries.Filters(start=day, end=day, platforms=(platform,), app_versions=(version,), roles=(role,))
+    timing = queries.funnel_time_to_convert(mart, f, "login").filter(step_order=3)
+    assert timing["median_seconds"][0] == pytest.approx(median)
+    assert timing["p90_seconds"][0] == pytest.approx(p90)
+
+
+def test_engagement_dau_matches_the_mart(app, mart, window):
+    open_page(app, "views/engagement.py")
+    dau = mart.execute("select sum(dau) from mart_engagement_daily where day = ?", [window[1]]).fetchall()[0][0]
+    assert metric(app, f"DAU on {window[1]}").value == f"{dau:,}"
+
+
+def test_release_health_shows_the_crash_spike_release_as_least_crash_free(app, mart, world):
+    first, last = mart.execute("select min(day), max(day) from mart_release_health").fetchall()[0]
+    app.date_input(key="filter_dates").set_value((first, last)).run()
+    open_page(app, "views/release_health.py")
+    expected = mart.execute("""
+        select 1 - sum(crashed_sessions) / sum(sessions) from mart_release_health
+    """).fetchall()[0][0]
+    assert metric(app, "Crash-free sessions").value == percent(expected)
+    assert metric(app, "Least crash-free release").value == world[1]["crashes"]["spike"]["release"]
+
+
+def test_api_latency_requests_and_error_rate_match_the_mart(app, mart, window):
+    open_page(app, "views/api_latency.py")
+    requests, errors = mart.execute("""
+        select sum(requests), sum(errors) from mart_api_latency_daily where day between ? and ?
+    """, list(window)).fetchall()[0]
+    assert metric(app, "Requests").value == f"{requests:,}"
+    assert metric(app, "Error rate").value == percent(errors / requests)
+
+
+def test_latency_percentiles_agree_with_the_mart_and_show_the_regressed_route(mart, world):
+    day, route, method, version, platform, p95 = mart.execute("""
+        select day, route, method, app_version, platform, p95_ms from mart_api_latency_daily
+        order by requests desc limit 1
+    """).fetchall()[0]
+    one_row = queries.Filters(start=day, end=day, app_versions=(version,), platforms=(platform,))
+    slowest = queries.slowest_routes(mart, one_row).filter(route=route, method=method)
+    assert slowest["p95_ms"][0] == pytest.approx(p95)
+
+    regression = world[1]["latency"]["regression"]
+    first, last = mart.execute("select min(day), max(day) from mart_api_latency_daily").fetchall()[0]
+
+    def route_p95(version: str) -> float:
+        f = queries.Filters(start=first, end=last, app_versions=(version,))
+        return queries.slowest_routes(mart, f).filter(route=regression["route"])["p95_ms"][0]
+
+    assert route_p95(regression["app_version"]) > 1.5 * route_p95("3.4.1")
+
+
+def test_feedback_nps_matches_the_mart_or_says_it_is_not_built(app, mart, window):
+    open_page(app, "views/feedback.py")
+    tables = {name for (name,) in mart.execute("select table_name from information_schema.tables").fetchall()}
+    if "mart_nps_weekly" not in tables:
+        assert any("mart_nps_weekly" in i.value and "make demo" in i.value for i in app.info)
+        return
+    start, end = window
+    nps = mart.execute("""
+        select 100 * (sum(promoters) - sum(detractors)) / sum(responses) from mart_nps_weekly
+        where week_start between date_trunc('week', ?::date) and ?
+    """, [start, end]).fetchall()[0][0]
+    assert metric(app, "NPS").value == score(nps)
+
+
+@pytest.mark.parametrize("state", ["missing", "empty"])
+def test_no_published_file_says_how_to_make_one(tmp_path, monkeypatch, state):
+    monkeypatch.setenv("PITWALL_DATA_DIR", str(tmp_path))
+    if state == "empty":
+        (tmp_path / "published").mkdir()
+        (tmp_path / "published" / "pitwall.duckdb").touch()
+    at = AppTest.from_file(APP, default_timeout=30).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("make demo" in w.value for w in at.warning)
+
+
+def test_a_published_file_without_the_marts_says_they_are_not_built(tmp_path, monkeypatch):
+    monkeypatch.setenv("PITWALL_DATA_DIR", str(tmp_path))
+    (tmp_path / "published").mkdir()
+    duckdb.connect(str(tmp_path / "published" / "pitwall.duckdb")).close()
+    at = AppTest.from_file(APP, default_timeout=30).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Not built yet" in i.value and "make demo" in i.value for i in at.info)

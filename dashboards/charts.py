@@ -6,31 +6,35 @@ import altair as alt
 import polars as pl
 
 PERCENT = ".1%"
+LEGEND = alt.Legend(orient="bottom", columns=4, labelLimit=260)
 
 
 def lines(frame: pl.DataFrame, x: str, y: str, color: str | None = None, *, y_title: str | None = None,
           y_format: str | None = None, height: int = 300) -> alt.Chart:
     encoding = {
-        "x": alt.X(f"{x}:T", title=None),
-        "y": alt.Y(f"{y}:Q", title=y_title or y, axis=alt.Axis(format=y_format) if y_format else alt.Undefined),
+        "x": alt.X(f"{x}:T", title=None, axis=alt.Axis(format="%b %d", tickCount="day")),
+        # Rates near 100% would be a flat line on a zero-based axis: let the scale follow the data.
+        "y": alt.Y(f"{y}:Q", title=y_title or y, scale=alt.Scale(zero=y_format != PERCENT),
+                   axis=alt.Axis(format=y_format) if y_format else alt.Undefined),
         "tooltip": [alt.Tooltip(f"{x}:T"), *( [alt.Tooltip(f"{color}:N")] if color else []),
                     alt.Tooltip(f"{y}:Q", format=y_format or ",.2f")],
     }
     if color:
-        encoding["color"] = alt.Color(f"{color}:N", title=None, legend=alt.Legend(orient="bottom"))
+        encoding["color"] = alt.Color(f"{color}:N", title=None, legend=LEGEND)
     return alt.Chart(frame).mark_line(point=True).encode(**encoding).properties(height=height).interactive()
 
 
 def bars(frame: pl.DataFrame, x: str, y: str, color: str | None = None, *, x_title: str | None = None,
          y_title: str | None = None, y_format: str | None = None, sort: list[str] | str | None = None,
          horizontal: bool = False, tooltip: list | None = None, height: int = 300) -> alt.Chart:
-    category = alt.X(f"{x}:N", title=x_title, sort=sort) if not horizontal else alt.Y(f"{x}:N", title=x_title, sort=sort)
+    category = (alt.X(f"{x}:N", title=x_title, sort=sort, axis=alt.Axis(labelAngle=0, labelLimit=180)) if not horizontal
+                else alt.Y(f"{x}:N", title=x_title, sort=sort, axis=alt.Axis(labelLimit=300)))
     axis = alt.Axis(format=y_format) if y_format else alt.Undefined
     value = (alt.Y(f"{y}:Q", title=y_title or y, axis=axis) if not horizontal
              else alt.X(f"{y}:Q", title=y_title or y, axis=axis))
     encoding = {"x": category, "y": value} if not horizontal else {"y": category, "x": value}
     if color:
-        encoding["color"] = alt.Color(f"{color}:N", title=None, legend=alt.Legend(orient="bottom"))
+        encoding["color"] = alt.Color(f"{color}:N", title=None, legend=LEGEND)
         encoding["xOffset" if not horizontal else "yOffset"] = alt.XOffset(f"{color}:N") if not horizontal \
             else alt.YOffset(f"{color}:N")
     encoding["tooltip"] = tooltip or [f"{x}:N", *([f"{color}:N"] if color else []),

@@ -150,5 +150,6 @@ def page_ready(page: str) -> bool:
 def caption_ignored(*sources: str) -> None:
     ignored = queries.ignored_filters(*sources)
     if ignored:
-        st.caption(f"The {', '.join(ignored)} filter{'s do' if len(ignored) > 1 else ' does'} not apply here: "
-                   f"{', '.join(sources)} {'have' if len(sources) > 1 else 'has'} no such column.")
+        names = " and ".join(ignored).capitalize()
+        st.caption(f"{names} filter{'s do' if len(ignored) > 1 else ' does'} not apply here "
+                   f"({', '.join(sources)} {'have' if len(sources) > 1 else 'has'} no such column).")

@@ -156,7 +156,9 @@ def test_release_health_shows_the_crash_spike_release_as_least_crash_free(app, m
         select 1 - sum(crashed_sessions) / sum(sessions) from mart_release_health
     """).fetchall()[0][0]
     assert metric(app, "Crash-free sessions").value == percent(expected)
-    assert metric(app, "Least crash-free release").value == world[1]["crashes"]["spike"]["release"]
+    spike = world[1]["crashes"]["spike"]
+    least = metric(app, f"Least crash-free: {spike['app']}")
+    assert f"{spike['app']}@{least.value}" == spike["release"]
 
 
 def test_api_latency_requests_and_error_rate_match_the_mart(app, mart, window):

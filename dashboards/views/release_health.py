@@ -1,6 +1,7 @@
 """Release Health: crash-free sessions and users by release with adoption, and the crash groups."""
 
 import altair as alt
+import polars as pl
 import streamlit as st
 
 from dashboards import charts, data, queries
@@ -21,16 +22,21 @@ if data.page_ready("release_health"):
     cols[0].metric("Crash-free sessions", percent(1 - crashed / sessions), border=True,
                    help="1 − sum(crashed_sessions) / sum(sessions) over the selected releases")
     cols[1].metric("Sessions", f"{sessions:,}", border=True)
-    cols[2].metric("Least crash-free release", worst["release"], percent(worst["crash_free_sessions_rate"]),
-                   delta_color="off", delta_arrow="off", border=True)
+    # Releases are app@version+build: the app goes in the label so the version fits the card.
+    cols[2].metric(f"Least crash-free: {worst['app_namespace']}",
+                   worst["release"].removeprefix(worst["app_namespace"] + "@"),
+                   percent(worst["crash_free_sessions_rate"]), delta_color="off", delta_arrow="off", border=True,
+                   help=f"{worst['release']}: the release with the lowest crash-free sessions rate in the window")
 
     st.subheader("Crash-free by release")
     long = releases.unpivot(index=["release", "adoption_rate", "sessions"],
                             on=["crash_free_sessions_rate", "crash_free_users_rate"], variable_name="measure",
-                            value_name="rate")
+                            value_name="rate") \
+        .with_columns(pl.col("measure").replace({"crash_free_sessions_rate": "sessions",
+                                                 "crash_free_users_rate": "users"}))
     low = max(0.0, float(long["rate"].min()) - 0.02)
     chart = alt.Chart(long).mark_bar().encode(
-        y=alt.Y("release:N", title=None, sort=releases["release"].to_list()),
+        y=alt.Y("release:N", title=None, sort=releases["release"].to_list(), axis=alt.Axis(labelLimit=300)),
         x=alt.X("rate:Q", title="crash-free", scale=alt.Scale(domain=[low, 1]), axis=alt.Axis(format=".1%")),
         yOffset="measure:N",
         color=alt.Color("measure:N", title=None, legend=alt.Legend(orient="bottom")),

@@ -15,7 +15,7 @@ DEMO_ARGS ?= --customers 300 --technicians 40 --days 14 --seed 7
 # relative to the working directory (seeds fail to load when two places disagree).
 DBT := cd dbt_project && $(CURDIR)/$(BIN)/dbt --no-use-colors
 
-.PHONY: demo test dagster dashboards bench venv manifest clean-data validate
+.PHONY: demo test dagster dashboards bench venv manifest clean-data validate screenshots
 
 $(BIN)/activate: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,12 @@ dagster: venv manifest $(DAGSTER_HOME)/dagster.yaml
 
 dashboards: venv
 	$(BIN)/streamlit run dashboards/app.py --server.address 127.0.0.1 --server.headless true
+
+# A PNG of every dashboard page, taken by Debian's Chromium (installed here when missing) on the
+# published file of PITWALL_DATA_DIR (`make demo` first). Playwright never downloads a browser.
+screenshots: venv
+	test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/python -m dashboards.screenshots --out docs/screenshots
 
 bench: venv manifest
 	$(BIN)/python -m benchmarks.ingestion

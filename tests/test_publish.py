@@ -72,7 +72,7 @@ VIOLATIONS = [
     ("mart_api_latency_daily", "update mart_api_latency_daily set p95_ms = p50_ms - 1 where rowid = (select min(rowid) from mart_api_latency_daily where p50_ms > 0)",
      "expect_column_pair_values_a_to_be_greater_than_b", ("p95_ms", "p90_ms")),
     ("mart_funnel_daily", "update mart_funnel_daily set day = current_date + 3 where rowid = 0",
-     "expect_column_max_to_be_between", ("day",)),
+     "expect_column_values_to_be_between", ("day",)),
     ("mart_engagement_daily", "update mart_engagement_daily set dau = -1 where rowid = 0",
      "expect_column_values_to_be_between", ("dau",)),
 ]

@@ -56,8 +56,10 @@ screenshots: venv
 	test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
 	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/python -m dashboards.screenshots --out docs/screenshots
 
+# Each part appends its tables to docs/benchmarks.md: ingestion, then the warehouse build and the dashboard pages.
 bench: venv manifest
 	$(BIN)/python -m benchmarks.ingestion
+	$(BIN)/python -m benchmarks.warehouse
 
 clean-data:
 	rm -rf $(PITWALL_DATA_DIR)/landing $(PITWALL_DATA_DIR)/raw $(PITWALL_DATA_DIR)/quarantine $(PITWALL_DATA_DIR)/warehouse.duckdb

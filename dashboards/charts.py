@@ -10,9 +10,9 @@ LEGEND = alt.Legend(orient="bottom", columns=4, labelLimit=260)
 
 
 def lines(frame: pl.DataFrame, x: str, y: str, color: str | None = None, *, y_title: str | None = None,
-          y_format: str | None = None, height: int = 300) -> alt.Chart:
+          y_format: str | None = None, height: int = 300, ticks: str = "day") -> alt.Chart:
     encoding = {
-        "x": alt.X(f"{x}:T", title=None, axis=alt.Axis(format="%b %d", tickCount="day")),
+        "x": alt.X(f"{x}:T", title=None, axis=alt.Axis(format="%b %d", tickCount=ticks)),
         # Rates near 100% would be a flat line on a zero-based axis: let the scale follow the data.
         "y": alt.Y(f"{y}:Q", title=y_title or y, scale=alt.Scale(zero=y_format != PERCENT),
                    axis=alt.Axis(format=y_format) if y_format else alt.Undefined),

@@ -26,7 +26,8 @@ if data.require_tables(["mart_nps_weekly"]):
         cols[2].metric("Promoters", percent(nps["promoters"].sum() / responses, 1) if responses else "—", border=True)
         cols[3].metric("Detractors", percent(nps["detractors"].sum() / responses, 1) if responses else "—",
                        border=True)
-        st.altair_chart(charts.lines(nps, "week_start", "nps", y_title="NPS", y_format=".0f", height=240),
+        st.altair_chart(charts.lines(nps, "week_start", "nps", y_title="NPS (week starting)", y_format=".0f",
+                                     height=240, ticks="week"),
                         width="stretch")
 
 st.subheader("Customer satisfaction (CSAT)")

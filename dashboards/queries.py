@@ -10,8 +10,8 @@ the constant column expressions in this module, chosen by key, never of user inp
 The marts compute every rate at their own grain. Where a page combines rows (several days, platforms,
 versions), it adds up the numerators and denominators and divides once (ratio of sums), never averages
 rates. Percentiles do not add up at all: an exact percentile over an arbitrary filter is computed from
-the rows beneath the mart (stg_spans for request durations, the funnel entry steps for times to
-convert), with the same row definition the mart uses.
+the rows beneath the mart (fct_api_requests for request durations, the funnel entry steps for times to
+convert): the very rows the mart aggregates.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ FILTERS_BY_SOURCE: dict[str, dict[str, str]] = {
     "mart_crash_groups": {"apps": APP, "roles": ROLE_BY_APP},
     # Spans carry the platform and version of the app that made the request, not the app's bundle id.
     "mart_api_latency_daily": {"platforms": PLATFORM, "app_versions": VERSION},
-    "stg_spans": {"platforms": PLATFORM, "app_versions": VERSION},
+    "fct_api_requests": {"platforms": PLATFORM, "app_versions": VERSION},
     "mart_nps_weekly": {"apps": APP, "roles": ROLE, "app_versions": VERSION},
     "mart_csat_daily": {},
     "mart_feature_requests": {"apps": APP, "roles": ROLE_BY_APP},
@@ -149,17 +149,13 @@ def overview_crash_free(con: Connection, f: Filters) -> pl.DataFrame:
     """, {**params, "current_start": f.start})
 
 
-# The mart's definition of a request (mart_api_latency_daily): a CLIENT span with a route.
-REQUESTS = "kind = 'client' and http_route is not null"
-
-
 def overview_latency(con: Connection, f: Filters) -> pl.DataFrame:
     """p95 of request duration over all routes, this period and the previous one (exact, from the spans)."""
-    where, params = _where("stg_spans", _with_previous(f), "cast(started_at as date)")
+    where, params = _where("fct_api_requests", _with_previous(f), "day")
     return _frame(con, f"""
-        select {PERIOD.format(day='cast(started_at as date)')} as period, count(*) as requests,
+        select {PERIOD.format(day='day')} as period, count(*) as requests,
                quantile_cont(duration_ms, 0.95) as p95_ms
-        from stg_spans where {REQUESTS} and {where} group by all order by period
+        from fct_api_requests where {where} group by all order by period
     """, {**params, "current_start": f.start})
 
 
@@ -338,12 +334,12 @@ def crash_groups(con: Connection, f: Filters, limit: int = 50) -> pl.DataFrame:
 # --- API Latency ---------------------------------------------------------------------------------
 
 def latency_daily(con: Connection, f: Filters) -> pl.DataFrame:
-    """p50/p95/p99 of request duration per route and day (exact, from the spans under the mart)."""
-    where, params = _where("stg_spans", f, "cast(started_at as date)")
+    """p50/p95/p99 of request duration per route and day (exact, from the requests under the mart)."""
+    where, params = _where("fct_api_requests", f, "day")
     return _frame(con, f"""
-        select cast(started_at as date) as day, http_route as route, count(*) as requests,
+        select day, route, count(*) as requests,
                quantile_cont(duration_ms, [0.5, 0.95, 0.99]) as q
-        from stg_spans where {REQUESTS} and {where} group by all
+        from fct_api_requests where {where} group by all
     """, params).select(
         "day", "route", "requests",
         pl.col("q").list.get(0).alias("p50_ms"), pl.col("q").list.get(1).alias("p95_ms"),
@@ -352,24 +348,18 @@ def latency_daily(con: Connection, f: Filters) -> pl.DataFrame:
 
 
 def slowest_routes(con: Connection, f: Filters, limit: int = 20) -> pl.DataFrame:
-    """Routes by p95 over the window: requests and errors from the mart, percentiles from its spans."""
-    mart_where, params = _where("mart_api_latency_daily", f, "day")
-    span_where, _ = _where("stg_spans", f, "cast(started_at as date)")
+    """Routes by p95 over the window, with their requests and errors (from the requests under the mart)."""
+    where, params = _where("fct_api_requests", f, "day")
     return _frame(con, f"""
-        with counts as (
-            select route, method, sum(requests) as requests, sum(errors) as errors,
-                   sum(errors) / sum(requests) as error_rate
-            from mart_api_latency_daily where {mart_where} group by all
-        ),
-        percentiles as (
-            select http_route as route, http_method as method,
+        with by_route as (
+            select route, method, count(*) as requests, count_if(is_error) as errors,
+                   count_if(is_error) / count(*) as error_rate,
                    quantile_cont(duration_ms, [0.5, 0.95, 0.99]) as q
-            from stg_spans where {REQUESTS} and {span_where} group by all
+            from fct_api_requests where {where} group by all
         )
-        select c.route, c.method, c.requests, c.errors, c.error_rate,
-               p.q[1] as p50_ms, p.q[2] as p95_ms, p.q[3] as p99_ms
-        from counts c left join percentiles p using (route, method)
-        order by p95_ms desc nulls last, c.route limit $limit
+        select route, method, requests, errors, error_rate, q[1] as p50_ms, q[2] as p95_ms, q[3] as p99_ms
+        from by_route
+        order by p95_ms desc nulls last, route limit $limit
     """, {**params, "limit": limit})
 
 
@@ -470,10 +460,10 @@ PAGE_QUERIES: dict[str, list[Query]] = {
 }
 # Tables each page needs; a missing one means the pipeline has not built it yet.
 PAGE_TABLES: dict[str, list[str]] = {
-    "overview": ["mart_release_health", "stg_spans", "mart_funnel_daily", "funnel_steps", "mart_nps_weekly"],
+    "overview": ["mart_release_health", "fct_api_requests", "mart_funnel_daily", "funnel_steps", "mart_nps_weekly"],
     "funnels": ["funnels", "funnel_steps", "mart_funnel_daily", "int_funnel_entries", "int_funnel_entry_steps"],
     "engagement": ["mart_engagement_daily", "mart_retention_weekly"],
     "release_health": ["mart_release_health", "mart_crash_groups"],
-    "api_latency": ["stg_spans", "mart_api_latency_daily"],
+    "api_latency": ["fct_api_requests", "mart_api_latency_daily"],
     "feedback": ["mart_nps_weekly", "mart_csat_daily", "mart_feature_requests", "review_prompt_eligibility"],
 }

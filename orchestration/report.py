@@ -17,7 +17,7 @@ def main() -> None:
     print(f"  raw layer    : {paths.raw_dir()}  (ledger in {paths.ledger_dir()})")
     print(f"  quarantine   : {paths.quarantine_dir()}")
     print(f"  warehouse    : {paths.warehouse_path()}")
-    print(f"  published    : {paths.published_dir() / 'pitwall.duckdb'}  (what readers open, read-only)")
+    print(f"  published    : {paths.published_path()}  (what readers open, read-only)")
     serving = sorted((paths.published_dir() / "serving").glob("*.parquet"))
     print(f"  serving      : {', '.join(p.name for p in serving) or 'none yet'}  (Parquet for the mobile backend)")
     checked, problems = verify_ledger()
@@ -45,7 +45,7 @@ def main() -> None:
             print(json.dumps({f"{s}.{r}": n for s, r, n in rows}, indent=2) if rows else "  none")
     finally:
         con.close()
-    published = paths.published_dir() / "pitwall.duckdb"
+    published = paths.published_path()
     print("\nLook at it: `make dashboards` (Streamlit on http://127.0.0.1:8501), or query the published copy:")
     print(f"  .venv/bin/python -c \"import duckdb; print(duckdb.connect('{published}', "
           "read_only=True).sql('from mart_release_health limit 5'))\"")

@@ -27,7 +27,7 @@ if data.require_tables(["mart_release_health"]):
     current, previous = by_period(crash_free, "crash_free_users_rate")
     cols[1].metric("Crash-free users", percent(current), points(current, previous), border=True,
                    help="1 − crashed users / users, counted per user and day (mart_release_health), " + compare)
-if data.require_tables(["stg_spans"]):
+if data.require_tables(["fct_api_requests"]):
     latency = data.run(queries.overview_latency, f)
     current, previous = by_period(latency, "p95_ms")
     # Latency going up is bad: inverse colours.

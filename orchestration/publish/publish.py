@@ -34,10 +34,6 @@ class Published:
     serving_files: tuple[Path, ...] = ()
 
 
-def published_path() -> Path:
-    return paths.published_dir() / "pitwall.duckdb"
-
-
 def staged_path() -> Path:
     return paths.published_dir() / ".pitwall.duckdb.staged"
 
@@ -91,7 +87,7 @@ def promote_publication(serving_tables: list[str] = ()) -> Published:
 
     Each Parquet file is written under a temporary name and renamed, like the database file, so the
     backend never reads a half-written file."""
-    staged, target = staged_path(), published_path()
+    staged, target = staged_path(), paths.published_path()
     if not staged.exists():
         raise FileNotFoundError(f"nothing staged to publish at {staged}: run the staged publication first")
     out = serving_dir()

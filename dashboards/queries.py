@@ -61,6 +61,7 @@ FILTERS_BY_SOURCE: dict[str, dict[str, str]] = {
     "mart_funnel_daily": {"apps": APP_BY_ROLE, "roles": ROLE, "platforms": PLATFORM, "app_versions": VERSION},
     "int_funnel_entries": {"apps": APP_BY_ROLE, "roles": ROLE, "platforms": PLATFORM, "app_versions": VERSION},
     "mart_engagement_daily": {"apps": APP, "roles": ROLE, "platforms": PLATFORM},
+    "int_user_activity_daily": {"apps": APP, "roles": ROLE, "platforms": PLATFORM},
     "mart_retention_weekly": {"apps": APP, "roles": ROLE},
     "mart_crash_groups": {"apps": APP, "roles": ROLE_BY_APP},
     # Spans carry the platform and version of the app that made the request, not the app's bundle id.
@@ -261,12 +262,23 @@ def funnel_time_to_convert(con: Connection, f: Filters, funnel: str) -> pl.DataF
 # --- Engagement & Retention ----------------------------------------------------------------------
 
 def engagement_daily(con: Connection, f: Filters) -> pl.DataFrame:
-    """DAU, WAU, MAU summed over the selected segments per day; stickiness = sum(DAU) / sum(MAU)."""
-    where, params = _where("mart_engagement_daily", f, "day")
+    """DAU, WAU, MAU of the selected segments per day, each person once (distinct over the activity the
+    mart is built on, so someone active on two platforms or apps is not counted twice)."""
+    where, params = _where("int_user_activity_daily", f, None)
     return _frame(con, f"""
-        select day, sum(dau) as dau, sum(wau) as wau, sum(mau) as mau, sum(dau) / sum(mau) as stickiness
-        from mart_engagement_daily where {where} group by day order by day
-    """, params)
+        with activity as (
+            select user_key, day from int_user_activity_daily
+            where day between $start::date - 29 and $end and {where}
+        ),
+        days as (select distinct day from activity where day between $start and $end)
+        select days.day,
+               count(distinct activity.user_key) filter (where activity.day = days.day) as dau,
+               count(distinct activity.user_key) filter (where activity.day > days.day - 7) as wau,
+               count(distinct activity.user_key) as mau,
+               dau / mau as stickiness
+        from days join activity on activity.day <= days.day and activity.day > days.day - 30
+        group by days.day order by days.day
+    """, {**params, "start": f.start, "end": f.end})
 
 
 def retention_cohorts(con: Connection, f: Filters) -> pl.DataFrame:
@@ -462,7 +474,7 @@ PAGE_QUERIES: dict[str, list[Query]] = {
 PAGE_TABLES: dict[str, list[str]] = {
     "overview": ["mart_release_health", "fct_api_requests", "mart_funnel_daily", "funnel_steps", "mart_nps_weekly"],
     "funnels": ["funnels", "funnel_steps", "mart_funnel_daily", "int_funnel_entries", "int_funnel_entry_steps"],
-    "engagement": ["mart_engagement_daily", "mart_retention_weekly"],
+    "engagement": ["int_user_activity_daily", "mart_retention_weekly"],
     "release_health": ["mart_release_health", "mart_crash_groups"],
     "api_latency": ["fct_api_requests", "mart_api_latency_daily"],
     "feedback": ["mart_nps_weekly", "mart_csat_daily", "mart_feature_requests", "review_prompt_eligibility"],

@@ -9,9 +9,9 @@ from dashboards.formatting import percent
 st.title("Engagement & Retention")
 if data.page_ready("engagement"):
     f = data.filters()
-    st.caption(f"{f.start} to {f.end}. Active = started a session. Users are counted per app, platform and "
-               "role (mart_engagement_daily) and added up over the selected ones.")
-    data.caption_ignored("mart_engagement_daily")
+    st.caption(f"{f.start} to {f.end}. Active = started a session; each person counts once over the selected "
+               "apps, platforms and roles (rolling windows as in mart_engagement_daily).")
+    data.caption_ignored("int_user_activity_daily")
     daily = data.run(queries.engagement_daily, f)
     if daily.is_empty():
         st.info("No activity for these filters and dates.")
@@ -23,7 +23,7 @@ if data.page_ready("engagement"):
     cols[1].metric("WAU", f"{last['wau']:,}", border=True, help="Active in the 7 days ending that day")
     cols[2].metric("MAU", f"{last['mau']:,}", border=True, help="Active in the 30 days ending that day")
     cols[3].metric("Stickiness (DAU/MAU)", percent(last["stickiness"], 1), border=True,
-                   help="sum(DAU) / sum(MAU) over the selected segments")
+                   help="DAU / MAU")
 
     left, right = st.columns([3, 2])
     with left:

@@ -1,6 +1,6 @@
 """``make bench``: building the warehouse and rendering the dashboards, at 1M and 5M events.
 
-For each size the simulator writes a landing zone (30 days, planted bad records included) and the
+For each size the simulator writes a landing zone (30 days ending yesterday, planted bad records included) and the
 ingestion loads it; then, each step in a fresh subprocess so its peak RSS is its own:
   floor    DuckDB copying the raw layer's three big facts (events, spans, crashes) into tables of a new
            database file, one statement each: reading and writing every row once, no logic;
@@ -20,7 +20,7 @@ import os
 import shutil
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from .common import RESULTS, ROOT, append_section, commit, machine, timed_child
@@ -50,8 +50,11 @@ def bench_size(target_events: int, workdir: Path, days: int, seed: int) -> dict:
     data = workdir / f"warehouse-{target_events}"
     shutil.rmtree(data, ignore_errors=True)
     env = {**os.environ, "PITWALL_DATA_DIR": str(data)}
+    # The world ends yesterday: the publish checks refuse dates in the future.
+    start = date.today() - timedelta(days=days)
     subprocess.run([sys.executable, "-m", "simulator", "--out", str(data / "landing"), "--target-events",
-                    str(target_events), "--days", str(days), "--seed", str(seed), "--no-progress"],
+                    str(target_events), "--days", str(days), "--seed", str(seed), "--start-date", start.isoformat(),
+                    "--no-progress"],
                    cwd=ROOT, env=env, check=True, capture_output=True)
     subprocess.run([sys.executable, "-m", "orchestration.ingestion"], cwd=ROOT, env=env, check=True, capture_output=True)
     floor_db = workdir / "floor.duckdb"

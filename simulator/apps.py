@@ -12,6 +12,7 @@ import numpy as np
 
 from . import ids, planted
 from .jobs import Jobs
+from .recommendations import PLACEMENTS, REC_ACTIONS, HiddenPropensity
 from .world import (
     CUSTOMER, HOUR_US, REGION_UTC_OFFSET_H, TECH, US, World,
 )
@@ -36,8 +37,6 @@ S = {name: i for i, name in enumerate(SCREENS)}
 CUSTOMER_BROWSE_SCREENS = np.array([S[s] for s in ("Home", "Vehicles", "ServiceHistory", "Estimates", "Bookings", "Profile")])
 TECH_BROWSE_SCREENS = np.array([S[s] for s in ("Jobs", "JobDetail", "Schedule", "Parts", "Messages", "Profile")])
 LOGIN_FAIL_REASONS = ("invalid_password", "timeout", "network_error", "account_locked")
-PLACEMENTS = ("home_card", "post_job", "service_history")
-REC_ACTIONS = ("battery_replacement", "tire_rotation", "brake_service", "wiper_blades", "cabin_filter")
 PARTNERS = ("oem_network", "roadside_co", "tire_depot")
 FEATURE_REQUESTS = (
     "Allow multiple técnicos per job",
@@ -72,7 +71,7 @@ TECH_BROWSE_SESSIONS_PER_DAY = 2.0
 P_IDENTIFY_WITHOUT_LOGIN = 0.2
 EXTRA_SCREENS_MEAN = 1.6
 MAX_EXTRA_SCREENS = 4
-P_RECOMMENDATION, P_REC_CLICK, P_REC_ACCEPT = 0.45, 0.30, 0.40
+P_RECOMMENDATION = 0.45
 P_PARTNER_WIDGET, P_BOOKING = 0.12, 0.45
 P_SURVEY, P_SURVEY_RESPONSE = 0.05, 0.6
 P_FEATURE_REQUEST, P_REVIEW_PROMPT = 0.01, 0.02
@@ -213,17 +212,22 @@ def _login(f: _Flow, platform: np.ndarray, signin: np.ndarray, retry: bool = Fal
     f.emit(prompted | (~prompted & f.chance(P_IDENTIFY_WITHOUT_LOGIN)), IDENTIFY)
 
 
-def _customer_browse(f: _Flow, platform: np.ndarray, signin: np.ndarray, variation: np.ndarray) -> None:
+def _customer_browse(f: _Flow, platform: np.ndarray, signin: np.ndarray, variation: np.ndarray,
+                     customer: np.ndarray, propensity: HiddenPropensity, day: int) -> None:
     f.call(None, R["/v1/jobs"])
     f.emit(None, E["app_opened"])
     _login(f, platform, signin)
     f.wait(1, 4)
     f.screens(S["Home"], CUSTOMER_BROWSE_SCREENS)
-    shown = f.chance(P_RECOMMENDATION)
-    clicked = shown & f.chance(P_REC_CLICK)
-    accepted = clicked & f.chance(P_REC_ACCEPT)
+    # The logging policy: a uniformly random action in a random placement; the outcome follows the
+    # hidden propensity (simulator/recommendations.py).
+    shown = f.chance(P_RECOMMENDATION) & f.alive
     placement = f.rng.integers(0, len(PLACEMENTS), f.n)
     action = f.rng.integers(0, len(REC_ACTIONS), f.n)
+    p_accept = propensity.probability(customer, action, placement, day)
+    accepted = shown & (f.rng.random(f.n) < p_accept)
+    clicked = accepted | (shown & f.chance(planted.P_REC_CLICK_WITHOUT_ACCEPT))
+    propensity.remember(customer[shown], action[shown], placement[shown], day, p_accept[shown], accepted[shown])
     f.wait(2, 20)
     f.emit(shown, E["Experiment Viewed"], c=variation)
     f.call(shown, R["/v1/recommendations"])
@@ -339,7 +343,7 @@ def _local_start(rng, day0: int, n: int, region: np.ndarray, mean_h: float, sd_h
     return day0 + (utc_h * HOUR_US).astype(np.int64)
 
 
-def simulate_day(world: World, jobs: Jobs, day: int, first_session_gid: int) -> DayActivity:
+def simulate_day(world: World, jobs: Jobs, day: int, first_session_gid: int, propensity: HiddenPropensity) -> DayActivity:
     rng = ids.rng_for(world.seed, ids.DAY_SESSIONS, day)
     day0, day1 = world.day_start(day), world.day_start(day + 1)
     n_users = len(world.user_app)
@@ -394,7 +398,8 @@ def simulate_day(world: World, jobs: Jobs, day: int, first_session_gid: int) -> 
 
     log = _Log()
     sel = np.flatnonzero((s_kind == BROWSE) & (s_app == CUSTOMER))
-    _customer_browse(_Flow(log, rng, sess[sel], s_start[sel]), s_platform[sel], signin[sel], (s_user[sel] % 2).astype(np.int16))
+    _customer_browse(_Flow(log, rng, sess[sel], s_start[sel]), s_platform[sel], signin[sel], (s_user[sel] % 2).astype(np.int16),
+                     s_user[sel], propensity, day)
     sel = np.flatnonzero((s_kind == BROWSE) & (s_app == TECH))
     _tech_browse(_Flow(log, rng, sess[sel], s_start[sel]), s_platform[sel], signin[sel])
     sel = np.flatnonzero(s_kind == ASSIGN)
@@ -475,7 +480,7 @@ def expected_events_per_day(customers: int, technicians: int) -> float:
             login, alive = login_part(planted.P_LOGIN_STARTED[p], planted.P_LOGIN_SUCCEEDED[p])
             body = screens + tail
             if app == CUSTOMER:
-                body += P_RECOMMENDATION * (2 + P_REC_CLICK * (1 + P_REC_ACCEPT)) + P_PARTNER_WIDGET * (1 + P_BOOKING)
+                body += P_RECOMMENDATION * 2.3 + P_PARTNER_WIDGET * (1 + P_BOOKING)  # shown, viewed, ~0.3 click/accept
             total += weights[p] * (1 + login + alive * body)
         if app == CUSTOMER:
             per_customer_session = total

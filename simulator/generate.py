@@ -13,6 +13,7 @@ import polars as pl
 from tqdm import tqdm
 
 from .apps import E, expected_events_per_day, simulate_day
+from .recommendations import HiddenPropensity
 from .jobs import build_jobs
 from .landing import GZIP_LEVEL, Landing
 from .malformed import MalformedPlan
@@ -78,10 +79,11 @@ def generate(out: Path, *, customers: int, technicians: int, days: int, seed: in
     traces = TraceSink(world, landing, plan, truth, events_per_file)
     ops = OpsSink(world, jobs, landing, plan, truth, events_per_file)
 
+    propensity = HiddenPropensity(world, ops.telemetry)
     event_gid = session_gid = 0
     with tqdm(total=days, unit="day", file=sys.stderr, disable=not progress, desc="simulating") as bar:
         for d in range(days):
-            act = simulate_day(world, jobs, d, session_gid)
+            act = simulate_day(world, jobs, d, session_gid, propensity)
             truth.sessions(session_gid, act.session_user, act.session_app, act.session_version, act.session_platform)
             session_gid += act.n_sessions
 
@@ -120,7 +122,7 @@ def generate(out: Path, *, customers: int, technicians: int, days: int, seed: in
         "release_ship_dates": {r.version: t for r, t in zip(RELEASES, _dates(world.release_us))},
         "files": dict(landing.files), "bytes": dict(landing.bytes),
     }
-    result = truth.write(out / "truth.json", run, plan, dict(events.copies))
+    result = truth.write(out / "truth.json", run, plan, dict(events.copies), propensity.truth())
     return Summary(files=dict(landing.files), bytes=dict(landing.bytes), event_lines=events.lines_written,
                    seconds=time.perf_counter() - began, truth=result)
 

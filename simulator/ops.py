@@ -182,7 +182,7 @@ class Telemetry:
         start_year = np.datetime64(world.start_us, "us").astype("datetime64[Y]").astype(int) + 1970
         age = np.maximum(start_year - world.vehicle_year, 0) + 0.5
         fleet = world.customer_segment[world.vehicle_customer] == 1
-        self.connected = rng.random(nv) < 0.55
+        self.connected = rng.random(nv) < 0.8
         self.odometer = age * 15000 * rng.uniform(0.6, 1.4, nv) * np.where(fleet, 2.0, 1.0)
         self.daily_km = np.where(fleet, 150.0, 40.0) * rng.lognormal(0, 0.4, nv)
         self.oil_changed_at_km = self.odometer - rng.uniform(0, 10000, nv)

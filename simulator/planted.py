@@ -42,6 +42,26 @@ LOW_CSAT_SCORE_PROBS = (0.15, 0.15, 0.25, 0.25, 0.20)   # mean 3.20
 LOW_CSAT_TECHNICIAN_MOD = 3
 
 
+# Recommendations: the hidden propensity to accept an action shown in the customer app (logit terms; see
+# simulator/recommendations.py). Actions: battery_replacement, tire_rotation, brake_service, wiper_blades,
+# cabin_filter, oil_change; placements: home_card, post_job, service_history.
+REC_PROPENSITY = {
+    "base": (-2.6, -2.4, -2.8, -2.6, -2.4, -2.4),
+    "battery_per_volt_below_12_45": 5.0,    # battery_replacement: + 5 × (12.45 V − voltage)
+    "oil_life_below_half": 4.0,             # oil_change: + 4 × (0.5 − oil life share)
+    "electric_oil_change": -4.0,            # an electric car needs no oil change
+    "tire_per_kpa_below_232": 0.25,         # tire_rotation: + 0.25 × (232 kPa − lowest tire)
+    "brakes_per_year_over_5": 0.35,         # brake_service: + 0.35 × (vehicle age − 5 years)
+    "wipers_rainy_region": 1.5,             # wiper_blades in the north and west regions
+    "cabin_filter_per_daily_km_over_40": 0.02,  # cabin_filter: + 0.02 × (usual daily km − 40)
+    "fleet": 0.6,                           # fleet customers buy more
+    "placement": (0.0, 0.5, -0.3),          # home_card, post_job, service_history
+    "accepted_same_action_90d": -2.5,
+    "declined_same_action_30d": -0.8,
+}
+P_REC_CLICK_WITHOUT_ACCEPT = 0.15
+
+
 @dataclass(frozen=True)
 class CrashGroup:
     app: int  # world.TECH / world.CUSTOMER

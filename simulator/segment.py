@@ -122,6 +122,11 @@ class SegmentRenderer:
         amounts = np.nan_to_num(jobs.estimate_amount, nan=0.0)
         self.estimate_amount = pl.Series(np.append(amounts, 0.0)).cast(pl.String)
         self.n_jobs = len(jobs)
+        # Recommendations are about the customer's primary vehicle (its first), as in recommendations.py.
+        primary = {}
+        for v, c in enumerate(world.vehicle_customer):
+            primary.setdefault(int(c), world.vin[v])
+        self.primary_vin = pl.Series([primary.get(u, "") for u in range(nu)])
 
     def _session_frame(self, act: DayActivity, dev: np.ndarray, lib: np.ndarray) -> pl.DataFrame:
         frame = pl.DataFrame({
@@ -172,6 +177,7 @@ class SegmentRenderer:
             num_b=pl.Series(b.astype(np.int64)).cast(pl.String),
             num_c=pl.Series(c.astype(np.int64)).cast(pl.String),
             job_id=self.job_id.gather(job_idx),
+            vin=self.primary_vin.gather(act.session_user[sess]),
             job_type=self.job_type.gather(job_idx),
             estimate_id=self.estimate_id.gather(job_idx),
             amount=self.estimate_amount.gather(job_idx),
@@ -230,6 +236,7 @@ def _property_templates() -> list:
     estimate = pl.concat_str([lit('{"estimate_id": "'), col("estimate_id"), lit('", "job_id": "'), col("job_id"),
                               lit('", "amount": '), col("amount"), lit(', "currency": "USD"}')])
     rec = pl.concat_str([lit('{"placement": "'), col("placement"), lit('", "action_id": "'), col("action"),
+                         lit('", "vin": "'), col("vin"),
                          lit(f'", "model_version": "7", "experiment_key": "{EXPERIMENT_KEY}", "variation_id": '),
                          col("num_c"), lit("}")])
 

@@ -1,0 +1,19 @@
+-- The next-best actions with their value: the action catalog seed, and the price × margin of the service
+-- each action sells (stg_service_catalog), so a price change in the backend moves the value.
+
+select
+    catalog.action_id,
+    catalog.kind,
+    catalog.audience,
+    string_split(catalog.placements, '|') as placements,
+    catalog.service_id,
+    services.price * services.margin as action_value,
+    coalesce(catalog.min_vehicle_age_years, 0) as min_vehicle_age_years,
+    coalesce(catalog.cooldown_days, 0) as cooldown_days,
+    nullif(catalog.requires_dtc_family, '') as requires_dtc_family,
+    nullif(catalog.excluded_fuel_type, '') as excluded_fuel_type,
+    catalog.reason_hint,
+    catalog.description
+from {{ ref('action_catalog') }} as catalog
+left join {{ ref('stg_service_catalog') }} as services
+    on services.service_id = catalog.service_id

@@ -1,0 +1,256 @@
+-- Point-in-time features for next-best-action. Grain: one row per int_nba_spine row (customer, vehicle,
+-- action, as-of date). Every feature uses only data observed before the as-of date (midnight UTC):
+-- telemetry readings, jobs and invoices, recommendation exposures and outcomes, sessions. Missing
+-- telemetry (an unconnected vehicle) stays null: the model treats missing as its own case.
+-- rules_score is the rules-only ordering (due-now flags, then value): the baseline and the fallback.
+
+with
+
+spine as (
+
+    select spine.*, cast(spine.as_of_date as timestamptz) as cutoff
+    from {{ ref('int_nba_spine') }} as spine
+
+),
+
+actions as (
+
+    select * from {{ ref('dim_actions') }}
+
+),
+
+vehicle_days as (
+
+    select distinct vin, as_of_date, cutoff from spine
+
+),
+
+readings as (
+
+    select
+        vehicle_days.vin,
+        vehicle_days.as_of_date,
+        telemetry.observed_at,
+        telemetry.odometer_km,
+        telemetry.oil_life_pct,
+        telemetry.battery_voltage,
+        telemetry.min_tire_pressure_kpa,
+        telemetry.dtc_codes,
+        telemetry.observed_at >= vehicle_days.cutoff - interval 7 day as in_last_7_days
+    from vehicle_days
+    inner join {{ ref('stg_telemetry') }} as telemetry
+        on telemetry.vin = vehicle_days.vin
+        and telemetry.observed_at < vehicle_days.cutoff
+        and telemetry.observed_at >= vehicle_days.cutoff - interval 30 day
+
+),
+
+dtc_seen as (
+
+    select readings.vin, readings.as_of_date, families.family
+    from readings
+    cross join unnest(readings.dtc_codes) as codes(code)
+    inner join {{ ref('dtc_families') }} as families
+        on starts_with(codes.code, families.code_prefix)
+    where readings.in_last_7_days
+
+),
+
+telemetry_features as (
+
+    select
+        readings.vin,
+        readings.as_of_date,
+        arg_max(readings.odometer_km, readings.observed_at) as odometer_km,
+        arg_max(readings.oil_life_pct, readings.observed_at) as oil_life_pct,
+        arg_max(readings.battery_voltage, readings.observed_at) as battery_voltage,
+        arg_max(readings.min_tire_pressure_kpa, readings.observed_at) as min_tire_pressure_kpa,
+        avg(readings.battery_voltage) filter (where readings.in_last_7_days)
+            - avg(readings.battery_voltage) filter (where not readings.in_last_7_days) as battery_voltage_trend_7d,
+        (max(readings.odometer_km) - min(readings.odometer_km))
+            / greatest({{ epoch_seconds_between('min(readings.observed_at)', 'max(readings.observed_at)') }} / 86400.0, 1.0)
+            as daily_km_30d,
+        max(readings.observed_at) as last_reading_at
+    from readings
+    group by readings.vin, readings.as_of_date
+
+),
+
+dtc_features as (
+
+    select
+        vin,
+        as_of_date,
+        bool_or(family = 'battery') as dtc_battery_7d,
+        bool_or(family = 'brakes') as dtc_brakes_7d,
+        count(*) as dtc_codes_7d
+    from dtc_seen
+    group by vin, as_of_date
+
+),
+
+customer_days as (
+
+    select distinct user_id, as_of_date, cutoff from spine
+
+),
+
+jobs as (
+
+    select jobs.customer_id, jobs.vin, jobs.job_id, jobs.service_id, jobs.completed_at, invoices.amount
+    from {{ ref('stg_jobs') }} as jobs
+    left join {{ ref('stg_invoices') }} as invoices
+        on invoices.job_id = jobs.job_id and invoices.status <> 'void'
+    where jobs.completed_at is not null
+
+),
+
+history as (
+
+    select
+        customer_days.user_id,
+        customer_days.as_of_date,
+        count(jobs.job_id) filter (where jobs.completed_at >= customer_days.cutoff - interval 365 day) as visits_365d,
+        coalesce(sum(jobs.amount) filter (where jobs.completed_at >= customer_days.cutoff - interval 365 day), 0) as spend_365d,
+        max(jobs.completed_at) as last_visit_at
+    from customer_days
+    left join jobs
+        on jobs.customer_id = customer_days.user_id
+        and jobs.completed_at < customer_days.cutoff
+    group by customer_days.user_id, customer_days.as_of_date
+
+),
+
+same_service as (
+
+    select spine.user_id, spine.vin, spine.action_id, spine.as_of_date, max(jobs.completed_at) as last_same_service_at
+    from spine
+    inner join actions on actions.action_id = spine.action_id
+    inner join jobs
+        on jobs.vin = spine.vin
+        and jobs.service_id = actions.service_id
+        and jobs.completed_at < spine.cutoff
+    group by all
+
+),
+
+exposures as (
+
+    select
+        exposures.user_id,
+        exposures.action_id,
+        actions.kind,
+        exposures.shown_at,
+        exposures.accepted_at
+    from {{ ref('int_recommendation_exposures') }} as exposures
+    inner join actions on actions.action_id = exposures.action_id
+
+),
+
+offers as (
+
+    -- what the customer did with earlier offers, as known before the as-of date: an offer counts as
+    -- accepted only if the acceptance itself happened before it
+    select
+        spine.user_id,
+        spine.action_id,
+        spine.as_of_date,
+        count(*) filter (where exposures.action_id = spine.action_id
+                         and exposures.shown_at >= spine.cutoff - interval 90 day) as shown_same_action_90d,
+        count(*) filter (where exposures.action_id = spine.action_id
+                         and exposures.accepted_at < spine.cutoff
+                         and exposures.shown_at >= spine.cutoff - interval 90 day) as accepted_same_action_90d,
+        count(*) filter (where exposures.action_id = spine.action_id
+                         and (exposures.accepted_at is null or exposures.accepted_at >= spine.cutoff)
+                         and exposures.shown_at >= spine.cutoff - interval 30 day) as declined_same_action_30d,
+        count(*) filter (where exposures.kind = actions.kind
+                         and exposures.accepted_at < spine.cutoff
+                         and exposures.shown_at >= spine.cutoff - interval 90 day) as accepted_same_kind_90d
+    from spine
+    inner join actions on actions.action_id = spine.action_id
+    inner join exposures
+        on exposures.user_id = spine.user_id
+        and exposures.shown_at < spine.cutoff
+        and exposures.shown_at >= spine.cutoff - interval 90 day
+    group by all
+
+),
+
+last_session as (
+
+    select customer_days.user_id, customer_days.as_of_date, arg_max(sessions.platform, sessions.started_at) as platform
+    from customer_days
+    inner join {{ ref('fct_sessions') }} as sessions
+        on sessions.user_id = customer_days.user_id
+        and sessions.started_at < customer_days.cutoff
+        and sessions.started_at >= customer_days.cutoff - interval 90 day
+    group by customer_days.user_id, customer_days.as_of_date
+
+),
+
+joined as (
+
+    select
+        spine.user_id,
+        spine.vin,
+        spine.action_id,
+        spine.as_of_date,
+        spine.purpose,
+        actions.kind as action_kind,
+        actions.action_value,
+        customers.region,
+        customers.segment,
+        last_session.platform,
+        vehicles.fuel_type,
+        year(spine.as_of_date) - vehicles.model_year as vehicle_age_years,
+        telemetry_features.odometer_km,
+        telemetry_features.oil_life_pct,
+        telemetry_features.battery_voltage,
+        telemetry_features.battery_voltage_trend_7d,
+        telemetry_features.min_tire_pressure_kpa,
+        telemetry_features.daily_km_30d,
+        {{ epoch_seconds_between('telemetry_features.last_reading_at', 'spine.cutoff') }} / 86400.0 as days_since_telemetry,
+        coalesce(dtc_features.dtc_battery_7d, false) as dtc_battery_7d,
+        coalesce(dtc_features.dtc_brakes_7d, false) as dtc_brakes_7d,
+        coalesce(dtc_features.dtc_codes_7d, 0) as dtc_codes_7d,
+        history.visits_365d,
+        history.spend_365d,
+        {{ epoch_seconds_between('history.last_visit_at', 'spine.cutoff') }} / 86400.0 as days_since_last_visit,
+        {{ epoch_seconds_between('same_service.last_same_service_at', 'spine.cutoff') }} / 86400.0 as days_since_same_service,
+        coalesce(offers.shown_same_action_90d, 0) as shown_same_action_90d,
+        coalesce(offers.accepted_same_action_90d, 0) as accepted_same_action_90d,
+        coalesce(offers.declined_same_action_30d, 0) as declined_same_action_30d,
+        coalesce(offers.accepted_same_kind_90d, 0) as accepted_same_kind_90d
+    from spine
+    inner join actions on actions.action_id = spine.action_id
+    left join {{ ref('stg_customers') }} as customers on customers.customer_id = spine.user_id
+    left join {{ ref('stg_vehicles') }} as vehicles on vehicles.vin = spine.vin
+    left join telemetry_features
+        on telemetry_features.vin = spine.vin and telemetry_features.as_of_date = spine.as_of_date
+    left join dtc_features
+        on dtc_features.vin = spine.vin and dtc_features.as_of_date = spine.as_of_date
+    left join history
+        on history.user_id = spine.user_id and history.as_of_date = spine.as_of_date
+    left join same_service
+        on same_service.user_id = spine.user_id and same_service.vin = spine.vin
+        and same_service.action_id = spine.action_id and same_service.as_of_date = spine.as_of_date
+    left join offers
+        on offers.user_id = spine.user_id and offers.action_id = spine.action_id
+        and offers.as_of_date = spine.as_of_date
+    left join last_session
+        on last_session.user_id = spine.user_id and last_session.as_of_date = spine.as_of_date
+
+)
+
+select
+    *,
+    -- the rules-only ordering: is the action due now by its rule, then its value
+    case action_id
+        when 'battery_replacement' then battery_voltage < 12.2 or dtc_battery_7d
+        when 'oil_change' then oil_life_pct < 20
+        when 'tire_rotation' then min_tire_pressure_kpa < 220
+        when 'brake_service' then vehicle_age_years >= 7 or dtc_brakes_7d
+        else false
+    end as due_by_rule,
+    case when coalesce(due_by_rule, false) then 1000 else 0 end + coalesce(action_value, 0) as rules_score
+from joined

@@ -1,0 +1,175 @@
+"""The NBA model in a real MLflow store: registration, the promotion gate, champion-only scoring, reasons."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import polars as pl
+import pytest
+from mlflow import MlflowClient
+
+from models_ml.nba.gate import GateConfig
+from models_ml.nba.pipeline import train_evaluate_register
+from models_ml.nba.scoring import Champion, ChampionUnavailable, explain, load_champion, score
+from models_ml.nba.synthetic import SPEC, TEMPLATES, synthetic_candidates
+from models_ml.nba.tracking import MODEL_NAME, tracking_uri
+from models_ml.nba.train import TrainConfig
+
+PLANTED = {"oil_life_pct", "km_since_last_service_of_kind", "battery_voltage_trend_7d", "dtc_family_battery",
+           "visits_365d", "declined_same_action_90d", "accepted_same_kind_90d", "region"}
+NO_EFFECT = {"spend_365d", "days_since_last_visit", "platform", "placement"}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """A fresh sqlite MLflow store and data root for this module; the environment is restored after."""
+    root = tmp_path_factory.mktemp("nba_data")
+    saved = {k: os.environ.get(k) for k in ("PITWALL_DATA_DIR", "MLFLOW_TRACKING_URI")}
+    os.environ["PITWALL_DATA_DIR"] = str(root)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    yield root
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def frame() -> pl.DataFrame:
+    return synthetic_candidates(n_users=1500, n_days=56, seed=11)
+
+
+@pytest.fixture(scope="module")
+def client(store):
+    return MlflowClient(tracking_uri=tracking_uri(), registry_uri=tracking_uri())
+
+
+@pytest.fixture(scope="module")
+def no_champion_yet(store):
+    return load_champion()
+
+
+@pytest.fixture(scope="module")
+def first(store, frame, no_champion_yet):
+    return train_evaluate_register(frame, SPEC, TrainConfig(seed=1), run_name="good")
+
+
+@pytest.fixture(scope="module")
+def worse(first, frame):
+    shuffled = frame.with_columns(
+        pl.Series("label", np.random.default_rng(5).permutation(frame.get_column("label").to_numpy())))
+    return train_evaluate_register(shuffled, SPEC, TrainConfig(seed=1), run_name="shuffled labels")
+
+
+def test_the_store_lives_under_the_data_root(store, first):
+    assert tracking_uri() == f"sqlite:///{store / 'mlflow' / 'mlflow.db'}"
+    assert (store / "mlflow" / "artifacts").is_dir()
+
+
+def test_no_champion_yet_signals_the_rules_fallback(no_champion_yet):
+    assert isinstance(no_champion_yet, ChampionUnavailable)
+    assert no_champion_yet.policy == "rules_fallback"
+    assert "champion" in no_champion_yet.reason
+
+
+def test_first_model_beating_the_baselines_becomes_champion(client, first):
+    d = first.decision
+    assert d.promoted and d.alias == "champion" and d.previous_champion_version is None
+    assert str(client.get_model_version_by_alias(MODEL_NAME, "champion").version) == first.version
+    tags = client.get_model_version(MODEL_NAME, first.version).tags
+    assert tags["gate.decision"] == "champion"
+    run = client.get_run(first.run_id)
+    for key in ("model_auc", "model_ndcg_at_3", "popularity_ndcg_at_3", "rules_ndcg_at_3", "model_ece",
+                "model_brier", "model_log_loss", "model_precision_at_3"):
+        assert key in run.data.metrics
+    assert run.data.metrics["model_ndcg_at_3"] > run.data.metrics["popularity_ndcg_at_3"]
+    artifacts = {a.path for a in client.list_artifacts(first.run_id)} | \
+        {a.path for a in client.list_artifacts(first.run_id, "plots")}
+    assert {"encoding.json", "feature_list.json", "gate_decision.json", "plots/roc.png",
+            "plots/calibration.png", "plots/gain.png"} <= artifacts
+    model = client.get_model_version(MODEL_NAME, first.version)
+    assert model.run_id == first.run_id
+
+
+def test_worse_model_is_not_promoted_and_the_champion_stays(client, first, worse):
+    d = worse.decision
+    assert not d.promoted and d.alias == "challenger"
+    assert d.previous_champion_version == first.version
+    assert d.champion_metrics is not None  # the champion was re-scored on the new holdout
+    assert any("does not beat popularity" in r for r in d.reasons)
+    assert any(f"champion v{first.version}" in r for r in d.reasons)
+    assert str(client.get_model_version_by_alias(MODEL_NAME, "champion").version) == first.version
+    assert str(client.get_model_version_by_alias(MODEL_NAME, "challenger").version) == worse.version
+    tags = client.get_model_version(MODEL_NAME, worse.version).tags
+    assert tags["gate.decision"] == "challenger" and "does not beat" in tags["gate.reasons"]
+
+
+def test_a_model_dominated_by_an_id_like_column_is_not_promoted(client, first, worse, frame):
+    # a ticket number that leaks the label: great metrics, but the gate refuses it
+    rng = np.random.default_rng(3)
+    leak = frame.with_columns((pl.col("label").cast(pl.Int64) * 10_000_000
+                               + pl.Series(rng.permutation(len(frame)))).alias("ticket_id"))
+    out = train_evaluate_register(leak, [*SPEC, ("ticket_id", "numeric")], TrainConfig(seed=1),
+                                  GateConfig(), run_name="id leak")
+    assert out.evaluation.metrics["model"]["auc"] > first.evaluation.metrics["model"]["auc"]
+    assert not out.decision.promoted
+    assert any("ticket_id" in r and "dominates" in r for r in out.decision.reasons)
+    assert str(client.get_model_version_by_alias(MODEL_NAME, "champion").version) == first.version
+
+
+def test_scoring_uses_the_champion_alias_not_the_latest_version(first, worse):
+    champ = load_champion()
+    assert isinstance(champ, Champion)
+    assert champ.version == first.version != worse.version
+    assert champ.run_id == first.run_id
+    candidates = synthetic_candidates(n_users=300, n_days=1, session_rate=1.0, actions_per_session=8,
+                                      with_labels=False, seed=21)
+    scored = score(champ, candidates)
+    assert scored.get_column("model_version").unique().to_list() == [first.version]
+    assert scored.get_column("mlflow_run_id").unique().to_list() == [first.run_id]
+    np.testing.assert_allclose(scored.get_column("propensity").to_numpy(), first.model.predict(candidates))
+    assert not np.allclose(scored.get_column("propensity").to_numpy(), worse.model.predict(candidates))
+    np.testing.assert_allclose(scored.get_column("expected_value").to_numpy(),
+                               scored.get_column("propensity").to_numpy() * candidates.get_column("action_value").to_numpy(),
+                               rtol=1e-6)
+
+
+def test_a_champion_that_cannot_load_signals_the_fallback(client, store, first):
+    name = "pitwall-nba-broken"
+    client.create_registered_model(name)
+    mv = client.create_model_version(name, source=(store / "nowhere").as_uri(), run_id=None)
+    client.set_registered_model_alias(name, "champion", mv.version)
+    out = load_champion(name)
+    assert isinstance(out, ChampionUnavailable) and "could not be loaded" in out.reason
+
+
+def test_reasons_are_computed_for_kept_rows_and_name_the_features_that_matter(first):
+    champ = load_champion()
+    candidates = synthetic_candidates(n_users=400, n_days=1, session_rate=1.0, actions_per_session=8,
+                                      with_labels=False, seed=22)
+    scored = score(champ, candidates)
+    kept = (scored.sort(["user_id", "expected_value"], descending=[False, True])
+            .group_by("user_id", maintain_order=True).head(3))
+    explained = explain(champ, kept, TEMPLATES, top_n=3, min_contribution=0.05,
+                        exclude=("action_id", "action_kind"), fallback="recommended for your vehicle")
+    assert len(explained) == len(kept) == 3 * 400
+    assert explained.get_column("reason_codes").list.len().min() >= 1
+    generic = explained.filter(pl.col("reason_features").list.len() == 0)
+    assert len(generic) < 0.05 * len(explained)
+    assert generic.get_column("reason_codes").to_list() == [["recommended for your vehicle"]] * len(generic)
+    assert explained.get_column("reason_codes").list.len().max() <= 3
+    assert (explained.get_column("reason_method") == "exact").all()
+    feats = explained.get_column("reason_features").explode().drop_nulls()
+    first_feats = explained.get_column("reason_features").list.first()
+    assert first_feats.is_in(list(PLANTED)).mean() > 0.95
+    assert feats.is_in(list(PLANTED)).mean() > 0.9
+    assert not feats.is_in(["action_id", "action_kind"]).any()
+    # a low-oil oil-change offer is explained by its oil life, with the row's own value in the text
+    oil = explained.filter((pl.col("action_id") == "oil_change") & (pl.col("oil_life_pct") < 10))
+    assert len(oil)
+    first_reason = oil.select(pl.col("reason_features").list.first()).to_series()
+    assert (first_reason == "oil_life_pct").mean() > 0.9
+    row = oil.row(0, named=True)
+    assert f"oil life {row['oil_life_pct']:.0f}%" in row["reason_codes"]

@@ -1,0 +1,78 @@
+"""NBA model benchmark: training on N labeled rows; scoring users × all actions with ranking (top 3 per
+user) and reasons for the kept rows; peak RSS. Prints the figures (not yet wired into ``make bench``).
+
+    .venv/bin/python -m benchmarks.nba --train-rows 1000000 --users 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+import polars as pl
+
+from models_ml.nba.scoring import Champion, explain, score
+from models_ml.nba.synthetic import ACTIONS, SPEC, TEMPLATES, synthetic_candidates
+from models_ml.nba.train import TrainConfig, time_split, train_model
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run(train_rows: int, users: int, nthread: int = 2, exact_sample: int = 2000) -> dict[str, float]:
+    out: dict[str, float] = {}
+    # ~train_rows labeled exposures over 8 weeks (4 actions per session, session rate 0.3)
+    n_users = max(100, int(train_rows / (56 * 0.3 * 4)))
+    t = time.perf_counter()
+    frame = synthetic_candidates(n_users=n_users, n_days=56, seed=1)
+    out["gen_train_s"] = time.perf_counter() - t
+    split = time_split(frame)
+    out["train_rows"] = float(len(split.train))
+    trained = train_model(split.train, SPEC, TrainConfig(nthread=nthread))
+    out["train_s"] = trained.train_seconds
+    out["trees"] = float(trained.best_iteration + 1)
+    champ = Champion(booster=trained.booster, encoding=trained.encoding, model_name="bench", version="0", run_id="-")
+    del frame, split
+
+    t = time.perf_counter()
+    cands = synthetic_candidates(n_users=users, n_days=1, session_rate=1.0, actions_per_session=len(ACTIONS),
+                                 with_labels=False, seed=2)
+    out["gen_candidates_s"] = time.perf_counter() - t
+    out["candidates"] = float(len(cands))
+    t = time.perf_counter()
+    scored = score(champ, cands)
+    out["score_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    kept = (scored.sort(["user_id", "placement", "expected_value"], descending=[False, False, True])
+            .group_by(["user_id", "placement"], maintain_order=True).head(3))
+    out["rank_s"] = time.perf_counter() - t
+    out["kept_rows"] = float(len(kept))
+    t = time.perf_counter()
+    explain(champ, kept, TEMPLATES, method="approx", exclude=("action_id", "action_kind"))
+    out["reasons_approx_all_kept_s"] = time.perf_counter() - t
+    sample = kept.head(exact_sample)
+    t = time.perf_counter()
+    explain(champ, sample, TEMPLATES, method="exact", exclude=("action_id", "action_kind"))
+    per_row = (time.perf_counter() - t) / max(1, len(sample))
+    out["reasons_exact_ms_per_row"] = per_row * 1000
+    out["reasons_exact_all_kept_s_extrapolated"] = per_row * len(kept)
+    out["score_rank_approx_reasons_s"] = out["score_s"] + out["rank_s"] + out["reasons_approx_all_kept_s"]
+    out["peak_rss_mib"] = peak_rss_mib()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--train-rows", type=int, default=1_000_000)
+    ap.add_argument("--users", type=int, default=1_000_000)
+    ap.add_argument("--nthread", type=int, default=2)
+    args = ap.parse_args()
+    for key, value in run(args.train_rows, args.users, args.nthread).items():
+        print(f"{key:40s} {value:12.2f}")
+
+
+if __name__ == "__main__":
+    pl.Config.set_tbl_rows(20)
+    main()

@@ -83,6 +83,7 @@ dtc_features as (
         as_of_date,
         bool_or(family = 'battery') as dtc_battery_7d,
         bool_or(family = 'brakes') as dtc_brakes_7d,
+        list_sort(list_distinct(list(family))) as dtc_families_7d,
         count(*) as dtc_codes_7d
     from dtc_seen
     group by vin, as_of_date
@@ -213,6 +214,7 @@ joined as (
         coalesce(dtc_features.dtc_battery_7d, false) as dtc_battery_7d,
         coalesce(dtc_features.dtc_brakes_7d, false) as dtc_brakes_7d,
         coalesce(dtc_features.dtc_codes_7d, 0) as dtc_codes_7d,
+        coalesce(dtc_features.dtc_families_7d, []) as dtc_families_7d,
         history.visits_365d,
         history.spend_365d,
         {{ epoch_seconds_between('history.last_visit_at', 'spine.cutoff') }} / 86400.0 as days_since_last_visit,

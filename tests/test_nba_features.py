@@ -90,20 +90,23 @@ def test_features_do_not_change_when_later_data_is_removed(world, tmp_path):
 
 
 def test_labels_come_only_from_logged_exposures(con, world):
-    # every training row is an exposure; its label is an acceptance of the same action by the same user
-    # within 7 days, recounted here from the events
-    rows = con.execute("""
-        with accepted as (
-            select user_id, json_extract_string(properties, '$.action_id') as action_id, occurred_at
-            from stg_events where event_name = 'recommendation_accepted'
-        )
-        select t.label, count(a.user_id) > 0 as recount
-        from fct_nba_training t
-        join int_recommendation_exposures e using (exposure_id)
-        left join accepted a on a.user_id = e.user_id and a.action_id = e.action_id
-            and a.occurred_at between e.shown_at and e.shown_at + interval 7 day
-        group by t.exposure_id, t.label
-    """).fetchall()
-    assert rows and all(label == int(recount) for label, recount in rows)
+    # recounted here: each acceptance is credited to the latest exposure of the same action to the same
+    # user in the 7 days before it (last touch); every training row is a logged exposure
+    exposures = con.execute("""
+        select exposure_id, user_id, action_id, shown_at from int_recommendation_exposures""").fetchall()
+    accepted = con.execute("""
+        select user_id, json_extract_string(properties, '$.action_id'), occurred_at
+        from stg_events where event_name = 'recommendation_accepted'""").fetchall()
+    by_offer: dict[tuple, list] = {}
+    for exposure_id, user, action, shown_at in exposures:
+        by_offer.setdefault((user, action), []).append((shown_at, exposure_id))
+    credited = set()
+    for user, action, at in accepted:
+        before = [(t, e) for t, e in by_offer.get((user, action), []) if at - timedelta(days=7) <= t <= at]
+        if before:
+            credited.add(max(before)[1])
+    labels = dict(con.execute("select exposure_id, label from fct_nba_training").fetchall())
+    assert labels and sum(labels.values()) > 10
+    assert {e: int(e in credited) for e in labels} == labels
     shown = con.execute("select count(*) from stg_events where event_name = 'recommendation_shown'").fetchall()[0][0]
     assert con.execute("select count(*) from int_recommendation_exposures").fetchall()[0][0] == shown

@@ -99,7 +99,7 @@ def contributions(booster: xgb.Booster, encoding: Encoding, frame: pl.DataFrame,
     return out
 
 
-def _render(name: str, template: str | None, values: pl.Series) -> pl.Series:
+def render_reason(name: str, template: str | None, values: pl.Series) -> pl.Series:
     """Template text per row; formatting runs once per distinct value, not per row."""
     uniq = values.unique()
     texts = []
@@ -134,6 +134,9 @@ def explain(model: Champion, kept: pl.DataFrame, templates: Mapping[str, str], t
     for i, n in enumerate(names):
         if n in exclude:
             contrib[:, i] = -np.inf
+        elif n in kept.columns:
+            # a missing reading is no reason to show anything ("battery voltage unknown")
+            contrib[kept.get_column(n).is_null().to_numpy(), i] = -np.inf
     k = min(top_n, len(names))
     top = np.argsort(-contrib, axis=1, kind="stable")[:, :k]
     top_val = np.take_along_axis(contrib, top, axis=1)
@@ -146,7 +149,7 @@ def explain(model: Champion, kept: pl.DataFrame, templates: Mapping[str, str], t
         for fi, n in enumerate(names):
             rows = np.flatnonzero(ok & (top[:, j] == fi))
             if len(rows):
-                text_np[rows] = _render(n, templates.get(n), kept.get_column(n).gather(rows)).to_numpy()
+                text_np[rows] = render_reason(n, templates.get(n), kept.get_column(n).gather(rows)).to_numpy()
         code_cols.append(pl.Series(f"c{j}", text_np.tolist(), dtype=pl.String))
         feat_cols.append(pl.Series(f"f{j}", feat.tolist(), dtype=pl.String))
     parts = pl.DataFrame(code_cols + feat_cols)

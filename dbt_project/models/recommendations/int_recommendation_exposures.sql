@@ -1,7 +1,9 @@
 -- Logged exposures: every recommendation_shown event, with what followed it. The label of an exposure is
--- whether the same user accepted the same action within 7 days of seeing it (recommendation_accepted);
--- labels exist only for people who were shown the action. An exposure whose 7 days are not over yet at
--- the end of the data is kept with label_complete = false (training leaves it out).
+-- whether the same user accepted the same action within 7 days of seeing it (recommendation_accepted),
+-- credited to the last exposure before the acceptance (last touch: an offer seen three times and accepted
+-- at the third was declined twice); labels exist only for people who were shown the action. An exposure
+-- whose 7 days are not over yet at the end of the data is kept with label_complete = false (training
+-- leaves it out).
 
 with
 
@@ -27,6 +29,7 @@ shown as (
 outcomes as (
 
     select
+        message_id,
         event_name,
         user_id,
         {{ json_str('properties', 'action_id') }} as action_id,
@@ -42,19 +45,32 @@ data_end as (
 
 ),
 
+credited as (
+
+    -- each click or acceptance goes to the latest exposure of that action to that user in the 7 days before it
+    select
+        outcomes.message_id,
+        any_value(outcomes.event_name) as event_name,
+        any_value(outcomes.occurred_at) as occurred_at,
+        arg_max(shown.exposure_id, shown.shown_at) as exposure_id
+    from outcomes
+    inner join shown
+        on shown.user_id = outcomes.user_id
+        and shown.action_id = outcomes.action_id
+        and shown.shown_at <= outcomes.occurred_at
+        and shown.shown_at >= outcomes.occurred_at - interval 7 day
+    group by outcomes.message_id
+
+),
+
 followed as (
 
     select
-        shown.exposure_id,
-        min(outcomes.occurred_at) filter (where outcomes.event_name = 'recommendation_clicked') as clicked_at,
-        min(outcomes.occurred_at) filter (where outcomes.event_name = 'recommendation_accepted') as accepted_at
-    from shown
-    inner join outcomes
-        on outcomes.user_id = shown.user_id
-        and outcomes.action_id = shown.action_id
-        and outcomes.occurred_at >= shown.shown_at
-        and outcomes.occurred_at <= shown.shown_at + interval 7 day
-    group by shown.exposure_id
+        exposure_id,
+        min(occurred_at) filter (where event_name = 'recommendation_clicked') as clicked_at,
+        min(occurred_at) filter (where event_name = 'recommendation_accepted') as accepted_at
+    from credited
+    group by exposure_id
 
 )
 

@@ -1,0 +1,122 @@
+"""Train the next-best-action model and build the `recommendations` serving table: plain functions over
+the warehouse, called by the Dagster assets next door (and by tests and benchmarks without Dagster)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from models_ml.nba import (
+    Champion, ChampionUnavailable, GateConfig, TrainConfig, TrainingOutcome, explain, load_champion, score,
+    train_evaluate_register,
+)
+from models_ml.nba.policy import PolicyConfig, rank
+from models_ml.nba.scoring import render_reason
+from models_ml.nba.spec import FEATURES, NOT_REASONS, REASON_TEMPLATES, RULE_FEATURE
+from pitwall import paths
+from pitwall.duck import connect
+
+# Booleans of the feature mart become 0/1 numbers for the model.
+FEATURE_SELECT = "* replace (cast(dtc_battery_7d as integer) as dtc_battery_7d, cast(dtc_brakes_7d as integer) as dtc_brakes_7d)"
+MIN_TRAINING_ROWS, MIN_TRAINING_POSITIVES = 500, 50
+# Exact reasons (TreeSHAP) cost about a millisecond a row: beyond this many kept rows, approximate ones.
+EXACT_REASON_ROWS = 200_000
+
+RECOMMENDATION_COLUMNS = [
+    "user_id", "placement", "rank", "action_id", "action_kind", "vin", "score", "expected_value", "reason_codes",
+    "reason_method", "model_alias", "model_version", "mlflow_run_id", "scoring_run_id", "policy",
+    "propensity_logged", "experiment_key", "variation_id", "generated_at", "valid_until",
+]
+
+
+def read(sql: str, database: Path | None = None) -> pl.DataFrame:
+    con = connect(database or paths.warehouse_path(), read_only=True)
+    try:
+        return con.sql(sql).pl()
+    finally:
+        con.close()
+
+
+@dataclass
+class TrainingSkipped:
+    reason: str
+
+
+def train(train_config: TrainConfig | None = None, gate_config: GateConfig | None = None) -> TrainingOutcome | TrainingSkipped:
+    """Train on the logged exposures, evaluate, register and gate; skipped with a reason when the data is
+    too small to tell a model from the baselines."""
+    train_config = train_config or TrainConfig()
+    frame = read(f"select {FEATURE_SELECT} from fct_nba_training")
+    positives = int(frame["label"].sum()) if len(frame) else 0
+    if len(frame) < MIN_TRAINING_ROWS or positives < MIN_TRAINING_POSITIVES:
+        return TrainingSkipped(f"{len(frame)} labelled exposures with {positives} acceptances: need at least "
+                               f"{MIN_TRAINING_ROWS} and {MIN_TRAINING_POSITIVES} to train")
+    days = (frame["as_of_date"].max() - frame["as_of_date"].min()).days + 1
+    needed = train_config.holdout_days + train_config.valid_days + 7  # at least a week to fit on
+    if days < needed:
+        return TrainingSkipped(f"labelled exposures span {days} days: need {needed} (fit, early-stopping and holdout weeks)")
+    return train_evaluate_register(frame, FEATURES, train_config, gate_config)
+
+
+def _rule_reasons(kept: pl.DataFrame) -> pl.DataFrame:
+    """Reasons of the rules-only ordering: the reading the action's rule looks at, else its description."""
+    text = np.full(len(kept), None, dtype=object)
+    action = kept.get_column("action_id")
+    for action_id, feature in RULE_FEATURE.items():
+        rows = np.flatnonzero(((action == action_id) & kept.get_column(feature).is_not_null()).to_numpy())
+        if len(rows):
+            text[rows] = render_reason(feature, REASON_TEMPLATES[feature], kept.get_column(feature).gather(rows)).to_numpy()
+    reason = pl.Series("reason", text.tolist(), dtype=pl.String)
+    return kept.with_columns(reason_codes=pl.concat_list([pl.coalesce([reason, pl.col("description")])]),
+                             reason_method=pl.lit("rule"))
+
+
+def build_recommendations(config: PolicyConfig | None = None, now: dt.datetime | None = None) -> tuple[pl.DataFrame, dict]:
+    """The `recommendations` rows for tomorrow and a summary of how they were made."""
+    config = config or PolicyConfig()
+    candidates = read(f"""
+        select {FEATURE_SELECT}, (select description from dim_actions a where a.action_id = c.action_id) as description
+        from int_nba_candidates c where ineligible_reason is null""")
+    champion = load_champion()
+    by_model = isinstance(champion, Champion)
+    scored = score(champion, candidates) if by_model and len(candidates) else candidates.with_columns(
+        propensity=pl.lit(None, pl.Float32), expected_value=pl.lit(None, pl.Float64))
+    kept, counts = rank(scored, config, by_model=by_model)
+    if by_model and len(kept):
+        method = "exact" if len(kept) <= EXACT_REASON_ROWS else "approx"
+        kept = explain(champion, kept, REASON_TEMPLATES, method=method, exclude=NOT_REASONS, fallback="popular with similar drivers")
+    else:
+        kept = _rule_reasons(kept)
+    now = now or dt.datetime.now(dt.timezone.utc)
+    scoring_run_id = str(uuid.uuid4())
+    out = kept.with_columns(
+        score=pl.col("propensity").cast(pl.Float64),
+        model_alias=pl.lit(champion.alias if by_model else None, pl.String),
+        model_version=pl.lit(champion.version if by_model else None, pl.String),
+        mlflow_run_id=pl.lit(champion.run_id if by_model else None, pl.String),
+        scoring_run_id=pl.lit(scoring_run_id),
+        experiment_key=pl.lit(None, pl.String),   # the experimentation harness (issue 5) fills these
+        variation_id=pl.lit(None, pl.String),
+        generated_at=pl.lit(now),
+        valid_until=pl.col("as_of_date").cast(pl.Datetime("us", "UTC")) + pl.duration(days=1),
+    ).select(RECOMMENDATION_COLUMNS)
+    summary = {**counts, "policy": "model" if by_model else "rules_fallback", "scoring_run_id": scoring_run_id,
+               "why_fallback": None if by_model else champion.reason,
+               "model_version": champion.version if by_model else None}
+    return out, summary
+
+
+def write_table(name: str, frame: pl.DataFrame) -> None:
+    """Replace a table of the warehouse with the frame, in one statement."""
+    con = connect(paths.warehouse_path())
+    try:
+        con.register("frame", frame.to_arrow())
+        con.execute(f'create or replace table "{name}" as select * from frame')
+        con.unregister("frame")
+    finally:
+        con.close()

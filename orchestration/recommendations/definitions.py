@@ -1,0 +1,5 @@
+import dagster as dg
+
+from .assets import nba_model, recommendations
+
+defs = dg.Definitions(assets=[nba_model, recommendations])

@@ -56,10 +56,11 @@ screenshots: venv
 	test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
 	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/python -m dashboards.screenshots --out docs/screenshots
 
-# Each part appends its tables to docs/benchmarks.md: ingestion, then the warehouse build and the dashboard pages.
+# Each part appends its tables to docs/benchmarks.md: ingestion, the warehouse build and the dashboard pages, the NBA model.
 bench: venv manifest
 	$(BIN)/python -m benchmarks.ingestion
 	$(BIN)/python -m benchmarks.warehouse
+	$(BIN)/python -m benchmarks.nba
 
 clean-data:
 	rm -rf $(PITWALL_DATA_DIR)/landing $(PITWALL_DATA_DIR)/raw $(PITWALL_DATA_DIR)/quarantine $(PITWALL_DATA_DIR)/warehouse.duckdb

@@ -16,6 +16,10 @@ from .world import World
 
 REC_ACTIONS = ("battery_replacement", "tire_rotation", "brake_service", "wiper_blades", "cabin_filter", "oil_change")
 PLACEMENTS = ("home_card", "post_job", "service_history")
+# What the apps log with each recommendation event: the logging policy is pure exploration, so each action is
+# shown with probability 1 / number of actions (properties.policy, properties.propensity_logged).
+LOGGED_POLICY = "explore"
+LOGGED_PROPENSITY = 1 / len(REC_ACTIONS)
 A = {name: i for i, name in enumerate(REC_ACTIONS)}
 RAINY_REGIONS = (0, 3)  # north, west (world.REGIONS)
 
@@ -87,6 +91,12 @@ class HiddenPropensity:
                                      for i, a in enumerate(REC_ACTIONS)},
             "auc_of_hidden_propensity": round(auc(prob, accepted), 4),
             "mean_hidden_propensity": round(float(prob.mean()), 4),
+            # E[P(accept) | action shown] under the logging policy: what an IPS / SNIPS estimate of each
+            # action's acceptance from the logged exposures recovers (not rounded: tests compare with CIs)
+            "mean_hidden_propensity_by_action": {
+                a: float(prob[action == i].mean()) if (action == i).any() else None for i, a in enumerate(REC_ACTIONS)},
+            "exposures_by_action": {a: int((action == i).sum()) for i, a in enumerate(REC_ACTIONS)},
+            "logged_policy": LOGGED_POLICY, "logged_propensity": LOGGED_PROPENSITY,
             "planted": planted.REC_PROPENSITY,
             "note": "generated exposures (before delivery losses): the hidden propensity's own AUC against the drawn "
                     "acceptances is the best a model can reach; logging policy: uniform random action and placement",

@@ -25,6 +25,7 @@ from .apps import (
     REC_ACTIONS, SCREEN, SCREENS, DayActivity,
 )
 from .jobs import Jobs, job_ids
+from .recommendations import LOGGED_POLICY, LOGGED_PROPENSITY
 from .world import (
     APPS, CARRIERS, DEVICE_MODELS, HOUR_US, LIBRARY_VERSIONS, LOCALES, OS_NAMES, OS_VERSIONS, PLATFORMS,
     REGION_TIMEZONES, REGIONS, RELEASES, RUDDER_LIB, US, World, job_type,
@@ -238,7 +239,8 @@ def _property_templates() -> list:
     rec = pl.concat_str([lit('{"placement": "'), col("placement"), lit('", "action_id": "'), col("action"),
                          lit('", "vin": "'), col("vin"),
                          lit(f'", "model_version": "7", "experiment_key": "{EXPERIMENT_KEY}", "variation_id": '),
-                         col("num_c"), lit("}")])
+                         col("num_c"),
+                         lit(f', "policy": {json.dumps(LOGGED_POLICY)}, "propensity_logged": {json.dumps(LOGGED_PROPENSITY)}}}')])
 
     def kinds(*names):
         return tuple(E[nm] for nm in names)

@@ -3,7 +3,9 @@
 -- credited to the last exposure before the acceptance (last touch: an offer seen three times and accepted
 -- at the third was declined twice); labels exist only for people who were shown the action. An exposure
 -- whose 7 days are not over yet at the end of the data is kept with label_complete = false (training
--- leaves it out).
+-- leaves it out). policy and propensity_logged are what the app logged with the exposure (explore | model |
+-- rules_fallback, and the probability the policy had of showing that action there); older app versions log
+-- neither, so both are null for their exposures.
 
 with
 
@@ -18,6 +20,8 @@ shown as (
         {{ json_str('properties', 'model_version') }} as model_version,
         {{ json_str('properties', 'experiment_key') }} as experiment_key,
         {{ json_str('properties', 'variation_id') }} as variation_id,
+        {{ json_str('properties', 'policy') }} as policy,
+        try_cast({{ json_str('properties', 'propensity_logged') }} as double) as propensity_logged,
         platform,
         app_version,
         occurred_at as shown_at

@@ -44,9 +44,17 @@ def check_table_invariants(root: Path) -> None:
         where c.user_id is null or c.ineligible_reason is not null""") == [(0,)]
     # every row has a reason; the Parquet copy has every row
     assert published_rows(root, "select count(*) from recommendations where len(reason_codes) = 0 or reason_codes is null") == [(0,)]
-    parquet = root / "published" / "serving" / "recommendations.parquet"
-    assert published_rows(root, f"select count(*) from read_parquet('{parquet}')") == \
-        published_rows(root, "select count(*) from recommendations")
+    for table in ("recommendations", "maintenance_reminders"):
+        parquet = root / "published" / "serving" / f"{table}.parquet"
+        assert published_rows(root, f"select count(*) from read_parquet('{parquet}')") == \
+            published_rows(root, f"select count(*) from {table}")
+    # reminders: vehicles with a service due by its rule, each once, ranked 1..n, each with its reason
+    assert published_rows(root, """
+        select count(*) from maintenance_reminders m join int_nba_candidates c using (user_id, vin, action_id)
+        where not coalesce(c.due_by_rule, false)""") == [(0,)]
+    assert published_rows(root, """
+        select count(*) = count(distinct (vin, action_id)) and count(*) = max(rank) and count(due_reason) = count(*)
+        from maintenance_reminders""") == [(True,)]
 
 
 def test_too_little_history_gives_rules_fallback_recommendations(world):
@@ -54,6 +62,7 @@ def test_too_little_history_gives_rules_fallback_recommendations(world):
     assert published_rows(root, "select count(*) > 100 from recommendations") == [(True,)]
     assert published_rows(root, "select distinct policy from recommendations where policy <> 'explore'") == [("rules_fallback",)]
     assert published_rows(root, "select count(*) from recommendations where model_version is not null") == [(0,)]
+    assert published_rows(root, "select count(*) > 0 from maintenance_reminders") == [(True,)]
     check_table_invariants(root)
 
 

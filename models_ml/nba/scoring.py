@@ -118,7 +118,8 @@ def render_reason(name: str, template: str | None, values: pl.Series) -> pl.Seri
 
 def explain(model: Champion, kept: pl.DataFrame, templates: Mapping[str, str], top_n: int = 3,
             method: Literal["exact", "approx"] = "exact", min_contribution: float = 0.0,
-            exclude: tuple[str, ...] = (), fallback: str | None = None) -> pl.DataFrame:
+            exclude: tuple[str, ...] = (), fallback: str | None = None,
+            only_when_positive: tuple[str, ...] = ()) -> pl.DataFrame:
     """Reasons for the rows the caller kept after ranking: ``kept`` plus
     - ``reason_features``: up to ``top_n`` features with the largest positive contributions: the first must be
       > 0, the others > ``min_contribution`` (log-odds), so every row with any positive contribution has a reason;
@@ -127,7 +128,8 @@ def explain(model: Champion, kept: pl.DataFrame, templates: Mapping[str, str], t
     A row with no positive contribution at all gets ``[fallback]`` as its reason codes when ``fallback`` is
     given (and no reason features).
 
-    Features named in ``exclude`` (e.g. ``action_id``) are never given as reasons. Exact contributions
+    Features named in ``exclude`` (e.g. ``action_id``) are never given as reasons, nor is a missing reading,
+    nor a feature of ``only_when_positive`` (flags, counts) whose value is not above zero. Exact contributions
     cost about a millisecond per row: call this only on the kept rows."""
     names = model.encoding.names
     contrib = contributions(model.booster, model.encoding, kept, method=method)
@@ -136,7 +138,10 @@ def explain(model: Champion, kept: pl.DataFrame, templates: Mapping[str, str], t
             contrib[:, i] = -np.inf
         elif n in kept.columns:
             # a missing reading is no reason to show anything ("battery voltage unknown")
-            contrib[kept.get_column(n).is_null().to_numpy(), i] = -np.inf
+            absent = kept.get_column(n).is_null()
+            if n in only_when_positive:
+                absent = absent | (kept.get_column(n).fill_null(0) <= 0)
+            contrib[absent.to_numpy(), i] = -np.inf
     k = min(top_n, len(names))
     top = np.argsort(-contrib, axis=1, kind="stable")[:, :k]
     top_val = np.take_along_axis(contrib, top, axis=1)

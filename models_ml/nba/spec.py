@@ -45,6 +45,8 @@ REASON_TEMPLATES: dict[str, str] = {
 NOT_REASONS: tuple[str, ...] = ("action_id", "action_kind", "placement", "platform",
                                 "shown_same_action_90d", "accepted_same_action_90d",
                                 "declined_same_action_30d", "accepted_same_kind_90d", "days_since_telemetry")
+# Flags and counts: a reason only when present ("battery trouble code this week" needs one).
+REASON_WHEN_POSITIVE: tuple[str, ...] = ("dtc_battery_7d", "dtc_brakes_7d", "dtc_codes_7d", "visits_365d", "spend_365d")
 # The feature each action's due-now rule reads (int_nba candidates' rules_score), for fallback reasons.
 RULE_FEATURE: dict[str, str] = {
     "battery_replacement": "battery_voltage",

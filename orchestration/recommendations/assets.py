@@ -8,9 +8,10 @@ from models_ml.nba import GateConfig, TrainConfig
 from models_ml.nba.policy import PolicyConfig
 from orchestration.dbt.assets import WAREHOUSE_POOL, pitwall_dbt_models
 
-from .build import TrainingSkipped, build_recommendations, train, write_table
+from .build import TrainingSkipped, build_serving, train, write_table
 
 RECOMMENDATIONS = dg.AssetKey(["recommendations"])
+MAINTENANCE_REMINDERS = dg.AssetKey(["maintenance_reminders"])
 NBA_MODEL = dg.AssetKey(["nba_model"])
 
 
@@ -46,17 +47,25 @@ def nba_model(context: dg.AssetExecutionContext, config: TrainingConfig) -> dg.M
     })
 
 
-@dg.asset(
-    key=RECOMMENDATIONS,
-    group_name="recommendations",
-    kinds={"duckdb"},
-    deps=[NBA_MODEL, get_asset_key_for_model([pitwall_dbt_models], "int_nba_candidates")],
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(RECOMMENDATIONS, group_name="recommendations", kinds={"duckdb"},
+                     deps=[NBA_MODEL, get_asset_key_for_model([pitwall_dbt_models], "int_nba_candidates")],
+                     description="recommendations (serving): top actions per customer and placement for tomorrow, "
+                                 "by the champion or the rules fallback"),
+        dg.AssetSpec(MAINTENANCE_REMINDERS, group_name="recommendations", kinds={"duckdb"},
+                     deps=[NBA_MODEL, get_asset_key_for_model([pitwall_dbt_models], "int_nba_candidates")],
+                     description="maintenance_reminders (serving): vehicles with a service due by its rule, ranked by the champion"),
+    ],
     pool=WAREHOUSE_POOL,
-    description="recommendations (serving): top actions per customer and placement for tomorrow, by the champion or the rules fallback",
 )
-def recommendations(context: dg.AssetExecutionContext, config: RecommendationPolicy) -> dg.MaterializeResult:
-    rows, summary = build_recommendations(PolicyConfig.from_mapping(config.policy))
-    write_table("recommendations", rows)
+def serving_recommendations(context: dg.AssetExecutionContext, config: RecommendationPolicy):
+    tables = build_serving(PolicyConfig.from_mapping(config.policy))
+    write_table("recommendations", tables.recommendations)
+    write_table("maintenance_reminders", tables.maintenance_reminders)
+    summary = tables.summary
     if summary["policy"] == "rules_fallback":
         context.log.warning(f"recommendations by the rules-only ordering: {summary['why_fallback']}")
-    return dg.MaterializeResult(metadata={**{k: v for k, v in summary.items() if v is not None}, "rows": len(rows)})
+    yield dg.MaterializeResult(asset_key=RECOMMENDATIONS, metadata={
+        **{k: v for k, v in summary.items() if v is not None}, "rows": len(tables.recommendations)})
+    yield dg.MaterializeResult(asset_key=MAINTENANCE_REMINDERS, metadata={"rows": len(tables.maintenance_reminders)})

@@ -17,7 +17,7 @@ from models_ml.nba import (
 )
 from models_ml.nba.policy import PolicyConfig, rank
 from models_ml.nba.scoring import render_reason
-from models_ml.nba.spec import FEATURES, NOT_REASONS, REASON_TEMPLATES, RULE_FEATURE
+from models_ml.nba.spec import FEATURES, NOT_REASONS, REASON_TEMPLATES, REASON_WHEN_POSITIVE, RULE_FEATURE
 from pitwall import paths
 from pitwall.duck import connect
 
@@ -27,6 +27,10 @@ MIN_TRAINING_ROWS, MIN_TRAINING_POSITIVES = 500, 50
 # Exact reasons (TreeSHAP) cost about a millisecond a row: beyond this many kept rows, approximate ones.
 EXACT_REASON_ROWS = 200_000
 
+REMINDER_COLUMNS = [
+    "rank", "user_id", "vin", "action_id", "action_kind", "due_reason", "score", "action_value", "policy",
+    "model_alias", "model_version", "mlflow_run_id", "scoring_run_id", "generated_at", "valid_until",
+]
 RECOMMENDATION_COLUMNS = [
     "user_id", "placement", "rank", "action_id", "action_kind", "vin", "score", "expected_value", "reason_codes",
     "reason_method", "model_alias", "model_version", "mlflow_run_id", "scoring_run_id", "policy",
@@ -76,8 +80,15 @@ def _rule_reasons(kept: pl.DataFrame) -> pl.DataFrame:
                              reason_method=pl.lit("rule"))
 
 
-def build_recommendations(config: PolicyConfig | None = None, now: dt.datetime | None = None) -> tuple[pl.DataFrame, dict]:
-    """The `recommendations` rows for tomorrow and a summary of how they were made."""
+@dataclass
+class ServingTables:
+    recommendations: pl.DataFrame
+    maintenance_reminders: pl.DataFrame
+    summary: dict
+
+
+def build_serving(config: PolicyConfig | None = None, now: dt.datetime | None = None) -> ServingTables:
+    """Tomorrow's `recommendations` and `maintenance_reminders`, scored once, and how they were made."""
     config = config or PolicyConfig()
     candidates = read(f"""
         select {FEATURE_SELECT}, (select description from dim_actions a where a.action_id = c.action_id) as description
@@ -89,26 +100,51 @@ def build_recommendations(config: PolicyConfig | None = None, now: dt.datetime |
     kept, counts = rank(scored, config, by_model=by_model)
     if by_model and len(kept):
         method = "exact" if len(kept) <= EXACT_REASON_ROWS else "approx"
-        kept = explain(champion, kept, REASON_TEMPLATES, method=method, exclude=NOT_REASONS, fallback="popular with similar drivers")
+        kept = explain(champion, kept, REASON_TEMPLATES, method=method, exclude=NOT_REASONS,
+                       only_when_positive=REASON_WHEN_POSITIVE, fallback="popular with similar drivers")
     else:
         kept = _rule_reasons(kept)
     now = now or dt.datetime.now(dt.timezone.utc)
-    scoring_run_id = str(uuid.uuid4())
-    out = kept.with_columns(
-        score=pl.col("propensity").cast(pl.Float64),
+    model_columns = dict(
         model_alias=pl.lit(champion.alias if by_model else None, pl.String),
         model_version=pl.lit(champion.version if by_model else None, pl.String),
         mlflow_run_id=pl.lit(champion.run_id if by_model else None, pl.String),
-        scoring_run_id=pl.lit(scoring_run_id),
-        experiment_key=pl.lit(None, pl.String),   # the experimentation harness (issue 5) fills these
-        variation_id=pl.lit(None, pl.String),
+        scoring_run_id=pl.lit(str(uuid.uuid4())),
         generated_at=pl.lit(now),
         valid_until=pl.col("as_of_date").cast(pl.Datetime("us", "UTC")) + pl.duration(days=1),
+    )
+    recommendations = kept.with_columns(
+        score=pl.col("propensity").cast(pl.Float64),
+        experiment_key=pl.lit(None, pl.String),   # the experimentation harness (issue 5) fills these
+        variation_id=pl.lit(None, pl.String),
+        **model_columns,
     ).select(RECOMMENDATION_COLUMNS)
-    summary = {**counts, "policy": "model" if by_model else "rules_fallback", "scoring_run_id": scoring_run_id,
+    reminders = maintenance_reminders(scored, by_model).with_columns(**model_columns).select(REMINDER_COLUMNS)
+    summary = {**counts, "policy": "model" if by_model else "rules_fallback",
+               "scoring_run_id": recommendations["scoring_run_id"][0] if len(recommendations) else None,
                "why_fallback": None if by_model else champion.reason,
-               "model_version": champion.version if by_model else None}
-    return out, summary
+               "model_version": champion.version if by_model else None, "maintenance_reminders": len(reminders)}
+    return ServingTables(recommendations, reminders, summary)
+
+
+def build_recommendations(config: PolicyConfig | None = None, now: dt.datetime | None = None) -> tuple[pl.DataFrame, dict]:
+    tables = build_serving(config, now)
+    return tables.recommendations, tables.summary
+
+
+def maintenance_reminders(scored: pl.DataFrame, by_model: bool) -> pl.DataFrame:
+    """Vehicles with a service due now by its rule (the reading the rule looks at is the reason), one row per
+    vehicle and service, ranked by the champion's propensity (its best placement), else by value."""
+    due = scored.filter(pl.col("due_by_rule").fill_null(False))
+    per_service = (due.sort("propensity", descending=True, nulls_last=True)
+                   .group_by("user_id", "vin", "action_id", maintain_order=True).first())
+    order = ["propensity", "action_value"] if by_model else ["action_value"]
+    ranked = per_service.sort([*order, "vin", "action_id"], descending=[True] * len(order) + [False, False], nulls_last=True)
+    ranked = _rule_reasons(ranked).with_columns(
+        rank=pl.int_range(1, pl.len() + 1), score=pl.col("propensity").cast(pl.Float64),
+        due_reason=pl.col("reason_codes").list.first(),
+        policy=pl.lit("model" if by_model else "rules_fallback"))
+    return ranked
 
 
 def write_table(name: str, frame: pl.DataFrame) -> None:

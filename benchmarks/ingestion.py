@@ -12,7 +12,6 @@ Results are appended to docs/benchmarks.md with the machine, date and commit.
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import json
 import os
@@ -22,7 +21,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .common import ROOT, RESULTS, append_section, commit, machine, timed_child
+from .common import ROOT, append_section, commit, machine, run_sizes, timed_child
 
 # The floor: DuckDB's own reader straight to Parquet, nothing else. "all" reads every file in one
 # statement (DuckDB spreads files over its threads); "per-file" writes one Parquet file per landing
@@ -123,18 +122,7 @@ def append_results(results: list[dict]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 5_000_000])
-    parser.add_argument("--days", type=int, default=30)
-    parser.add_argument("--seed", type=int, default=11)
-    parser.add_argument("--workdir", type=Path, default=ROOT / ".tmp_bench")
-    parser.add_argument("--no-record", action="store_true", help="print only; do not append to docs/benchmarks.md")
-    args = parser.parse_args()
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    results = [bench_size(n, args.workdir, args.days, args.seed) for n in args.sizes]
-    if not args.no_record:
-        append_results(results)
-        print(f"appended to {RESULTS}")
+    run_sizes(__doc__, bench_size, append_results)
 
 
 if __name__ == "__main__":

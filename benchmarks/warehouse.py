@@ -14,7 +14,6 @@ Results are appended to docs/benchmarks.md with the machine, date and commit.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -23,7 +22,7 @@ import sys
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-from .common import RESULTS, ROOT, append_section, commit, machine, timed_child
+from .common import ROOT, append_section, commit, machine, run_sizes, timed_child
 
 FLOOR = """
 import duckdb, sys
@@ -34,15 +33,16 @@ for source in ("events", "spans", "crashes"):
 """
 
 PUBLISH = """
-from orchestration.dbt.project import dbt_project
+# The publish assets' own table lists, less the serving tables Python assets write (not run here).
+from orchestration.publish.assets import AUDITED_TABLES, PYTHON_SERVING_TABLES, SERVING_TABLES
 from orchestration.publish.expectations import validate_publication
-from orchestration.publish.publish import SERVING_TAG, models_in, promote_publication, stage_publication, staged_path
-audited = models_in(dbt_project.manifest_path, folders=("marts", "serving"), tag=SERVING_TAG)
+from orchestration.publish.publish import promote_publication, stage_publication, staged_path
 stage_publication()
+audited = [t for t in AUDITED_TABLES if t not in PYTHON_SERVING_TABLES]
 failed = [t for t, r in validate_publication(staged_path(), audited).items() if not r.success]
 if failed:
     raise SystemExit(f"checks failed: {failed}")
-promote_publication(models_in(dbt_project.manifest_path, tag=SERVING_TAG))
+promote_publication([t for t in SERVING_TABLES if t not in PYTHON_SERVING_TABLES])
 """
 
 
@@ -126,18 +126,8 @@ def append_results(results: list[dict]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 5_000_000])
-    parser.add_argument("--days", type=int, default=30)
-    parser.add_argument("--seed", type=int, default=11)
-    parser.add_argument("--workdir", type=Path, default=ROOT / ".tmp_bench")
-    parser.add_argument("--no-record", action="store_true", help="print only; do not append to docs/benchmarks.md")
-    args = parser.parse_args()
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    results = [bench_size(n, args.workdir, args.days, args.seed) for n in args.sizes]
-    if not args.no_record:
-        append_results(results)
-        print(f"appended to {RESULTS}")
+    run_sizes(__doc__, bench_size, append_results)
+
 
 if __name__ == "__main__":
     main()

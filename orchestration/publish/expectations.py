@@ -20,10 +20,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from orchestration.ingestion.formats.common import FUTURE_TOLERANCE_HOURS
 from pitwall.duck import connect
 
-# The future-timestamp tolerance of ingestion (formats/common.py FUTURE_TOLERANCE), as a timedelta.
-FUTURE_TOLERANCE = dt.timedelta(hours=24)
+# Timestamps may run as far ahead as ingestion lets them (a device clock ahead of the collector).
+FUTURE_TOLERANCE = dt.timedelta(hours=FUTURE_TOLERANCE_HOURS)
 RATE = re.compile(r"(_rate|^converted_from_.+|^stickiness|^retention)$")
 PERCENTILE = re.compile(r"^(?:p(\d{2})|(median))_(.+)$")
 INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT"}

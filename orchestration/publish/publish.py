@@ -16,6 +16,7 @@ files that later runs replace).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import dataclass
@@ -46,9 +47,14 @@ def _quote(path: Path) -> str:
     return str(path).replace("'", "''")
 
 
+@functools.lru_cache(maxsize=4)
+def _manifest_nodes(manifest_path: Path) -> tuple[dict, ...]:
+    return tuple(json.loads(Path(manifest_path).read_text())["nodes"].values())
+
+
 def models_in(manifest_path: Path, *, folders: tuple[str, ...] = (), tag: str | None = None) -> list[str]:
     """Names of the dbt models under the given top-level model folders, or with the given tag."""
-    nodes = json.loads(Path(manifest_path).read_text())["nodes"].values()
+    nodes = _manifest_nodes(Path(manifest_path))
     return sorted(
         n["name"] for n in nodes
         if n["resource_type"] == "model"

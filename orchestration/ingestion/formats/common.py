@@ -12,7 +12,8 @@ import json
 
 MAX_PAYLOAD_BYTES = 1 << 20  # 1 MiB per line: more is a broken client, not an event
 QUARANTINE_TEXT_CHARS = 1 << 16  # keep 64 KiB of a rejected line; the pointer (file, line) has the rest
-FUTURE_TOLERANCE = "INTERVAL 24 HOUR"
+FUTURE_TOLERANCE_HOURS = 24
+FUTURE_TOLERANCE = f"INTERVAL {FUTURE_TOLERANCE_HOURS} HOUR"
 
 
 

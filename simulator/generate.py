@@ -17,6 +17,7 @@ from .recommendations import HiddenPropensity
 from .jobs import build_jobs
 from .landing import GZIP_LEVEL, Landing
 from .malformed import MalformedPlan
+from .parts import truth as parts_truth
 from .otlp import TraceBuilder
 from .segment import SegmentRenderer, deliver
 from .sentry import build_crashes
@@ -122,7 +123,8 @@ def generate(out: Path, *, customers: int, technicians: int, days: int, seed: in
         "release_ship_dates": {r.version: t for r, t in zip(RELEASES, _dates(world.release_us))},
         "files": dict(landing.files), "bytes": dict(landing.bytes),
     }
-    result = truth.write(out / "truth.json", run, plan, dict(events.copies), propensity.truth())
+    parts = parts_truth(world, jobs, ops.part_usage, ops.extracts.job_id)
+    result = truth.write(out / "truth.json", run, plan, dict(events.copies), propensity.truth(), parts)
     return Summary(files=dict(landing.files), bytes=dict(landing.bytes), event_lines=events.lines_written,
                    seconds=time.perf_counter() - began, truth=result)
 

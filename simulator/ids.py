@@ -13,7 +13,7 @@ _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 
 # Stream numbers: one per concern, never reused.
 WORLD, JOBS, DAY_SESSIONS, DAY_DELIVERY, DAY_IDS, DAY_TRACES, DAY_CRASHES = 1, 2, 3, 4, 5, 6, 7
-OPS, TELEMETRY, FLUSH_EVENTS, MALFORMED = 8, 9, 10, 11
+OPS, TELEMETRY, FLUSH_EVENTS, MALFORMED, PARTS = 8, 9, 10, 11, 12
 
 
 def rng_for(seed: int, stream: int, *keys: int) -> np.random.Generator:

@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from . import ids
 from .jobs import Jobs, job_ids
+from .parts import PartUsage
 from .world import DAY_US, HOUR_US, OIL_CHANGE_SERVICE, REGIONS, SEGMENTS, SERVICES, World
 
 TS = pa.timestamp("us", tz="UTC")
@@ -33,9 +34,11 @@ SCHEMAS = {
                                   ("margin", pa.float64()), ("duration_min", pa.int64()), ("updated_at", TS)]),
     "parts_catalog": pa.schema([("part_id", pa.string()), ("name", pa.string()), ("category", pa.string()),
                                 ("unit_cost", pa.float64()), ("unit_price", pa.float64()), ("service_id", pa.string()), ("updated_at", TS)]),
+    "job_parts": pa.schema([("job_part_id", pa.string()), ("job_id", pa.string()), ("part_id", pa.string()),
+                            ("quantity", pa.int64()), ("used_at", TS), ("updated_at", TS)]),
 }
 KEYS = {"customers": "customer_id", "vehicles": "vin", "technicians": "technician_id", "jobs": "job_id",
-        "invoices": "invoice_id", "service_catalog": "service_id", "parts_catalog": "part_id"}
+        "invoices": "invoice_id", "service_catalog": "service_id", "parts_catalog": "part_id", "job_parts": "job_part_id"}
 TABLES = tuple(SCHEMAS)
 
 TELEMETRY_SCHEMA = pa.schema([
@@ -64,8 +67,11 @@ def catalog_change_day(world: World) -> int | None:
 
 
 class OpsExtracts:
-    def __init__(self, world: World, jobs: Jobs):
+    def __init__(self, world: World, jobs: Jobs, part_usage: PartUsage):
         self.w, self.j = world, jobs
+        used = part_usage.used
+        self.part_job, self.part_index, self.part_quantity = (
+            part_usage.job[used], part_usage.part[used], part_usage.quantity[used])
         self.job_id = np.array(job_ids(np.arange(len(jobs))), dtype=object)
         self.customer_id = np.array(world.customer_id, dtype=object)
         self.technician_id = np.array(world.technician_id, dtype=object)
@@ -147,6 +153,14 @@ class OpsExtracts:
             "issued_at": _ts(issued[sel]), "paid_at": _ts(paid),
             "updated_at": _ts(np.maximum(issued[sel], np.maximum(paid, void))),
         })
+        # parts used, reported when the job is completed
+        done = j.completed_us[self.part_job]
+        sel = np.flatnonzero((done >= day0) & (done < day1))
+        job_of, part_ids = self.job_id[self.part_job[sel]], [w.part_rows[k][0] for k in self.part_index[sel]]
+        out["job_parts"] = _table("job_parts", {
+            "job_part_id": [f"{a}:{b}" for a, b in zip(job_of, part_ids)], "job_id": job_of.tolist(),
+            "part_id": part_ids, "quantity": self.part_quantity[sel], "used_at": _ts(done[sel]), "updated_at": _ts(done[sel]),
+        })
         # catalogs: the initial state, and a mid-run price change
         change_day = catalog_change_day(w)
         catalog_epoch = w.start_us - 30 * DAY_US
@@ -187,6 +201,7 @@ class Telemetry:
         self.daily_km = np.where(fleet, 150.0, 40.0) * rng.lognormal(0, 0.4, nv)
         self.oil_changed_at_km = self.odometer - rng.uniform(0, 10000, nv)
         self.electric = np.array([f == "electric" for f in world.vehicle_fuel])
+        self.vehicle_age = np.maximum(start_year - world.vehicle_year, 0)
         self.weak_battery = rng.random(nv) < 0.05
         self.battery = np.where(self.weak_battery, rng.uniform(11.9, 12.2, nv), rng.uniform(12.4, 12.75, nv))
         self.tire_base = rng.uniform(228, 245, nv)
@@ -195,6 +210,10 @@ class Telemetry:
         oil = (jobs.service == OIL_CHANGE_SERVICE) & (jobs.completed_us >= 0)
         self.oil_job_vehicle, self.oil_job_done = jobs.vehicle[oil], jobs.completed_us[oil]
         self.vin = np.array(world.vin, dtype=object)
+
+    def battery_on_day(self, vehicle: np.ndarray, day: np.ndarray) -> np.ndarray:
+        """The true battery voltage (before measurement noise) on a run day; weak batteries fade daily."""
+        return self.battery[vehicle] - np.where(self.weak_battery[vehicle], 0.01 * day, 0)
 
     def day(self, d: int) -> pa.Table:
         w = self.w
@@ -213,7 +232,7 @@ class Telemetry:
         n = len(veh)
         odo = np.round(self.odometer[veh] + km_today[veh] * frac, 1)
         oil = np.clip(100 - (odo - self.oil_changed_at_km[veh]) / 100.0, 0, 100).round(1)
-        battery = np.round(self.battery[veh] + rng.normal(0, 0.08, n) - np.where(self.weak_battery[veh], 0.01 * d, 0), 2)
+        battery = np.round(self.battery_on_day(veh, d) + rng.normal(0, 0.08, n), 2)
         has_dtc = rng.random(n) < np.where(battery < 12.0, 0.4, 0.04)
         first_code = np.where(battery < 12.0, DTC_CODES.index("P0562"), rng.integers(0, len(DTC_CODES), n))
         second = rng.random(n) < 0.3

@@ -61,6 +61,18 @@ REC_PROPENSITY = {
 }
 P_REC_CLICK_WITHOUT_ACCEPT = 0.15
 
+# Parts a completed job uses (simulator/parts.py): a service's own catalog parts by their position in the
+# catalog, a battery for a vehicle whose battery is failing whatever the job, and brake pads for old
+# vehicles on inspection jobs; an electric vehicle uses no oil-change parts.
+PART_USE = {
+    "own_part_by_position": (0.9, 0.55, 0.3, 0.15),
+    "battery_when_failing": 0.7,            # voltage under 12.1 V on the job's day
+    "failing_battery_volts": 12.1,
+    "brake_pads_on_inspection_age_8_plus": 0.45,
+    "old_vehicle_years": 8,
+    "electric_oil_change_factor": 0.1,
+}
+
 
 @dataclass(frozen=True)
 class CrashGroup:

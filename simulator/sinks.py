@@ -16,6 +16,7 @@ from . import ids, malformed, planted
 from .landing import GZIP_LEVEL, Landing, lines_to_bytes
 from .malformed import BadEvents, MalformedPlan
 from .ops import KEYS, OpsExtracts, Telemetry
+from .parts import draw_part_usage
 from .otlp import render_lines
 from .truth import TruthRecorder, day_name
 from .world import DAY_US, US, World
@@ -234,8 +235,10 @@ class TraceSink:
 class OpsSink:
     def __init__(self, world: World, jobs, landing: Landing, plan: MalformedPlan, truth: TruthRecorder, per_file: int):
         self.w, self.landing, self.plan, self.truth, self.per_file = world, landing, plan, truth, per_file
-        self.extracts = OpsExtracts(world, jobs)
         self.telemetry = Telemetry(world, jobs)
+        self.part_usage = draw_part_usage(world, jobs, self.telemetry.battery_on_day, self.telemetry.vehicle_age,
+                                          self.telemetry.electric)
+        self.extracts = OpsExtracts(world, jobs, self.part_usage)
         self.templates: dict[str, pa.Table] = {}
 
     def _null_key_rows(self, name: str, table: pa.Table | None, key: str, count: int) -> pa.Table:

@@ -323,7 +323,7 @@ class TruthRecorder:
                                  "of clean mobile CLIENT spans (kind 3 in app resources), grouped by http.route and resource service.version",
         }
 
-    def write(self, path, run: dict, plan, duplicates: dict, recommendations: dict) -> dict:
+    def write(self, path, run: dict, plan, duplicates: dict, recommendations: dict, parts: dict) -> dict:
         events, skew, late = self._events()
         bad = plan.counts()
         records = {}
@@ -340,6 +340,7 @@ class TruthRecorder:
             "funnels": self._funnels(),
             "feedback": self._feedback(),
             "recommendations": recommendations,
+            "parts": parts,
             "crashes": self._crashes(),
             "latency": self._latency(),
             "clock_skew": skew,

@@ -58,6 +58,8 @@ OPS_TABLES: dict[str, ExtractTable] = {
                ("price", MONEY), ("margin", MONEY), ("duration_min", "INTEGER"), ("updated_at", TS, True)),
         _table("parts_catalog", ("part_id", "VARCHAR", True), ("name", "VARCHAR"), ("category", "VARCHAR"),
                ("unit_cost", MONEY), ("unit_price", MONEY), ("service_id", "VARCHAR"), ("updated_at", TS, True)),
+        _table("job_parts", ("job_part_id", "VARCHAR", True), ("job_id", "VARCHAR", True), ("part_id", "VARCHAR", True),
+               ("quantity", "INTEGER"), ("used_at", TS), ("updated_at", TS, True)),
     )
 }
 

@@ -61,6 +61,8 @@ bench: venv manifest
 	$(BIN)/python -m benchmarks.ingestion
 	$(BIN)/python -m benchmarks.warehouse
 	$(BIN)/python -m benchmarks.nba
+	$(BIN)/python -m benchmarks.serving
+	$(BIN)/python -m benchmarks.flags
 
 clean-data:
 	rm -rf $(PITWALL_DATA_DIR)/landing $(PITWALL_DATA_DIR)/raw $(PITWALL_DATA_DIR)/quarantine $(PITWALL_DATA_DIR)/warehouse.duckdb

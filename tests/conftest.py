@@ -101,7 +101,10 @@ def world(tmp_path_factory, dbt_manifest) -> tuple[Path, dict]:
 
 @pytest.fixture(scope="session")
 def con(world):
-    """A read-only connection to the simulated world's warehouse."""
-    connection = duckdb.connect(str(world[0] / "warehouse.duckdb"), read_only=True)
+    """A read-only connection to the simulated world's warehouse, opened as the pipeline opens it (DuckDB
+    refuses a second connection to a file with another configuration in the same process)."""
+    from pitwall.duck import connect
+
+    connection = connect(world[0] / "warehouse.duckdb", read_only=True)
     yield connection
     connection.close()

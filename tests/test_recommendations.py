@@ -17,7 +17,9 @@ import sys
 from pathlib import Path
 
 import duckdb
+import polars as pl
 import pytest
+import yaml
 
 from conftest import ROOT, subprocess_env
 
@@ -112,14 +114,25 @@ def test_policy_switches_and_determinism(trained_world, monkeypatch):
     monkeypatch.setenv("PITWALL_DATA_DIR", str(root))
     from models_ml.nba.policy import PolicyConfig
     from orchestration.recommendations.build import build_recommendations
+    from pitwall.flags import flags_path, parse_flags
 
     first, _ = build_recommendations(PolicyConfig())
     again, _ = build_recommendations(PolicyConfig())
     stable = [c for c in first.columns if c not in ("scoring_run_id", "generated_at")]
     assert first.select(stable).equals(again.select(stable))
     assert first.filter(first["policy"] == "explore").height > 0
+    # scoring in chunks of users changes nothing but peak memory
+    from orchestration.recommendations.build import build_serving
+    chunked = build_serving(PolicyConfig(), chunk_users=500)
+    assert chunked.summary["chunks"] > 1
+    assert chunked.recommendations.select(stable).equals(first.select(stable))
 
-    off, summary = build_recommendations(PolicyConfig(disabled_placements=("post_job",)))
+    # placements follow their flags (experiments/flags.yaml); switched off by a force rule: no rows
+    definitions = yaml.safe_load(flags_path().read_text())
+    for feature in definitions["features"]:
+        if feature["key"] == "rec-placement-post_job":
+            feature["rules"] = [{"id": "post-job-off", "force": False}]
+    off, summary = build_recommendations(PolicyConfig(), flags=parse_flags(definitions))
     assert "post_job" not in set(off["placement"]) and summary["placement_switched_off"] > 0
     assert off.height == first.filter(first["placement"] != "post_job").height
 
@@ -130,3 +143,32 @@ def test_policy_switches_and_determinism(trained_world, monkeypatch):
     one_upsell, _ = build_recommendations(PolicyConfig(max_per_kind={"upsell": 1, "maintenance_reminder": 1}))
     per_kind = one_upsell.group_by("user_id", "placement", "action_kind").len()
     assert per_kind["len"].max() == 1
+
+
+def test_rows_carry_the_flag_variation_that_produced_them(world, monkeypatch):
+    """Each placement's flag, evaluated per user as the GrowthBook SDK does: users in an experiment's
+    control (placement off) get no rows there; every row names the experiment and variation behind it."""
+    root, _ = world
+    monkeypatch.setenv("PITWALL_DATA_DIR", str(root))
+    from orchestration.recommendations.placements import placement_flag_key
+    from pitwall.flags import evaluate, load_flags
+
+    flags = load_flags()
+    table = pl.read_parquet(root / "published" / "serving" / "recommendations.parquet")
+    con = duckdb.connect(str(root / "published" / "pitwall.duckdb"), read_only=True)
+    users = con.sql("select user_id as id, role, region, platform, app_version from dim_users").pl()
+    eligible = con.sql("select distinct user_id, placement from int_nba_candidates where ineligible_reason is null").pl()
+    con.close()
+    assert table["user_id"].is_sorted()
+    for placement in ("home_card", "post_job", "service_history"):
+        expected = evaluate(flags, placement_flag_key(placement), users).rename({"id": "user_id"})
+        rows = table.filter(pl.col("placement") == placement).unique("user_id").join(expected, on="user_id", how="left")
+        assert rows.height > 0 and rows["value"].all(), placement          # rows only where the flag is on
+        in_experiment = rows.filter(pl.col("source") == "experiment")
+        assert (in_experiment["experiment_key"] == in_experiment["experiment_key_right"]).all()
+        assert rows.filter(pl.col("source") != "experiment")["experiment_key"].null_count() == rows.filter(pl.col("source") != "experiment").height
+        switched_off = expected.filter(~pl.col("value")).join(eligible.filter(pl.col("placement") == placement),
+                                                              on="user_id", how="semi")
+        assert switched_off.join(rows, on="user_id", how="semi").is_empty()
+    home = table.filter(pl.col("placement") == "home_card")
+    assert set(home["experiment_key"]) == {"nba-home-card"} and set(home["variation_id"]) == {"treatment"}

@@ -1,7 +1,7 @@
 """From scored candidates to the `recommendations` serving table: the decision policy after the model.
 
     eligible candidates (int_nba_candidates: catalog eligibility and suppression already applied)
-      → placements switched off by their flag: no rows
+      → placements switched off for the user by their flag (experiments/flags.yaml): no rows
       → weekly frequency cap per user (recommendations shown in the last 7 days)
       → order by expected value (propensity × value), or by rules_score when no champion (rules_fallback)
       → arbitration across kinds per placement (at most N of each kind)
@@ -31,15 +31,11 @@ class PolicyConfig:
     explore_share: float = 0.05                 # share of (user, placement) slots explored at rank 1
     weekly_cap: int = 20                        # no recommendations for a user shown this many in 7 days
     max_per_kind: Mapping[str, int] = field(default_factory=lambda: {"maintenance_reminder": 1, "upsell": 2, "parts": 3})
-    disabled_placements: tuple[str, ...] = ()   # placements switched off by their flag
     seed: int = 7
 
     @classmethod
     def from_mapping(cls, values: Mapping | None) -> "PolicyConfig":
-        values = dict(values or {})
-        if "disabled_placements" in values:
-            values["disabled_placements"] = tuple(values["disabled_placements"])
-        return cls(**values)
+        return cls(**dict(values or {}))
 
 
 def _uniform(columns: list[pl.Expr], seed: int) -> pl.Expr:
@@ -50,10 +46,11 @@ def _uniform(columns: list[pl.Expr], seed: int) -> pl.Expr:
 def rank(candidates: pl.DataFrame, config: PolicyConfig, by_model: bool) -> tuple[pl.DataFrame, dict[str, int]]:
     """Kept rows with `rank`, `policy` and `propensity_logged`, and counts of what each step removed.
 
-    `candidates` are eligible rows (ineligible_reason null) with user_id, placement, action_id,
-    action_kind, as_of_date, shown_last_7d, rules_score and, when `by_model`, expected_value."""
+    `candidates` are eligible rows (ineligible_reason null) with user_id, placement, placement_on (the
+    placement's flag for that user), action_id, action_kind, as_of_date, shown_last_7d, rules_score and,
+    when `by_model`, expected_value."""
     counts = {"candidates": len(candidates)}
-    rows = candidates.filter(~pl.col("placement").is_in(list(config.disabled_placements)))
+    rows = candidates.filter(pl.col("placement_on"))
     counts["placement_switched_off"] = counts["candidates"] - len(rows)
     capped = rows.filter(pl.col("shown_last_7d") >= config.weekly_cap)
     counts["weekly_cap"] = len(capped)

@@ -6,14 +6,14 @@ import dagster as dg
 
 from orchestration.dbt.assets import WAREHOUSE_POOL, pitwall_dbt_models
 from orchestration.dbt.project import dbt_project
-from orchestration.recommendations.assets import MAINTENANCE_REMINDERS, RECOMMENDATIONS
+from orchestration.recommendations.assets import MAINTENANCE_REMINDERS, PARTS_SUGGESTIONS, RECOMMENDATIONS
 
 from .expectations import validate_publication
 from .publish import SERVING_TAG, models_in, promote_publication, stage_publication, staged_path
 
 STAGED = dg.AssetKey(["published", "staged"])
 # Serving tables written by Python assets rather than dbt.
-PYTHON_SERVING_TABLES = ["maintenance_reminders", "recommendations"]
+PYTHON_SERVING_TABLES = ["maintenance_reminders", "parts_suggestions", "recommendations"]
 # What the checks audit: the marts (models/marts/) and the serving tables (dbt's, read from its manifest).
 SERVING_TABLES = sorted(models_in(dbt_project.manifest_path, tag=SERVING_TAG) + PYTHON_SERVING_TABLES)
 AUDITED_TABLES = sorted(set(models_in(dbt_project.manifest_path, folders=("marts",))) | set(SERVING_TABLES))
@@ -23,7 +23,7 @@ AUDITED_TABLES = sorted(set(models_in(dbt_project.manifest_path, folders=("marts
     key=STAGED,
     group_name="publish",
     kinds={"duckdb"},
-    deps=[*pitwall_dbt_models.keys, RECOMMENDATIONS, MAINTENANCE_REMINDERS],
+    deps=[*pitwall_dbt_models.keys, RECOMMENDATIONS, MAINTENANCE_REMINDERS, PARTS_SUGGESTIONS],
     pool=WAREHOUSE_POOL,  # reads warehouse.duckdb: not while dbt writes it
     description="published/.pitwall.duckdb.staged: the next publication, waiting for its data-quality checks",
 )

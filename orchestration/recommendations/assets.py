@@ -1,5 +1,6 @@
 """Next-best-action in the asset graph: train and gate the model after the feature marts, then write the
-`recommendations` serving table before the publish step picks it up. The work is in build.py."""
+`recommendations`, `maintenance_reminders` and `parts_suggestions` serving tables before the publish step
+picks them up. The work is in build.py and parts.py; placement flags come from experiments/flags.yaml."""
 
 import dagster as dg
 from dagster_dbt import get_asset_key_for_model
@@ -8,10 +9,16 @@ from models_ml.nba import GateConfig, TrainConfig
 from models_ml.nba.policy import PolicyConfig
 from orchestration.dbt.assets import WAREHOUSE_POOL, pitwall_dbt_models
 
-from .build import TrainingSkipped, build_serving, train, write_table
+from pitwall.flags import load_flags
+
+from .build import TrainingSkipped, build_serving, train
+from .parts import PartsPolicy, build_parts_suggestions
+from .warehouse import write_table
 
 RECOMMENDATIONS = dg.AssetKey(["recommendations"])
 MAINTENANCE_REMINDERS = dg.AssetKey(["maintenance_reminders"])
+PARTS_SUGGESTIONS = dg.AssetKey(["parts_suggestions"])
+BY_USER = ("user_id",)  # serving tables are sorted by user: a reader of the Parquet file skips to one user
 NBA_MODEL = dg.AssetKey(["nba_model"])
 
 
@@ -21,7 +28,13 @@ class TrainingConfig(dg.Config):
 
 
 class RecommendationPolicy(dg.Config):
-    policy: dict = {}  # PolicyConfig fields: slots, explore_share, weekly_cap, disabled_placements, …
+    policy: dict = {}      # PolicyConfig fields: slots, explore_share, weekly_cap, max_per_kind, seed
+    flags_file: str = ""   # placement flags; default experiments/flags.yaml
+
+
+class PartsSuggestionPolicy(dg.Config):
+    policy: dict = {}      # PartsPolicy fields: min_probability, max_parts
+    flags_file: str = ""
 
 
 @dg.asset(
@@ -50,22 +63,42 @@ def nba_model(context: dg.AssetExecutionContext, config: TrainingConfig) -> dg.M
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(RECOMMENDATIONS, group_name="recommendations", kinds={"duckdb"},
-                     deps=[NBA_MODEL, get_asset_key_for_model([pitwall_dbt_models], "int_nba_candidates")],
+                     deps=[NBA_MODEL, get_asset_key_for_model([pitwall_dbt_models], "int_nba_candidates"),
+                           get_asset_key_for_model([pitwall_dbt_models], "dim_users")],
                      description="recommendations (serving): top actions per customer and placement for tomorrow, "
                                  "by the champion or the rules fallback"),
         dg.AssetSpec(MAINTENANCE_REMINDERS, group_name="recommendations", kinds={"duckdb"},
-                     deps=[NBA_MODEL, get_asset_key_for_model([pitwall_dbt_models], "int_nba_candidates")],
+                     deps=[NBA_MODEL, get_asset_key_for_model([pitwall_dbt_models], "int_nba_candidates"),
+                           get_asset_key_for_model([pitwall_dbt_models], "dim_users")],
                      description="maintenance_reminders (serving): vehicles with a service due by its rule, ranked by the champion"),
     ],
     pool=WAREHOUSE_POOL,
 )
 def serving_recommendations(context: dg.AssetExecutionContext, config: RecommendationPolicy):
-    tables = build_serving(PolicyConfig.from_mapping(config.policy))
-    write_table("recommendations", tables.recommendations)
-    write_table("maintenance_reminders", tables.maintenance_reminders)
+    tables = build_serving(PolicyConfig.from_mapping(config.policy), flags=load_flags(config.flags_file or None))
+    write_table("recommendations", tables.recommendations, order_by=(*BY_USER, "placement", "rank"))
+    write_table("maintenance_reminders", tables.maintenance_reminders, order_by=(*BY_USER, "rank"))
     summary = tables.summary
     if summary["policy"] == "rules_fallback":
         context.log.warning(f"recommendations by the rules-only ordering: {summary['why_fallback']}")
     yield dg.MaterializeResult(asset_key=RECOMMENDATIONS, metadata={
         **{k: v for k, v in summary.items() if v is not None}, "rows": len(tables.recommendations)})
     yield dg.MaterializeResult(asset_key=MAINTENANCE_REMINDERS, metadata={"rows": len(tables.maintenance_reminders)})
+
+
+@dg.asset(
+    key=PARTS_SUGGESTIONS,
+    group_name="recommendations",
+    kinds={"xgboost", "duckdb"},
+    deps=[get_asset_key_for_model([pitwall_dbt_models], "int_job_part_candidates"),
+          get_asset_key_for_model([pitwall_dbt_models], "dim_users")],
+    pool=WAREHOUSE_POOL,
+    description="parts_suggestions (serving): for each job in the next 7 days, the parts it most likely needs, "
+                "by a parts model refit on past jobs",
+)
+def parts_suggestions(context: dg.AssetExecutionContext, config: PartsSuggestionPolicy) -> dg.MaterializeResult:
+    built = build_parts_suggestions(PartsPolicy(**config.policy), flags=load_flags(config.flags_file or None))
+    write_table("parts_suggestions", built.table, order_by=(*BY_USER, "scheduled_for", "job_id", "rank"))
+    if built.summary.get("why_empty"):
+        context.log.warning(f"parts_suggestions is empty: {built.summary['why_empty']}")
+    return dg.MaterializeResult(metadata={k: v for k, v in built.summary.items() if v is not None})

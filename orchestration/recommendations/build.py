@@ -5,9 +5,10 @@ Dagster)."""
 from __future__ import annotations
 
 import datetime as dt
+import math
 import uuid
+from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -18,14 +19,18 @@ from models_ml.nba import (
 from models_ml.nba.policy import PolicyConfig, rank
 from models_ml.nba.scoring import render_reason
 from models_ml.nba.spec import FEATURES, NOT_REASONS, REASON_TEMPLATES, REASON_WHEN_POSITIVE, RULE_FEATURE
-from pitwall import paths
-from pitwall.duck import connect
+from pitwall.flags import Flags, load_flags
+
+from .placements import placement_flags
+from .warehouse import read
 
 # Booleans of the feature mart become 0/1 numbers for the model.
 FEATURE_SELECT = "* replace (cast(dtc_battery_7d as integer) as dtc_battery_7d, cast(dtc_brakes_7d as integer) as dtc_brakes_7d)"
 MIN_TRAINING_ROWS, MIN_TRAINING_POSITIVES = 500, 50
 # Exact reasons (TreeSHAP) cost about a millisecond a row: beyond this many kept rows, approximate ones.
 EXACT_REASON_ROWS = 200_000
+# Users scored at a time: bounds peak memory (about 1.5 GB per 250,000 users with every action and placement).
+SCORING_CHUNK_USERS = 250_000
 
 REMINDER_COLUMNS = [
     "rank", "user_id", "vin", "action_id", "action_kind", "due_reason", "score", "action_value", "policy",
@@ -36,14 +41,6 @@ RECOMMENDATION_COLUMNS = [
     "reason_method", "model_alias", "model_version", "mlflow_run_id", "scoring_run_id", "policy",
     "propensity_logged", "experiment_key", "variation_id", "generated_at", "valid_until",
 ]
-
-
-def read(sql: str, database: Path | None = None) -> pl.DataFrame:
-    con = connect(database or paths.warehouse_path(), read_only=True)
-    try:
-        return con.sql(sql).pl()
-    finally:
-        con.close()
 
 
 @dataclass
@@ -87,23 +84,30 @@ class ServingTables:
     summary: dict
 
 
-def build_serving(config: PolicyConfig | None = None, now: dt.datetime | None = None) -> ServingTables:
-    """Tomorrow's `recommendations` and `maintenance_reminders`, scored once, and how they were made."""
-    config = config or PolicyConfig()
-    candidates = read(f"""
-        select {FEATURE_SELECT}, (select description from dim_actions a where a.action_id = c.action_id) as description
-        from int_nba_candidates c where ineligible_reason is null""")
+def build_serving(config: PolicyConfig | None = None, now: dt.datetime | None = None,
+                  flags: Flags | None = None, chunk_users: int = SCORING_CHUNK_USERS) -> ServingTables:
+    """Tomorrow's `recommendations` and `maintenance_reminders`, scored once, and how they were made.
+    Placement flags come from `flags` (default: experiments/flags.yaml). Users are scored in chunks of about
+    `chunk_users` (every decision is per user, so chunks change nothing but peak memory)."""
+    config, flags = config or PolicyConfig(), flags or load_flags()
+    users, slots = read("""select count(distinct user_id), count(distinct (user_id, placement))
+                           from int_nba_candidates where ineligible_reason is null""").row(0)
+    chunks = max(1, math.ceil(users / chunk_users))
     champion = load_champion()
     by_model = isinstance(champion, Champion)
-    scored = score(champion, candidates) if by_model and len(candidates) else candidates.with_columns(
-        propensity=pl.lit(None, pl.Float32), expected_value=pl.lit(None, pl.Float64))
-    kept, counts = rank(scored, config, by_model=by_model)
-    if by_model and len(kept):
-        method = "exact" if len(kept) <= EXACT_REASON_ROWS else "approx"
-        kept = explain(champion, kept, REASON_TEMPLATES, method=method, exclude=NOT_REASONS,
-                       only_when_positive=REASON_WHEN_POSITIVE, fallback="popular with similar drivers")
-    else:
-        kept = _rule_reasons(kept)
+    # decided on the whole table, so the reasons do not depend on the chunking
+    method = "exact" if slots * config.slots <= EXACT_REASON_ROWS else "approx"
+    kept_chunks, due_chunks, counts = [], [], Counter()
+    for chunk in range(chunks):
+        in_chunk = f"and hash(user_id) % {chunks} = {chunk}" if chunks > 1 else ""
+        candidates = read(f"""
+            select {FEATURE_SELECT}, (select description from dim_actions a where a.action_id = c.action_id) as description
+            from int_nba_candidates c where ineligible_reason is null {in_chunk}""")
+        kept, chunk_counts, due = _decide(candidates, config, flags, champion if by_model else None, method)
+        counts.update(chunk_counts)
+        kept_chunks.append(kept)
+        due_chunks.append(due)
+    kept = pl.concat(kept_chunks, how="diagonal_relaxed").sort("user_id", "placement", "rank")
     now = now or dt.datetime.now(dt.timezone.utc)
     model_columns = dict(
         model_alias=pl.lit(champion.alias if by_model else None, pl.String),
@@ -113,22 +117,39 @@ def build_serving(config: PolicyConfig | None = None, now: dt.datetime | None = 
         generated_at=pl.lit(now),
         valid_until=pl.col("as_of_date").cast(pl.Datetime("us", "UTC")) + pl.duration(days=1),
     )
-    recommendations = kept.with_columns(
-        score=pl.col("propensity").cast(pl.Float64),
-        experiment_key=pl.lit(None, pl.String),   # the experimentation harness (issue 5) fills these
-        variation_id=pl.lit(None, pl.String),
-        **model_columns,
-    ).select(RECOMMENDATION_COLUMNS)
-    reminders = maintenance_reminders(scored, by_model).with_columns(**model_columns).select(REMINDER_COLUMNS)
-    summary = {**counts, "policy": "model" if by_model else "rules_fallback",
+    recommendations = kept.with_columns(score=pl.col("propensity").cast(pl.Float64), **model_columns) \
+        .select(RECOMMENDATION_COLUMNS)
+    due = pl.concat(due_chunks, how="diagonal_relaxed")
+    reminders = maintenance_reminders(due, by_model).with_columns(**model_columns).select(REMINDER_COLUMNS)
+    summary = {**counts, "chunks": chunks, "policy": "model" if by_model else "rules_fallback",
                "scoring_run_id": recommendations["scoring_run_id"][0] if len(recommendations) else None,
                "why_fallback": None if by_model else champion.reason,
                "model_version": champion.version if by_model else None, "maintenance_reminders": len(reminders)}
     return ServingTables(recommendations, reminders, summary)
 
 
-def build_recommendations(config: PolicyConfig | None = None, now: dt.datetime | None = None) -> tuple[pl.DataFrame, dict]:
-    tables = build_serving(config, now)
+def _decide(candidates: pl.DataFrame, config: PolicyConfig, flags: Flags, champion: Champion | None,
+            method: str) -> tuple[pl.DataFrame, dict, pl.DataFrame]:
+    """One chunk of users: placement flags, scores, the policy's ranking and reasons. Returns the kept rows,
+    what each policy step removed, and the scored rows due by their rule (for maintenance reminders)."""
+    switches = placement_flags(candidates.get_column("user_id").unique(maintain_order=True),
+                               candidates.get_column("placement").unique(maintain_order=True), flags)
+    candidates = candidates.join(switches, on=["user_id", "placement"], how="left", maintain_order="left") \
+        .with_columns(pl.col("placement_on").fill_null(True))
+    scored = score(champion, candidates) if champion is not None and len(candidates) else candidates.with_columns(
+        propensity=pl.lit(None, pl.Float32), expected_value=pl.lit(None, pl.Float64))
+    kept, counts = rank(scored, config, by_model=champion is not None)
+    if champion is not None and len(kept):
+        kept = explain(champion, kept, REASON_TEMPLATES, method=method, exclude=NOT_REASONS,
+                       only_when_positive=REASON_WHEN_POSITIVE, fallback="popular with similar drivers")
+    else:
+        kept = _rule_reasons(kept)
+    return kept, counts, scored.filter(pl.col("due_by_rule").fill_null(False))
+
+
+def build_recommendations(config: PolicyConfig | None = None, now: dt.datetime | None = None,
+                          flags: Flags | None = None) -> tuple[pl.DataFrame, dict]:
+    tables = build_serving(config, now, flags)
     return tables.recommendations, tables.summary
 
 
@@ -145,14 +166,3 @@ def maintenance_reminders(scored: pl.DataFrame, by_model: bool) -> pl.DataFrame:
         due_reason=pl.col("reason_codes").list.first(),
         policy=pl.lit("model" if by_model else "rules_fallback"))
     return ranked
-
-
-def write_table(name: str, frame: pl.DataFrame) -> None:
-    """Replace a table of the warehouse with the frame, in one statement."""
-    con = connect(paths.warehouse_path())
-    try:
-        con.register("frame", frame.to_arrow())
-        con.execute(f'create or replace table "{name}" as select * from frame')
-        con.unregister("frame")
-    finally:
-        con.close()

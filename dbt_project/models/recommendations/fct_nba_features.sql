@@ -25,68 +25,9 @@ vehicle_days as (
 
 ),
 
-readings as (
+vehicle_condition as (
 
-    select
-        vehicle_days.vin,
-        vehicle_days.as_of_date,
-        telemetry.observed_at,
-        telemetry.odometer_km,
-        telemetry.oil_life_pct,
-        telemetry.battery_voltage,
-        telemetry.min_tire_pressure_kpa,
-        telemetry.dtc_codes,
-        telemetry.observed_at >= vehicle_days.cutoff - interval 7 day as in_last_7_days
-    from vehicle_days
-    inner join {{ ref('stg_telemetry') }} as telemetry
-        on telemetry.vin = vehicle_days.vin
-        and telemetry.observed_at < vehicle_days.cutoff
-        and telemetry.observed_at >= vehicle_days.cutoff - interval 30 day
-
-),
-
-dtc_seen as (
-
-    select readings.vin, readings.as_of_date, families.family
-    from readings
-    cross join unnest(readings.dtc_codes) as codes(code)
-    inner join {{ ref('dtc_families') }} as families
-        on starts_with(codes.code, families.code_prefix)
-    where readings.in_last_7_days
-
-),
-
-telemetry_features as (
-
-    select
-        readings.vin,
-        readings.as_of_date,
-        arg_max(readings.odometer_km, readings.observed_at) as odometer_km,
-        arg_max(readings.oil_life_pct, readings.observed_at) as oil_life_pct,
-        arg_max(readings.battery_voltage, readings.observed_at) as battery_voltage,
-        arg_max(readings.min_tire_pressure_kpa, readings.observed_at) as min_tire_pressure_kpa,
-        avg(readings.battery_voltage) filter (where readings.in_last_7_days)
-            - avg(readings.battery_voltage) filter (where not readings.in_last_7_days) as battery_voltage_trend_7d,
-        (max(readings.odometer_km) - min(readings.odometer_km))
-            / greatest({{ epoch_seconds_between('min(readings.observed_at)', 'max(readings.observed_at)') }} / 86400.0, 1.0)
-            as daily_km_30d,
-        max(readings.observed_at) as last_reading_at
-    from readings
-    group by readings.vin, readings.as_of_date
-
-),
-
-dtc_features as (
-
-    select
-        vin,
-        as_of_date,
-        bool_or(family = 'battery') as dtc_battery_7d,
-        bool_or(family = 'brakes') as dtc_brakes_7d,
-        list_sort(list_distinct(list(family))) as dtc_families_7d,
-        count(*) as dtc_codes_7d
-    from dtc_seen
-    group by vin, as_of_date
+    {{ vehicle_condition_as_of('vehicle_days') }}
 
 ),
 
@@ -204,17 +145,17 @@ joined as (
         last_session.platform,
         vehicles.fuel_type,
         year(spine.as_of_date) - vehicles.model_year as vehicle_age_years,
-        telemetry_features.odometer_km,
-        telemetry_features.oil_life_pct,
-        telemetry_features.battery_voltage,
-        telemetry_features.battery_voltage_trend_7d,
-        telemetry_features.min_tire_pressure_kpa,
-        telemetry_features.daily_km_30d,
-        {{ epoch_seconds_between('telemetry_features.last_reading_at', 'spine.cutoff') }} / 86400.0 as days_since_telemetry,
-        coalesce(dtc_features.dtc_battery_7d, false) as dtc_battery_7d,
-        coalesce(dtc_features.dtc_brakes_7d, false) as dtc_brakes_7d,
-        coalesce(dtc_features.dtc_codes_7d, 0) as dtc_codes_7d,
-        coalesce(dtc_features.dtc_families_7d, []) as dtc_families_7d,
+        vehicle_condition.odometer_km,
+        vehicle_condition.oil_life_pct,
+        vehicle_condition.battery_voltage,
+        vehicle_condition.battery_voltage_trend_7d,
+        vehicle_condition.min_tire_pressure_kpa,
+        vehicle_condition.daily_km_30d,
+        {{ epoch_seconds_between('vehicle_condition.last_reading_at', 'spine.cutoff') }} / 86400.0 as days_since_telemetry,
+        coalesce(vehicle_condition.dtc_battery_7d, false) as dtc_battery_7d,
+        coalesce(vehicle_condition.dtc_brakes_7d, false) as dtc_brakes_7d,
+        coalesce(vehicle_condition.dtc_codes_7d, 0) as dtc_codes_7d,
+        coalesce(vehicle_condition.dtc_families_7d, []) as dtc_families_7d,
         history.visits_365d,
         history.spend_365d,
         {{ epoch_seconds_between('history.last_visit_at', 'spine.cutoff') }} / 86400.0 as days_since_last_visit,
@@ -227,10 +168,8 @@ joined as (
     inner join actions on actions.action_id = spine.action_id
     left join {{ ref('stg_customers') }} as customers on customers.customer_id = spine.user_id
     left join {{ ref('stg_vehicles') }} as vehicles on vehicles.vin = spine.vin
-    left join telemetry_features
-        on telemetry_features.vin = spine.vin and telemetry_features.as_of_date = spine.as_of_date
-    left join dtc_features
-        on dtc_features.vin = spine.vin and dtc_features.as_of_date = spine.as_of_date
+    left join vehicle_condition
+        on vehicle_condition.vin = spine.vin and vehicle_condition.as_of_date = spine.as_of_date
     left join history
         on history.user_id = spine.user_id and history.as_of_date = spine.as_of_date
     left join same_service

@@ -1,0 +1,109 @@
+"""Build the `parts_suggestions` serving table: for each job in the next 7 days, the parts it most likely
+needs, so the technician can order ahead. Plain functions over the warehouse, called by the Dagster asset
+next door (and by tests without Dagster)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+
+import mlflow
+import polars as pl
+
+from models_ml.nba import explain
+from models_ml.nba.tracking import configure, log_json
+from models_ml.parts.model import (
+    FALLBACK_REASON, FEATURES, NOT_REASONS, REASON_TEMPLATES, REASON_WHEN_POSITIVE, PartsConfig, fit, predict,
+)
+from pitwall.flags import Flags
+
+from .placements import placement_flags
+from .warehouse import read
+
+PLACEMENT = "pre_job_parts"
+EXPERIMENT = "pitwall-parts"
+PARTS_COLUMNS = [
+    "user_id", "job_id", "scheduled_for", "vin", "service_id", "rank", "part_id", "part_name", "part_category",
+    "probability", "typical_quantity", "reason_codes", "placement", "experiment_key", "variation_id",
+    "mlflow_run_id", "scoring_run_id", "generated_at", "valid_until",
+]
+
+
+@dataclass(frozen=True)
+class PartsPolicy:
+    min_probability: float = 0.2   # a part less likely than this is not worth carrying
+    max_parts: int = 5             # per job
+
+
+@dataclass
+class PartsSuggestions:
+    table: pl.DataFrame
+    summary: dict
+
+
+def build_parts_suggestions(policy: PartsPolicy | None = None, config: PartsConfig | None = None,
+                            now: dt.datetime | None = None, flags: Flags | None = None) -> PartsSuggestions:
+    """Fit the parts model on past jobs, score the upcoming ones, keep each job's likeliest parts for the
+    technicians whose `pre_job_parts` placement is on (experiments/flags.yaml), with reasons."""
+    policy, config = policy or PartsPolicy(), config or PartsConfig()
+    rows = read("select * from int_job_part_candidates")
+    training = rows.filter(pl.col("purpose") == "training")
+    upcoming = rows.filter(pl.col("purpose") == "scoring")
+    now = now or dt.datetime.now(dt.timezone.utc)
+    if not len(training) or not len(upcoming):
+        why = "no past jobs with parts to learn from" if not len(training) else "no open job in the next 7 days"
+        return PartsSuggestions(_typed_empty(), {"rows": 0, "why_empty": why})
+
+    model = fit(training, config)
+    run_id = _log_run(model.metrics, config)
+    typical = (training.filter(pl.col("used")).group_by("part_id")
+               .agg(typical_quantity=pl.col("quantity").median().round().cast(pl.Int64)))
+    scored = upcoming.with_columns(probability=pl.Series(predict(model, upcoming), dtype=pl.Float64))
+    switches = placement_flags(scored.get_column("technician_id").drop_nulls().unique(maintain_order=True),
+                               [PLACEMENT], flags).rename({"user_id": "technician_id"})
+    scored = scored.join(switches, on="technician_id", how="left", maintain_order="left")
+    switched_off = scored.filter(pl.col("placement_on").not_()).get_column("job_id").n_unique()
+    kept = (scored.filter(pl.col("placement_on").fill_null(True) & (pl.col("probability") >= policy.min_probability))
+            .sort(["job_id", "probability", "part_id"], descending=[False, True, False])
+            .with_columns(rank=pl.int_range(1, pl.len() + 1).over("job_id"))
+            .filter(pl.col("rank") <= policy.max_parts))
+    if len(kept):
+        kept = explain(model, kept, REASON_TEMPLATES, exclude=NOT_REASONS, only_when_positive=REASON_WHEN_POSITIVE,
+                       fallback=FALLBACK_REASON)
+    else:
+        kept = kept.with_columns(reason_codes=pl.lit([], pl.List(pl.String)))
+    table = kept.join(typical, on="part_id", how="left").with_columns(
+        user_id=pl.col("technician_id"),
+        typical_quantity=pl.col("typical_quantity").fill_null(1),
+        placement=pl.lit(PLACEMENT),
+        mlflow_run_id=pl.lit(run_id, pl.String),
+        scoring_run_id=pl.lit(str(uuid.uuid4())),
+        generated_at=pl.lit(now),
+        valid_until=pl.col("as_of_date").cast(pl.Datetime("us", "UTC")) + pl.duration(days=1),
+    ).select(PARTS_COLUMNS).sort("user_id", "scheduled_for", "job_id", "rank")
+    summary = {"rows": len(table), "jobs": table.get_column("job_id").n_unique(),
+               "upcoming_jobs": upcoming.get_column("job_id").n_unique(), "jobs_placement_off": switched_off,
+               "mlflow_run_id": run_id,
+               **{k: round(v, 4) if isinstance(v, float) else v for k, v in model.metrics.items()}}
+    return PartsSuggestions(table, summary)
+
+
+def _typed_empty() -> pl.DataFrame:
+    return pl.DataFrame(schema={
+        "user_id": pl.String, "job_id": pl.String, "scheduled_for": pl.Datetime("us", "UTC"), "vin": pl.String,
+        "service_id": pl.String, "rank": pl.Int64, "part_id": pl.String, "part_name": pl.String,
+        "part_category": pl.String, "probability": pl.Float64, "typical_quantity": pl.Int64,
+        "reason_codes": pl.List(pl.String), "placement": pl.String, "experiment_key": pl.String,
+        "variation_id": pl.String, "mlflow_run_id": pl.String, "scoring_run_id": pl.String,
+        "generated_at": pl.Datetime("us", "UTC"), "valid_until": pl.Datetime("us", "UTC")})
+
+
+def _log_run(metrics: dict, config: PartsConfig) -> str:
+    """The fit's parameters and holdout metrics, for the record (the parts model is refit every run)."""
+    _, experiment_id = configure(EXPERIMENT)
+    with mlflow.start_run(experiment_id=experiment_id, run_name="parts-suggestions") as run:
+        mlflow.log_params({k: v for k, v in config.__dict__.items()})
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and v == v})
+        log_json([name for name, _ in FEATURES], "features.json")
+    return run.info.run_id

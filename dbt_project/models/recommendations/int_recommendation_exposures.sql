@@ -6,6 +6,9 @@
 -- leaves it out). policy and propensity_logged are what the app logged with the exposure (explore | model |
 -- rules_fallback, and the probability the policy had of showing that action there); older app versions log
 -- neither, so both are null for their exposures.
+-- purchased_at: the customer booked the action's service for the same vehicle (a job in the ops extracts)
+-- within 7 days, credited last-touch like an acceptance. It is kept beside the label, not in it: a booking
+-- also happens without the recommendation, so it measures what followed, not what the prompt caused.
 
 with
 
@@ -40,6 +43,46 @@ outcomes as (
         occurred_at
     from {{ ref('stg_events') }}
     where event_name in ('recommendation_clicked', 'recommendation_accepted') and user_id is not null
+
+),
+
+purchases as (
+
+    select
+        'job:' || jobs.job_id as message_id,
+        'service_booked' as event_name,
+        jobs.customer_id as user_id,
+        jobs.vin,
+        actions.action_id,
+        jobs.created_at as occurred_at
+    from {{ ref('stg_jobs') }} as jobs
+    inner join {{ ref('dim_actions') }} as actions
+        on actions.service_id = jobs.service_id and actions.audience = 'customer'
+    where jobs.created_at is not null
+
+),
+
+purchase_credit as (
+
+    select
+        purchases.message_id,
+        purchases.action_id,
+        any_value(purchases.occurred_at) as occurred_at,
+        arg_max(shown.exposure_id, shown.shown_at) as exposure_id
+    from purchases
+    inner join shown
+        on shown.user_id = purchases.user_id
+        and shown.vin = purchases.vin
+        and shown.action_id = purchases.action_id
+        and shown.shown_at <= purchases.occurred_at
+        and shown.shown_at >= purchases.occurred_at - interval 7 day
+    group by purchases.message_id, purchases.action_id
+
+),
+
+purchased as (
+
+    select exposure_id, min(occurred_at) as purchased_at from purchase_credit group by exposure_id
 
 ),
 
@@ -84,8 +127,11 @@ select
     followed.clicked_at,
     followed.accepted_at,
     followed.accepted_at is not null as accepted,
+    purchased.purchased_at,
     shown.shown_at + interval 7 day <= data_end.last_event_at as label_complete
 from shown
 cross join data_end
 left join followed
     on followed.exposure_id = shown.exposure_id
+left join purchased
+    on purchased.exposure_id = shown.exposure_id

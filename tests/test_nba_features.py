@@ -20,6 +20,7 @@ import duckdb
 import pytest
 
 from conftest import ROOT
+from pitwall.duck import connect
 
 pytestmark = pytest.mark.slow
 
@@ -27,7 +28,7 @@ FEATURE_KEY = ["user_id", "vin", "action_id", "as_of_date"]
 
 
 def features_before(database: Path, cutoff) -> dict:
-    con = duckdb.connect(str(database), read_only=True)
+    con = connect(database, read_only=True)  # as the session's `con` fixture opens the world's file
     try:
         columns = [c for (c,) in con.execute(
             "select column_name from information_schema.columns where table_name = 'fct_nba_features' "
@@ -80,7 +81,7 @@ def test_features_do_not_change_when_later_data_is_removed(world, tmp_path):
     changed = {k: v for k, v in changed.items() if v}
     assert not changed, list(changed.items())[:5]
     # the later data exists and matters: later exposures have features built from it
-    con = duckdb.connect(str(world[0] / "warehouse.duckdb"), read_only=True)
+    con = connect(world[0] / "warehouse.duckdb", read_only=True)
     try:
         later = con.execute("select count(*) from fct_nba_features where purpose = 'training' and as_of_date > ?",
                             [cutoff]).fetchall()[0][0]

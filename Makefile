@@ -25,6 +25,19 @@ $(BIN)/activate: requirements.lock pyproject.toml
 
 venv: $(BIN)/activate
 
+# GrowthBook's stats engine (gbstats 0.8.0 pins numpy<2, pandas<2) in a virtualenv of its own, only for
+# tests/test_experiment_stats.py, which checks orchestration/experiments/stats.py against it.
+GBSTATS_VENV := .venv-gbstats
+
+.PHONY: gbstats-venv
+
+$(GBSTATS_VENV)/.installed: tests/gbstats/requirements.txt
+	$(PYTHON) -m venv $(GBSTATS_VENV)
+	$(GBSTATS_VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -r tests/gbstats/requirements.txt
+	touch $@
+
+gbstats-venv: $(GBSTATS_VENV)/.installed
+
 $(DAGSTER_HOME)/dagster.yaml: orchestration/instance/dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
 	cp $< $@
@@ -38,7 +51,7 @@ demo: venv manifest $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster asset materialize --select '*' -m orchestration.definitions
 	$(BIN)/python -m orchestration.report
 
-test: venv manifest $(DAGSTER_HOME)/dagster.yaml
+test: venv manifest $(DAGSTER_HOME)/dagster.yaml gbstats-venv
 	$(BIN)/python -m pytest
 
 validate: venv manifest $(DAGSTER_HOME)/dagster.yaml

@@ -61,7 +61,7 @@ def run(users: int, lookups: int = 300) -> dict[str, float]:
     workdir = Path(tempfile.mkdtemp(prefix="pitwall_serving_"))
     os.environ["PITWALL_DATA_DIR"] = str(workdir)
     from orchestration.publish.publish import publish_warehouse
-    from orchestration.recommendations.warehouse import write_table
+    from pitwall.warehouse import write_table
     from pitwall import paths
 
     out: dict[str, float] = {"users": float(users)}

@@ -12,6 +12,7 @@ import numpy as np
 
 from . import ids, planted
 from .jobs import Jobs
+from .experiments import EXPOSED_ON_HOME, EXPOSED_ON_RECOMMENDATION, Experiments
 from .recommendations import PLACEMENTS, REC_ACTIONS, HiddenPropensity
 from .world import (
     CUSTOMER, HOUR_US, REGION_UTC_OFFSET_H, TECH, US, World,
@@ -46,7 +47,6 @@ FEATURE_REQUESTS = (
     "Let me reschedule from the notification",
     "請提供電子發票",
 )
-EXPERIMENT_KEY = "rec_placement_v1"
 
 # Session kinds.
 BROWSE, ASSIGN, WORK, ESTIMATE, PAYMENT, RATING = 0, 1, 2, 3, 4, 5
@@ -212,24 +212,31 @@ def _login(f: _Flow, platform: np.ndarray, signin: np.ndarray, retry: bool = Fal
     f.emit(prompted | (~prompted & f.chance(P_IDENTIFY_WITHOUT_LOGIN)), IDENTIFY)
 
 
-def _customer_browse(f: _Flow, platform: np.ndarray, signin: np.ndarray, variation: np.ndarray,
+def _customer_browse(f: _Flow, platform: np.ndarray, signin: np.ndarray, experiments: Experiments,
                      customer: np.ndarray, propensity: HiddenPropensity, day: int) -> None:
     f.call(None, R["/v1/jobs"])
     f.emit(None, E["app_opened"])
     _login(f, platform, signin)
     f.wait(1, 4)
+    # Experiments met on the home screen: GrowthBook's tracking callback sends the exposure.
+    for key in EXPOSED_ON_HOME:
+        sent = f.alive & experiments.exposure_sent(key, customer, platform)
+        f.emit(sent, E["Experiment Viewed"], a=experiments.index(key), c=experiments.of(key, customer))
     f.screens(S["Home"], CUSTOMER_BROWSE_SCREENS)
     # The logging policy: a uniformly random action in a random placement; the outcome follows the
-    # hidden propensity (simulator/recommendations.py).
+    # hidden propensity (simulator/recommendations.py), raised in the treatment of the reasons experiment.
     shown = f.chance(P_RECOMMENDATION) & f.alive
     placement = f.rng.integers(0, len(PLACEMENTS), f.n)
     action = f.rng.integers(0, len(REC_ACTIONS), f.n)
-    p_accept = propensity.probability(customer, action, placement, day)
+    variation = experiments.of(EXPOSED_ON_RECOMMENDATION, customer)
+    lift = planted.EXPERIMENT_LIFT[EXPOSED_ON_RECOMMENDATION]["rec_acceptance_rate"]
+    p_accept = propensity.probability(customer, action, placement, day) * np.where(variation == 1, 1 + lift, 1.0)
     accepted = shown & (f.rng.random(f.n) < p_accept)
     clicked = accepted | (shown & f.chance(planted.P_REC_CLICK_WITHOUT_ACCEPT))
     propensity.remember(customer[shown], action[shown], placement[shown], day, p_accept[shown], accepted[shown])
     f.wait(2, 20)
-    f.emit(shown, E["Experiment Viewed"], c=variation)
+    f.emit(shown & experiments.exposure_sent(EXPOSED_ON_RECOMMENDATION, customer, platform), E["Experiment Viewed"],
+           a=experiments.index(EXPOSED_ON_RECOMMENDATION), c=variation)
     f.call(shown, R["/v1/recommendations"])
     f.emit(shown, E["recommendation_shown"], a=placement, b=action, c=variation)
     f.wait(3, 40)
@@ -343,7 +350,8 @@ def _local_start(rng, day0: int, n: int, region: np.ndarray, mean_h: float, sd_h
     return day0 + (utc_h * HOUR_US).astype(np.int64)
 
 
-def simulate_day(world: World, jobs: Jobs, day: int, first_session_gid: int, propensity: HiddenPropensity) -> DayActivity:
+def simulate_day(world: World, jobs: Jobs, day: int, first_session_gid: int, propensity: HiddenPropensity,
+                 experiments: Experiments) -> DayActivity:
     rng = ids.rng_for(world.seed, ids.DAY_SESSIONS, day)
     day0, day1 = world.day_start(day), world.day_start(day + 1)
     n_users = len(world.user_app)
@@ -398,7 +406,7 @@ def simulate_day(world: World, jobs: Jobs, day: int, first_session_gid: int, pro
 
     log = _Log()
     sel = np.flatnonzero((s_kind == BROWSE) & (s_app == CUSTOMER))
-    _customer_browse(_Flow(log, rng, sess[sel], s_start[sel]), s_platform[sel], signin[sel], (s_user[sel] % 2).astype(np.int16),
+    _customer_browse(_Flow(log, rng, sess[sel], s_start[sel]), s_platform[sel], signin[sel], experiments,
                      s_user[sel], propensity, day)
     sel = np.flatnonzero((s_kind == BROWSE) & (s_app == TECH))
     _tech_browse(_Flow(log, rng, sess[sel], s_start[sel]), s_platform[sel], signin[sel])

@@ -16,6 +16,8 @@ from .apps import E, expected_events_per_day, simulate_day
 from .recommendations import HiddenPropensity
 from .jobs import build_jobs
 from .landing import GZIP_LEVEL, Landing
+from .experiments import assign as assign_experiments
+from .experiments import truth as experiments_truth
 from .malformed import MalformedPlan
 from .parts import truth as parts_truth
 from .otlp import TraceBuilder
@@ -74,7 +76,8 @@ def generate(out: Path, *, customers: int, technicians: int, days: int, seed: in
     plan = MalformedPlan.make(days, malformed)
     truth = TruthRecorder(world, jobs)
     landing = Landing(out)
-    renderer, tracer = SegmentRenderer(world, jobs), TraceBuilder(world, jobs)
+    experiments = assign_experiments(world)
+    renderer, tracer = SegmentRenderer(world, jobs, experiments), TraceBuilder(world, jobs)
     events = EventSink(world, landing, plan, truth, events_per_file)
     crashes = CrashSink(world, landing, plan, truth, events_per_file)
     traces = TraceSink(world, landing, plan, truth, events_per_file)
@@ -84,7 +87,7 @@ def generate(out: Path, *, customers: int, technicians: int, days: int, seed: in
     event_gid = session_gid = 0
     with tqdm(total=days, unit="day", file=sys.stderr, disable=not progress, desc="simulating") as bar:
         for d in range(days):
-            act = simulate_day(world, jobs, d, session_gid, propensity)
+            act = simulate_day(world, jobs, d, session_gid, propensity, experiments)
             truth.sessions(session_gid, act.session_user, act.session_app, act.session_version, act.session_platform)
             session_gid += act.n_sessions
 
@@ -124,7 +127,8 @@ def generate(out: Path, *, customers: int, technicians: int, days: int, seed: in
         "files": dict(landing.files), "bytes": dict(landing.bytes),
     }
     parts = parts_truth(world, jobs, ops.part_usage, ops.extracts.job_id)
-    result = truth.write(out / "truth.json", run, plan, dict(events.copies), propensity.truth(), parts)
+    result = truth.write(out / "truth.json", run, plan, dict(events.copies), propensity.truth(), parts,
+                         experiments_truth(experiments, world))
     return Summary(files=dict(landing.files), bytes=dict(landing.bytes), event_lines=events.lines_written,
                    seconds=time.perf_counter() - began, truth=result)
 

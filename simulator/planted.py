@@ -61,6 +61,12 @@ REC_PROPENSITY = {
 }
 P_REC_CLICK_WITHOUT_ACCEPT = 0.15
 
+# A/B tests (simulator/experiments.py): the treatment of nba-reasons-text multiplies the hidden acceptance
+# probability by 1 + lift, so the acceptance rate's true relative lift is exactly that; booking-flow-v2's
+# treatment never sends its exposure from Android (a sample-ratio mismatch); nothing else has an effect.
+EXPERIMENT_LIFT = {"nba-reasons-text": {"rec_acceptance_rate": 0.30}}
+SRM_EXPERIMENT = "booking-flow-v2"
+
 # Parts a completed job uses (simulator/parts.py): a service's own catalog parts by their position in the
 # catalog, a battery for a vehicle whose battery is failing whatever the job, and brake pads for old
 # vehicles on inspection jobs; an electric vehicle uses no oil-change parts.

@@ -21,9 +21,10 @@ import polars as pl
 
 from . import ids
 from .apps import (
-    E, EVENTS, EXPERIMENT_KEY, FEATURE_REQUESTS, IDENTIFY, LOGIN_FAIL_REASONS, PARTNERS, PLACEMENTS,
+    E, EVENTS, FEATURE_REQUESTS, IDENTIFY, LOGIN_FAIL_REASONS, PARTNERS, PLACEMENTS,
     REC_ACTIONS, SCREEN, SCREENS, DayActivity,
 )
+from .experiments import EXPOSED_ON_RECOMMENDATION, Experiments
 from .jobs import Jobs, job_ids
 from .recommendations import LOGGED_POLICY, LOGGED_PROPENSITY
 from .world import (
@@ -85,8 +86,9 @@ ISO_BARE = "%Y-%m-%dT%H:%M:%S%.6f"  # the templates add "+00:00" or "Z"
 class SegmentRenderer:
     """Pre-renders what is fixed per device, user, app release and job; renders a day's events."""
 
-    def __init__(self, world: World, jobs: Jobs):
+    def __init__(self, world: World, jobs: Jobs, experiments: Experiments):
         self.world = world
+        self.experiments = experiments
         nd = len(world.device_user)
         models = [DEVICE_MODELS[m] for m in world.device_model]
         platform = world.user_platform[world.device_user]
@@ -148,6 +150,19 @@ class SegmentRenderer:
             "anonymous_id": self.device_id.gather(dev),
         })
 
+    def _experiment_json(self, kind: np.ndarray, a: np.ndarray, c: np.ndarray) -> tuple[pl.Series, pl.Series]:
+        """experiment key and variation key as JSON values ("null" outside an experiment): "Experiment Viewed"
+        names its experiment in event_a; recommendation events belong to the reasons experiment."""
+        exps = self.experiments
+        width = max(len(v) for v in exps.variation_keys)
+        experiment = np.where(kind == E["Experiment Viewed"], a,
+                              np.where(_is_rec(kind), exps.index(EXPOSED_ON_RECOMMENDATION), -1))
+        experiment = np.where(c >= 0, experiment, -1).astype(np.int64)
+        keys = pl.Series([json.dumps(k) for k in exps.keys] + ["null"])
+        flat = [json.dumps(v[j]) if j < len(v) else "null" for v in exps.variation_keys for j in range(width)] + ["null"]
+        variation = np.where(experiment >= 0, experiment * width + np.maximum(c, 0), len(flat) - 1)
+        return (keys.gather(np.where(experiment >= 0, experiment, len(exps.keys))), pl.Series(flat).gather(variation))
+
     def render(self, act: DayActivity, dl: DeliveredEvents) -> pl.DataFrame:
         """One JSON line per delivered event (without the newline), and its messageId."""
         n = len(dl.index)
@@ -163,6 +178,7 @@ class SegmentRenderer:
         is_seg_ms = ~sessions["is_rudder"].to_numpy()[sess]
         ts_us = np.where(is_seg_ms, dl.device_ts_us // 1000 * 1000, dl.device_ts_us)
 
+        exp_json, var_json = self._experiment_json(kind, a, c)
         ts = _timestamps(ts_us, ISO_BARE)
         df = sessions.select(pl.all().gather(sess)).with_columns(
             kind=pl.Series(kind),
@@ -175,6 +191,7 @@ class SegmentRenderer:
             action=_lookup(REC_ACTIONS, np.where(_is_rec(kind), b, -1).astype(np.int64)),
             partner=_lookup(PARTNERS, np.where((kind == E["partner_widget_opened"]) | (kind == E["booking_created"]), a, -1).astype(np.int64)),
             text=_lookup([json.dumps(t) for t in FEATURE_REQUESTS], np.where(kind == E["feature_request_submitted"], a, -1).astype(np.int64)),
+            experiment_json=exp_json, variation_json=var_json,
             num_b=pl.Series(b.astype(np.int64)).cast(pl.String),
             num_c=pl.Series(c.astype(np.int64)).cast(pl.String),
             job_id=self.job_id.gather(job_idx),
@@ -238,8 +255,8 @@ def _property_templates() -> list:
                               lit('", "amount": '), col("amount"), lit(', "currency": "USD"}')])
     rec = pl.concat_str([lit('{"placement": "'), col("placement"), lit('", "action_id": "'), col("action"),
                          lit('", "vin": "'), col("vin"),
-                         lit(f'", "model_version": "7", "experiment_key": "{EXPERIMENT_KEY}", "variation_id": '),
-                         col("num_c"),
+                         lit('", "model_version": "7", "experiment_key": '), col("experiment_json"),
+                         lit(', "variation_id": '), col("variation_json"),
                          lit(f', "policy": {json.dumps(LOGGED_POLICY)}, "propensity_logged": {json.dumps(LOGGED_PROPENSITY)}}}')])
 
     def kinds(*names):
@@ -250,7 +267,8 @@ def _property_templates() -> list:
         (kinds("job_assigned", "job_started", "checklist_completed", "job_completed"), job),
         (kinds("estimate_sent", "estimate_viewed", "estimate_approved", "payment_completed"), estimate),
         (kinds("recommendation_shown", "recommendation_clicked", "recommendation_accepted"), rec),
-        (kinds("Experiment Viewed"), pl.concat_str([lit(f'{{"experiment_id": "{EXPERIMENT_KEY}", "variation_id": '), col("num_c"), lit("}")])),
+        (kinds("Experiment Viewed"), pl.concat_str([lit('{"experiment_id": '), col("experiment_json"),
+                                                    lit(', "variation_id": '), col("variation_json"), lit("}")])),
         (kinds("login_failed"), pl.concat_str([lit('{"reason": "'), col("reason"), lit('"}')])),
         (kinds("booking_created"), pl.concat_str([lit('{"partner_id": "'), col("partner"), lit('", "booking_id": "bk_'), col("num_b"), lit('"}')])),
         (kinds("partner_widget_opened"), pl.concat_str([lit('{"partner_id": "'), col("partner"), lit('"}')])),

@@ -323,7 +323,7 @@ class TruthRecorder:
                                  "of clean mobile CLIENT spans (kind 3 in app resources), grouped by http.route and resource service.version",
         }
 
-    def write(self, path, run: dict, plan, duplicates: dict, recommendations: dict, parts: dict) -> dict:
+    def write(self, path, run: dict, plan, duplicates: dict, recommendations: dict, parts: dict, experiments: dict) -> dict:
         events, skew, late = self._events()
         bad = plan.counts()
         records = {}
@@ -341,6 +341,7 @@ class TruthRecorder:
             "feedback": self._feedback(),
             "recommendations": recommendations,
             "parts": parts,
+            "experiments": experiments,
             "crashes": self._crashes(),
             "latency": self._latency(),
             "clock_skew": skew,

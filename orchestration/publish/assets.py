@@ -6,6 +6,7 @@ import dagster as dg
 
 from orchestration.dbt.assets import WAREHOUSE_POOL, pitwall_dbt_models
 from orchestration.dbt.project import dbt_project
+from orchestration.experiments.assets import EXPERIMENT_DAILY, EXPERIMENT_RESULTS
 from orchestration.recommendations.assets import MAINTENANCE_REMINDERS, PARTS_SUGGESTIONS, RECOMMENDATIONS
 
 from .expectations import validate_publication
@@ -14,16 +15,21 @@ from .publish import SERVING_TAG, models_in, promote_publication, stage_publicat
 STAGED = dg.AssetKey(["published", "staged"])
 # Serving tables written by Python assets rather than dbt.
 PYTHON_SERVING_TABLES = ["maintenance_reminders", "parts_suggestions", "recommendations"]
-# What the checks audit: the marts (models/marts/) and the serving tables (dbt's, read from its manifest).
+# Marts written by Python assets (statistics need scipy).
+PYTHON_MARTS = ["mart_experiment_daily", "mart_experiment_results"]
+# What the checks audit: the marts (models/marts/ and the Python ones) and the serving tables (dbt's, read
+# from its manifest).
 SERVING_TABLES = sorted(models_in(dbt_project.manifest_path, tag=SERVING_TAG) + PYTHON_SERVING_TABLES)
-AUDITED_TABLES = sorted(set(models_in(dbt_project.manifest_path, folders=("marts",))) | set(SERVING_TABLES))
+AUDITED_TABLES = sorted(set(models_in(dbt_project.manifest_path, folders=("marts",))) | set(SERVING_TABLES)
+                        | set(PYTHON_MARTS))
 
 
 @dg.asset(
     key=STAGED,
     group_name="publish",
     kinds={"duckdb"},
-    deps=[*pitwall_dbt_models.keys, RECOMMENDATIONS, MAINTENANCE_REMINDERS, PARTS_SUGGESTIONS],
+    deps=[*pitwall_dbt_models.keys, RECOMMENDATIONS, MAINTENANCE_REMINDERS, PARTS_SUGGESTIONS, EXPERIMENT_RESULTS,
+          EXPERIMENT_DAILY],
     pool=WAREHOUSE_POOL,  # reads warehouse.duckdb: not while dbt writes it
     description="published/.pitwall.duckdb.staged: the next publication, waiting for its data-quality checks",
 )

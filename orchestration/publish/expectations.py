@@ -7,7 +7,7 @@ The rules follow from each table's columns, so a new mart is checked without a l
 - percentiles of one measure are ordered: median/p50 ≤ p90 ≤ p95 ≤ p99 (``p95_ms`` ≥ ``p50_ms``, …);
 - nothing observed is dated in the future: dates not after today (UTC), timestamps not after now plus
   the clock tolerance that ingestion accepts (a device may run ahead of the collector); planned times
-  (``scheduled_for``, ``*_until``) are exempt;
+  (``scheduled_for``, ``*_until``, ``planned_*``) are exempt;
 - counts (integer columns) are not negative.
 
 Tables are read into pandas with DuckDB and validated as DataFrames: GX's SQL path through
@@ -27,7 +27,7 @@ from pitwall.duck import connect
 # Timestamps may run as far ahead as ingestion lets them (a device clock ahead of the collector).
 FUTURE_TOLERANCE = dt.timedelta(hours=FUTURE_TOLERANCE_HOURS)
 RATE = re.compile(r"(_rate|^converted_from_.+|^stickiness|^retention)$")
-PLANNED = re.compile(r"(^scheduled_for$|_until$)")  # times in the future by design
+PLANNED = re.compile(r"(^scheduled_for$|_until$|^planned_)")  # times in the future by design
 PERCENTILE = re.compile(r"^(?:p(\d{2})|(median))_(.+)$")
 INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT"}
 TIMESTAMP_TYPES = {"TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S"}

@@ -13,7 +13,7 @@ from pitwall.flags import load_flags
 
 from .build import TrainingSkipped, build_serving, train
 from .parts import PartsPolicy, build_parts_suggestions
-from .warehouse import write_table
+from pitwall.warehouse import write_table
 
 RECOMMENDATIONS = dg.AssetKey(["recommendations"])
 MAINTENANCE_REMINDERS = dg.AssetKey(["maintenance_reminders"])

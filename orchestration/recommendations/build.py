@@ -22,7 +22,7 @@ from models_ml.nba.spec import FEATURES, NOT_REASONS, REASON_TEMPLATES, REASON_W
 from pitwall.flags import Flags, load_flags
 
 from .placements import placement_flags
-from .warehouse import read
+from pitwall.warehouse import read
 
 # Booleans of the feature mart become 0/1 numbers for the model.
 FEATURE_SELECT = "* replace (cast(dtc_battery_7d as integer) as dtc_battery_7d, cast(dtc_brakes_7d as integer) as dtc_brakes_7d)"

@@ -19,7 +19,7 @@ from models_ml.parts.model import (
 from pitwall.flags import Flags
 
 from .placements import placement_flags
-from .warehouse import read
+from pitwall.warehouse import read
 
 PLACEMENT = "pre_job_parts"
 EXPERIMENT = "pitwall-parts"

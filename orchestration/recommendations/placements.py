@@ -15,7 +15,7 @@ import polars as pl
 
 from pitwall.flags import Flags, evaluate, load_flags
 
-from .warehouse import read
+from pitwall.warehouse import read
 
 FLAG_PREFIX = "rec-placement-"
 ATTRIBUTES = "user_id as id, role, region, platform, app_version"

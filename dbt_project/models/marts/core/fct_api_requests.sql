@@ -8,7 +8,7 @@ with
 spans as (
 
     select trace_id, span_id, parent_span_id, kind, http_route, http_method, http_status_code, app_version,
-           platform, started_at, duration_ms, is_error
+           platform, session_id, started_at, duration_ms, is_error
     from {{ ref('stg_spans') }}
 
 ),
@@ -40,6 +40,7 @@ select
     requests.http_status_code as status_code,
     requests.app_version,
     requests.platform,
+    requests.session_id,
     requests.duration_ms,
     requests.is_error,
     server_children.server_ms,

@@ -1,4 +1,4 @@
-"""Reading frames from the warehouse and writing serving tables back: the recommendations room's only I/O."""
+"""Reading frames from the warehouse and writing tables back (serving tables, Python-built marts)."""
 
 from __future__ import annotations
 

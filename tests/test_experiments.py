@@ -1,0 +1,118 @@
+"""Experiments on the simulated world: assignment as the GrowthBook SDK does it, and the analysis recovers
+what the simulator planted (simulator/experiments.py, truth.json `experiments`):
+
+- nba-reasons-text: the treatment raises the acceptance probability by exactly 30 %: the 95 % interval
+  of the acceptance rate's relative lift contains 0.30;
+- home-layout-v2: no effect: the primary metric's null is not rejected;
+- booking-flow-v2: the treatment's exposures are lost on Android: the sample-ratio check flags it, and
+  only it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import polars as pl
+import pytest
+from scipy import stats as scipy_stats
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def results(con) -> pl.DataFrame:
+    return con.sql("select * from mart_experiment_results").pl()
+
+
+def row(results: pl.DataFrame, experiment: str, metric: str) -> dict:
+    rows = results.filter((pl.col("experiment_key") == experiment) & (pl.col("metric") == metric))
+    assert rows.height == 1, rows
+    return rows.row(0, named=True)
+
+
+def test_the_planted_lift_is_inside_the_interval(results, world):
+    planted = world[1]["experiments"]["nba-reasons-text"]["planted_relative_lift"]["rec_acceptance_rate"]
+    r = row(results, "nba-reasons-text", "rec_acceptance_rate")
+    assert r["relative_ci_low"] <= planted <= r["relative_ci_high"], r
+    assert r["is_primary"] and r["control_users"] > 100 and r["treatment_users"] > 100
+
+
+def test_no_effect_is_not_rejected(results):
+    r = row(results, "home-layout-v2", "rec_acceptance_rate")
+    assert r["p_value"] >= 0.05 and r["relative_ci_low"] <= 0 <= r["relative_ci_high"], r
+    assert not r["significantly_better"] and not r["significantly_worse"]
+
+
+def test_the_sample_ratio_mismatch_is_flagged_and_only_there(results, world):
+    truth = world[1]["experiments"]
+    flagged = results.group_by("experiment_key").agg(pl.col("srm_flag").first(), pl.col("srm_p_value").first())
+    expected = {key for key, t in truth.items() if isinstance(t, dict) and t.get("srm_planted")}
+    assert set(flagged.filter(pl.col("srm_flag"))["experiment_key"]) == expected == {"booking-flow-v2"}
+    assert flagged.filter(pl.col("experiment_key") == "booking-flow-v2")["srm_p_value"][0] < 0.001
+
+
+def test_logged_variations_agree_with_the_growthbook_sdk(con):
+    """Every exposed user's logged variation is the one GrowthBook's own SDK gives that user."""
+    from growthbook import GrowthBook
+
+    from pitwall.flags import load_flags
+
+    logging.getLogger("growthbook").setLevel(logging.CRITICAL)
+    flags = load_flags()
+    features = flags.growthbook_features()
+    experiments = flags.experiments()
+    exposures = con.sql("""
+        select e.experiment_key, e.user_id, e.variation_id, u.role, u.region, u.platform, u.app_version
+        from int_experiment_exposures e join dim_users u using (user_id)""").pl()
+    assert exposures.height > 500
+    for r in exposures.iter_rows(named=True):
+        attributes = {k: r[k] for k in ("role", "region", "platform", "app_version") if r[k] is not None}
+        gb = GrowthBook(attributes={"id": r["user_id"], **attributes}, features=features)
+        result = gb.eval_feature(experiments[r["experiment_key"]]["feature_key"])
+        gb.destroy()
+        meta = experiments[r["experiment_key"]]["meta"]
+        assert result.experiment is not None and result.experiment.key == r["experiment_key"], r
+        assert meta[result.experimentResult.variationId]["key"] == r["variation_id"], r
+
+
+def test_results_equal_an_independent_recount(con, results):
+    """Per-user values recounted from the exposures and events, then Welch's t-test by scipy on them."""
+    exposures = con.sql("""
+        select experiment_key, user_id, variation_id, first_exposed_at from int_experiment_exposures
+        where not multiple_variations and experiment_key = 'nba-reasons-text'""").pl()
+    shown = con.sql("""
+        select e.user_id, e.shown_at, e.accepted, a.action_value::double as value
+        from int_recommendation_exposures e join dim_actions a using (action_id)""").pl()
+    per_user = (exposures.join(shown, on="user_id", how="left")
+                .with_columns(after=pl.col("shown_at") >= pl.col("first_exposed_at"))
+                .group_by("user_id", "variation_id")
+                .agg(shown=pl.col("after").fill_null(False).sum(),
+                     accepted=(pl.col("after") & pl.col("accepted")).fill_null(False).sum(),
+                     revenue=pl.when(pl.col("after") & pl.col("accepted")).then(pl.col("value")).otherwise(0.0).sum()))
+    control = per_user.filter(pl.col("variation_id") == "control")
+    treatment = per_user.filter(pl.col("variation_id") == "treatment")
+    acceptance = row(results, "nba-reasons-text", "rec_acceptance_rate")
+    assert acceptance["control_users"] == control.height and acceptance["treatment_users"] == treatment.height
+    assert acceptance["control_mean"] == pytest.approx(control["accepted"].sum() / control["shown"].sum(), rel=1e-12)
+    assert acceptance["treatment_mean"] == pytest.approx(treatment["accepted"].sum() / treatment["shown"].sum(), rel=1e-12)
+    revenue = row(results, "nba-reasons-text", "rec_revenue_per_user")
+    welch = scipy_stats.ttest_ind(treatment["revenue"].to_numpy(), control["revenue"].to_numpy(), equal_var=False)
+    assert revenue["absolute_lift"] == pytest.approx(treatment["revenue"].mean() - control["revenue"].mean(), rel=1e-9)
+    assert revenue["p_value"] == pytest.approx(welch.pvalue, rel=1e-6)
+    ci = welch.confidence_interval(0.95)
+    assert (revenue["absolute_ci_low"], revenue["absolute_ci_high"]) == pytest.approx((ci.low, ci.high), rel=1e-6)
+
+
+def test_cuped_and_the_daily_series(con, results):
+    revenue = row(results, "nba-reasons-text", "rec_revenue_per_user")
+    assert revenue["cuped_relative_lift"] is not None and np.isfinite(revenue["cuped_p_value"])
+    daily = con.sql("""select * from mart_experiment_daily where experiment_key = 'nba-reasons-text'
+                       order by day""").pl()
+    assert daily.height >= 5 and daily["day"].is_sorted()
+    assert (daily["treatment_users"].diff().drop_nulls() >= 0).all()  # cumulative: users only join
+    primary = row(results, "nba-reasons-text", "rec_acceptance_rate")
+    last = daily.row(-1, named=True)
+    # the last day's cumulative figures are the experiment's whole result
+    assert last["treatment_users"] == primary["treatment_users"]
+    assert last["relative_lift"] == pytest.approx(primary["relative_lift"], rel=1e-9)

@@ -24,7 +24,7 @@ EVENTS = (
     "estimate_sent", "estimate_viewed", "estimate_approved", "payment_completed",
     "recommendation_shown", "recommendation_clicked", "recommendation_accepted", "Experiment Viewed",
     "partner_widget_opened", "booking_created", "survey_shown", "survey_responded",
-    "feature_request_submitted", "review_prompt_shown",
+    "feature_request_submitted", "review_prompt_shown", "home_card_clicked",
 )
 E = {name: i for i, name in enumerate(EVENTS)}
 IDENTIFY, SCREEN = E["identify"], E["screen"]
@@ -72,7 +72,13 @@ P_IDENTIFY_WITHOUT_LOGIN = 0.2
 EXTRA_SCREENS_MEAN = 1.6
 MAX_EXTRA_SCREENS = 4
 P_RECOMMENDATION = 0.45
+P_HOME_CARD_CLICK = 0.35
 P_PARTNER_WIDGET, P_BOOKING = 0.12, 0.45
+# Cards of each app's home screen (the ui_layout_rules seed orders them); a browse session clicks at most one.
+CUSTOMER_CARDS = ("recommendations", "vehicle_health", "maintenance_reminders", "service_history", "offers",
+                  "upcoming_visit", "estimate")
+TECH_CARDS = ("todays_jobs", "checklist", "parts", "navigation", "messages", "earnings")
+CARDS = CUSTOMER_CARDS + TECH_CARDS
 P_SURVEY, P_SURVEY_RESPONSE = 0.05, 0.6
 P_FEATURE_REQUEST, P_REVIEW_PROMPT = 0.01, 0.02
 P_WIFI = 0.65
@@ -213,7 +219,7 @@ def _login(f: _Flow, platform: np.ndarray, signin: np.ndarray, retry: bool = Fal
 
 
 def _customer_browse(f: _Flow, platform: np.ndarray, signin: np.ndarray, experiments: Experiments,
-                     customer: np.ndarray, propensity: HiddenPropensity, day: int) -> None:
+                     customer: np.ndarray, region: np.ndarray, propensity: HiddenPropensity, day: int) -> None:
     f.call(None, R["/v1/jobs"])
     f.emit(None, E["app_opened"])
     _login(f, platform, signin)
@@ -223,6 +229,7 @@ def _customer_browse(f: _Flow, platform: np.ndarray, signin: np.ndarray, experim
         sent = f.alive & experiments.exposure_sent(key, customer, platform)
         f.emit(sent, E["Experiment Viewed"], a=experiments.index(key), c=experiments.of(key, customer))
     f.screens(S["Home"], CUSTOMER_BROWSE_SCREENS)
+    _home_card_click(f, CUSTOMER, region)
     # The logging policy: a uniformly random action in a random placement; the outcome follows the
     # hidden propensity (simulator/recommendations.py), raised in the treatment of the reasons experiment.
     shown = f.chance(P_RECOMMENDATION) & f.alive
@@ -254,13 +261,25 @@ def _customer_browse(f: _Flow, platform: np.ndarray, signin: np.ndarray, experim
     _common_tail(f, CUSTOMER)
 
 
-def _tech_browse(f: _Flow, platform: np.ndarray, signin: np.ndarray) -> None:
+def _tech_browse(f: _Flow, platform: np.ndarray, signin: np.ndarray, region: np.ndarray) -> None:
     f.call(None, R["/v1/jobs"])
     f.emit(None, E["app_opened"])
     _login(f, platform, signin)
     f.wait(1, 4)
     f.screens(S["Jobs"], TECH_BROWSE_SCREENS, jobs_screen_loads=True)
+    _home_card_click(f, TECH, region)
     _common_tail(f, TECH)
+
+
+def _home_card_click(f: _Flow, app: int, region: np.ndarray) -> None:
+    """At most one card of the home screen is clicked; which one depends on the user's region
+    (planted.HOME_CARD_WEIGHTS: what similar users engage with, for ui_layouts to learn)."""
+    weights = np.asarray(planted.HOME_CARD_WEIGHTS[app], dtype=float)[region]   # (sessions, cards)
+    u = f.rng.random(f.n)[:, None]
+    card = (u > np.cumsum(weights / weights.sum(axis=1, keepdims=True), axis=1)).sum(axis=1)
+    offset = 0 if app == CUSTOMER else len(CUSTOMER_CARDS)
+    f.wait(1, 8)
+    f.emit(f.alive & f.chance(P_HOME_CARD_CLICK), E["home_card_clicked"], a=offset + card)
 
 
 def _common_tail(f: _Flow, app: int) -> None:
@@ -407,9 +426,9 @@ def simulate_day(world: World, jobs: Jobs, day: int, first_session_gid: int, pro
     log = _Log()
     sel = np.flatnonzero((s_kind == BROWSE) & (s_app == CUSTOMER))
     _customer_browse(_Flow(log, rng, sess[sel], s_start[sel]), s_platform[sel], signin[sel], experiments,
-                     s_user[sel], propensity, day)
+                     s_user[sel], world.user_region[s_user[sel]], propensity, day)
     sel = np.flatnonzero((s_kind == BROWSE) & (s_app == TECH))
-    _tech_browse(_Flow(log, rng, sess[sel], s_start[sel]), s_platform[sel], signin[sel])
+    _tech_browse(_Flow(log, rng, sess[sel], s_start[sel]), s_platform[sel], signin[sel], world.user_region[s_user[sel]])
     sel = np.flatnonzero(s_kind == ASSIGN)
     _assign_session(_Flow(log, rng, sess[sel], s_start[sel]), s_platform[sel], signin[sel], s_job[sel], jobs.assignment_seen_us[s_job[sel]])
     sel = np.flatnonzero(s_kind == WORK)
@@ -489,6 +508,8 @@ def expected_events_per_day(customers: int, technicians: int) -> float:
             body = screens + tail
             if app == CUSTOMER:
                 body += P_RECOMMENDATION * 2.3 + P_PARTNER_WIDGET * (1 + P_BOOKING)  # shown, viewed, ~0.3 click/accept
+                body += len(EXPOSED_ON_HOME) - 0.25  # home-screen experiment exposures (one lost on Android)
+            body += P_HOME_CARD_CLICK
             total += weights[p] * (1 + login + alive * body)
         if app == CUSTOMER:
             per_customer_session = total

@@ -67,6 +67,16 @@ P_REC_CLICK_WITHOUT_ACCEPT = 0.15
 EXPERIMENT_LIFT = {"nba-reasons-text": {"rec_acceptance_rate": 0.30}}
 SRM_EXPERIMENT = "booking-flow-v2"
 
+# Which home-screen card a click goes to, by app and region (rows: north, south, east, west; columns: the
+# cards of apps.CUSTOMER_CARDS / apps.TECH_CARDS): customers in the north open vehicle health far more than
+# others, technicians in the east go for parts. ui_layouts should learn it.
+_CUSTOMER_BASE = (6, 4, 3, 2, 1, 3, 3)
+_TECH_BASE = (6, 3, 2, 3, 2, 1)
+HOME_CARD_WEIGHTS = {
+    1: tuple(tuple(w * (5 if (r == 0 and c == 1) else 1) for c, w in enumerate(_CUSTOMER_BASE)) for r in range(4)),
+    0: tuple(tuple(w * (5 if (r == 2 and c == 2) else 1) for c, w in enumerate(_TECH_BASE)) for r in range(4)),
+}
+
 # Parts a completed job uses (simulator/parts.py): a service's own catalog parts by their position in the
 # catalog, a battery for a vehicle whose battery is failing whatever the job, and brake pads for old
 # vehicles on inspection jobs; an electric vehicle uses no oil-change parts.

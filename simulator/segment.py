@@ -21,7 +21,7 @@ import polars as pl
 
 from . import ids
 from .apps import (
-    E, EVENTS, FEATURE_REQUESTS, IDENTIFY, LOGIN_FAIL_REASONS, PARTNERS, PLACEMENTS,
+    CARDS, E, EVENTS, FEATURE_REQUESTS, IDENTIFY, LOGIN_FAIL_REASONS, PARTNERS, PLACEMENTS,
     REC_ACTIONS, SCREEN, SCREENS, DayActivity,
 )
 from .experiments import EXPOSED_ON_RECOMMENDATION, Experiments
@@ -190,6 +190,7 @@ class SegmentRenderer:
             placement=_lookup(PLACEMENTS, np.where(_is_rec(kind), a, -1).astype(np.int64)),
             action=_lookup(REC_ACTIONS, np.where(_is_rec(kind), b, -1).astype(np.int64)),
             partner=_lookup(PARTNERS, np.where((kind == E["partner_widget_opened"]) | (kind == E["booking_created"]), a, -1).astype(np.int64)),
+            card=_lookup(CARDS, np.where(kind == E["home_card_clicked"], a, -1).astype(np.int64)),
             text=_lookup([json.dumps(t) for t in FEATURE_REQUESTS], np.where(kind == E["feature_request_submitted"], a, -1).astype(np.int64)),
             experiment_json=exp_json, variation_json=var_json,
             num_b=pl.Series(b.astype(np.int64)).cast(pl.String),
@@ -272,6 +273,7 @@ def _property_templates() -> list:
         (kinds("login_failed"), pl.concat_str([lit('{"reason": "'), col("reason"), lit('"}')])),
         (kinds("booking_created"), pl.concat_str([lit('{"partner_id": "'), col("partner"), lit('", "booking_id": "bk_'), col("num_b"), lit('"}')])),
         (kinds("partner_widget_opened"), pl.concat_str([lit('{"partner_id": "'), col("partner"), lit('"}')])),
+        (kinds("home_card_clicked"), pl.concat_str([lit('{"card_id": "'), col("card"), lit('"}')])),
         # NPS in a session's tail; CSAT about a job (the rating push).
         (kinds("survey_shown"), pl.when(col("job_id") == "").then(lit('{"survey_type": "nps"}')).otherwise(
             pl.concat_str([lit('{"survey_type": "csat", "job_id": "'), col("job_id"), lit('", "job_type": "'), col("job_type"), lit('"}')]))),

@@ -7,14 +7,14 @@ import dagster as dg
 from orchestration.dbt.assets import WAREHOUSE_POOL, pitwall_dbt_models
 from orchestration.dbt.project import dbt_project
 from orchestration.experiments.assets import EXPERIMENT_DAILY, EXPERIMENT_RESULTS
-from orchestration.recommendations.assets import MAINTENANCE_REMINDERS, PARTS_SUGGESTIONS, RECOMMENDATIONS
+from orchestration.recommendations.assets import MAINTENANCE_REMINDERS, PARTS_SUGGESTIONS, RECOMMENDATIONS, UI_LAYOUTS
 
 from .expectations import validate_publication
 from .publish import SERVING_TAG, models_in, promote_publication, stage_publication, staged_path
 
 STAGED = dg.AssetKey(["published", "staged"])
 # Serving tables written by Python assets rather than dbt.
-PYTHON_SERVING_TABLES = ["maintenance_reminders", "parts_suggestions", "recommendations"]
+PYTHON_SERVING_TABLES = ["maintenance_reminders", "parts_suggestions", "recommendations", "ui_layouts"]
 # Marts written by Python assets (statistics need scipy).
 PYTHON_MARTS = ["mart_experiment_daily", "mart_experiment_results"]
 # What the checks audit: the marts (models/marts/ and the Python ones) and the serving tables (dbt's, read
@@ -28,8 +28,8 @@ AUDITED_TABLES = sorted(set(models_in(dbt_project.manifest_path, folders=("marts
     key=STAGED,
     group_name="publish",
     kinds={"duckdb"},
-    deps=[*pitwall_dbt_models.keys, RECOMMENDATIONS, MAINTENANCE_REMINDERS, PARTS_SUGGESTIONS, EXPERIMENT_RESULTS,
-          EXPERIMENT_DAILY],
+    deps=[*pitwall_dbt_models.keys, RECOMMENDATIONS, MAINTENANCE_REMINDERS, PARTS_SUGGESTIONS, UI_LAYOUTS,
+          EXPERIMENT_RESULTS, EXPERIMENT_DAILY],
     pool=WAREHOUSE_POOL,  # reads warehouse.duckdb: not while dbt writes it
     description="published/.pitwall.duckdb.staged: the next publication, waiting for its data-quality checks",
 )

@@ -1,6 +1,7 @@
 """Next-best-action in the asset graph: train and gate the model after the feature marts, then write the
-`recommendations`, `maintenance_reminders` and `parts_suggestions` serving tables before the publish step
-picks them up. The work is in build.py and parts.py; placement flags come from experiments/flags.yaml."""
+`recommendations`, `maintenance_reminders`, `parts_suggestions` and `ui_layouts` serving tables before the
+publish step picks them up. The work is in build.py, parts.py and layouts.py; flags come from
+experiments/flags.yaml."""
 
 import dagster as dg
 from dagster_dbt import get_asset_key_for_model
@@ -12,12 +13,14 @@ from orchestration.dbt.assets import WAREHOUSE_POOL, pitwall_dbt_models
 from pitwall.flags import load_flags
 
 from .build import TrainingSkipped, build_serving, train
+from .layouts import build_ui_layouts
 from .parts import PartsPolicy, build_parts_suggestions
 from pitwall.warehouse import write_table
 
 RECOMMENDATIONS = dg.AssetKey(["recommendations"])
 MAINTENANCE_REMINDERS = dg.AssetKey(["maintenance_reminders"])
 PARTS_SUGGESTIONS = dg.AssetKey(["parts_suggestions"])
+UI_LAYOUTS = dg.AssetKey(["ui_layouts"])
 BY_USER = ("user_id",)  # serving tables are sorted by user: a reader of the Parquet file skips to one user
 NBA_MODEL = dg.AssetKey(["nba_model"])
 
@@ -30,6 +33,10 @@ class TrainingConfig(dg.Config):
 class RecommendationPolicy(dg.Config):
     policy: dict = {}      # PolicyConfig fields: slots, explore_share, weekly_cap, max_per_kind, seed
     flags_file: str = ""   # placement flags; default experiments/flags.yaml
+
+
+class LayoutPolicy(dg.Config):
+    flags_file: str = ""   # the ui-personalized-layout flag; default experiments/flags.yaml
 
 
 class PartsSuggestionPolicy(dg.Config):
@@ -102,3 +109,18 @@ def parts_suggestions(context: dg.AssetExecutionContext, config: PartsSuggestion
     if built.summary.get("why_empty"):
         context.log.warning(f"parts_suggestions is empty: {built.summary['why_empty']}")
     return dg.MaterializeResult(metadata={k: v for k, v in built.summary.items() if v is not None})
+
+
+@dg.asset(
+    key=UI_LAYOUTS,
+    group_name="recommendations",
+    kinds={"duckdb"},
+    deps=[get_asset_key_for_model([pitwall_dbt_models], "int_ui_layout_candidates")],
+    pool=WAREHOUSE_POOL,
+    description="ui_layouts (serving): each user's home-screen cards in order, by role and service stage, "
+                "personalized by what similar users click where the ui-personalized-layout flag is on",
+)
+def ui_layouts(context: dg.AssetExecutionContext, config: LayoutPolicy) -> dg.MaterializeResult:
+    layouts, summary = build_ui_layouts(flags=load_flags(config.flags_file or None))
+    write_table("ui_layouts", layouts, order_by=(*BY_USER, "position"))
+    return dg.MaterializeResult(metadata=summary)

@@ -11,11 +11,11 @@ from models_ml.nba.policy import PolicyConfig
 from orchestration.dbt.assets import WAREHOUSE_POOL, pitwall_dbt_models
 
 from pitwall.flags import load_flags
+from pitwall.warehouse import write_table
 
 from .build import TrainingSkipped, build_serving, train
 from .layouts import build_ui_layouts
 from .parts import PartsPolicy, build_parts_suggestions
-from pitwall.warehouse import write_table
 
 RECOMMENDATIONS = dg.AssetKey(["recommendations"])
 MAINTENANCE_REMINDERS = dg.AssetKey(["maintenance_reminders"])

@@ -20,9 +20,9 @@ from models_ml.nba.policy import PolicyConfig, rank
 from models_ml.nba.scoring import render_reason
 from models_ml.nba.spec import FEATURES, NOT_REASONS, REASON_TEMPLATES, REASON_WHEN_POSITIVE, RULE_FEATURE
 from pitwall.flags import Flags, load_flags
+from pitwall.warehouse import read
 
 from .placements import placement_flags
-from pitwall.warehouse import read
 
 # Booleans of the feature mart become 0/1 numbers for the model.
 FEATURE_SELECT = "* replace (cast(dtc_battery_7d as integer) as dtc_battery_7d, cast(dtc_brakes_7d as integer) as dtc_brakes_7d)"

@@ -17,9 +17,9 @@ from models_ml.parts.model import (
     FALLBACK_REASON, FEATURES, NOT_REASONS, REASON_TEMPLATES, REASON_WHEN_POSITIVE, PartsConfig, fit, predict,
 )
 from pitwall.flags import Flags
+from pitwall.warehouse import read
 
 from .placements import placement_flags
-from pitwall.warehouse import read
 
 PLACEMENT = "pre_job_parts"
 EXPERIMENT = "pitwall-parts"

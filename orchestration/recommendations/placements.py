@@ -15,7 +15,6 @@ from typing import Iterable
 import polars as pl
 
 from pitwall.flags import Flags, evaluate, load_flags
-
 from pitwall.warehouse import read
 
 FLAG_PREFIX = "rec-placement-"

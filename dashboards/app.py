@@ -21,6 +21,7 @@ PAGES = [
             url_path="release-health"),
     st.Page("views/api_latency.py", title="API Latency", icon=":material/timer:", url_path="api-latency"),
     st.Page("views/feedback.py", title="Feedback", icon=":material/reviews:", url_path="feedback"),
+    st.Page("views/experiments.py", title="Experiments", icon=":material/science:", url_path="experiments"),
 ]
 page = st.navigation(PAGES)
 

@@ -56,3 +56,48 @@ def heatmap(frame: pl.DataFrame, x: str, y: str, value: str, *, x_title: str, y_
         color=alt.condition(alt.datum[value] > 0.5, alt.value("white"), alt.value("black")),
     )
     return (cells + labels).properties(height=height)
+
+
+# An experiment's verdict on a metric, whichever direction is good for it (the mart's significantly_better /
+# significantly_worse already account for higher_is_better).
+VERDICT_COLORS = {"significantly better": "#2e7d32", "significantly worse": "#c62828", "inconclusive": "#9e9e9e"}
+LIFT = "+.0%"
+
+
+def _zero(axis: str) -> alt.Chart:
+    return alt.Chart(pl.DataFrame({"zero": [0.0]})).mark_rule(color="#555", strokeDash=[4, 4]).encode(
+        **{axis: alt.X("zero:Q") if axis == "x" else alt.Y("zero:Q")})
+
+
+def lift_intervals(frame: pl.DataFrame, label: str, lift: str, low: str, high: str, verdict: str, *,
+                   title: str = "relative lift, 95% CI", tooltip: list | None = None,
+                   height: int | None = None) -> alt.Chart:
+    """One row per metric: a point at the lift and a rule across its interval, a dashed line at zero, coloured
+    by the verdict (VERDICT_COLORS). Rows keep the frame's order."""
+    base = alt.Chart(frame).encode(
+        y=alt.Y(f"{label}:N", title=None, sort=frame[label].to_list(), axis=alt.Axis(labelLimit=300)),
+        color=alt.Color(f"{verdict}:N", title=None, legend=LEGEND,
+                        scale=alt.Scale(domain=list(VERDICT_COLORS), range=list(VERDICT_COLORS.values()))),
+        tooltip=tooltip or [f"{label}:N", alt.Tooltip(f"{lift}:Q", format=".1%"), f"{verdict}:N"],
+    )
+    rules = base.mark_rule(strokeWidth=3).encode(
+        x=alt.X(f"{low}:Q", title=title, axis=alt.Axis(format=LIFT)), x2=f"{high}:Q")
+    points = base.mark_point(filled=True, size=110, opacity=1).encode(x=f"{lift}:Q")
+    return (_zero("x") + rules + points).properties(height=height or max(140, 42 * frame.height))
+
+
+def lift_over_time(frame: pl.DataFrame, x: str, lift: str, low: str, high: str, color: str | None = None, *,
+                   y_title: str = "relative lift, 95% CI", tooltip: list | None = None,
+                   height: int = 300) -> alt.Chart:
+    """A lift per day as a line with its interval as a band around it, and a dashed line at zero."""
+    encoding = {"x": alt.X(f"{x}:T", title=None, axis=alt.Axis(format="%b %d", tickCount="day"))}
+    if color:
+        encoding["color"] = alt.Color(f"{color}:N", title=None, legend=LEGEND)
+    base = alt.Chart(frame).encode(**encoding)
+    band = base.mark_area(opacity=0.2).encode(y=alt.Y(f"{low}:Q", title=y_title, axis=alt.Axis(format=LIFT)),
+                                              y2=f"{high}:Q")
+    line = base.mark_line(point=True).encode(
+        y=f"{lift}:Q",
+        tooltip=tooltip or [alt.Tooltip(f"{x}:T"), alt.Tooltip(f"{lift}:Q", format="+.1%"),
+                            alt.Tooltip(f"{low}:Q", format="+.1%"), alt.Tooltip(f"{high}:Q", format="+.1%")])
+    return (band + _zero("y") + line).properties(height=height).interactive()

@@ -36,3 +36,31 @@ def seconds(value: float | None) -> str:
         if value < limit:
             return f"{value / divisor:.0f} {unit}" if unit == "s" else f"{value / divisor:.1f} {unit}"
     return f"{value / 86400:.1f} d"
+
+
+def _missing(value: float | None) -> bool:
+    return value is None or value != value  # None, or NaN
+
+
+def lift(value: float | None, digits: int = 1) -> str:
+    """A relative lift, signed: +36.6%."""
+    return "—" if _missing(value) else f"{value:+.{digits}%}"
+
+
+def interval(low: float | None, high: float | None, digits: int = 1) -> str:
+    """A confidence interval of relative lifts: [+6.4%, +66.8%]."""
+    return "—" if _missing(low) or _missing(high) else f"[{low:+.{digits}%}, {high:+.{digits}%}]"
+
+
+def p_value(value: float | None) -> str:
+    """Three decimals, and below 0.001 just that (the digits beyond say nothing more)."""
+    if _missing(value):
+        return "—"
+    return "< 0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def measure(value: float | None, is_rate: bool, digits: int = 2) -> str:
+    """A metric's value: a rate as a percentage (8.43%), anything else as a number (48.30)."""
+    if _missing(value):
+        return "—"
+    return percent(value, digits) if is_rate else score(value, digits)

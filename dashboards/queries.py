@@ -71,6 +71,10 @@ FILTERS_BY_SOURCE: dict[str, dict[str, str]] = {
     "mart_csat_daily": {},
     "mart_feature_requests": {"apps": APP, "roles": ROLE_BY_APP},
     "review_prompt_eligibility": {"apps": APP, "roles": ROLE_BY_APP, "platforms": PLATFORM},
+    # An experiment is analysed over everyone it exposed, from its start to the last day of data: neither
+    # the date range nor any segment filter applies (a filtered result would be another analysis).
+    "mart_experiment_results": {},
+    "mart_experiment_daily": {},
 }
 FILTER_LABELS = {"apps": "app", "roles": "role", "platforms": "platform", "app_versions": "app version"}
 
@@ -448,6 +452,108 @@ def review_prompt_summary(con: Connection, f: Filters) -> pl.DataFrame:
     """, params)
 
 
+# --- Experiments ---------------------------------------------------------------------------------
+# The marts hold finished statistics (lifts, intervals, p-values computed in orchestration/experiments):
+# nothing here recomputes or combines them, and the global filters do not apply (``f`` is unused).
+
+# Ratio metrics whose values all lie in [0, 1] are rates, shown as percentages; the others (NPS points per
+# response, revenue per user) are shown as numbers.
+_RATES = """
+    select metric, coalesce(bool_and(least(control_mean, treatment_mean) >= 0
+                                     and greatest(control_mean, treatment_mean) <= 1), false) as is_rate
+    from mart_experiment_results where metric_type = 'ratio' group by metric
+"""
+
+
+def experiment_list(con: Connection, f: Filters | None = None) -> pl.DataFrame:
+    """One row per experiment × treatment variation: status, planned dates, users per arm, the primary
+    metric's relative lift with its interval and p-value, the SRM flag and the guardrails that regressed.
+    Running experiments first, then finished ones, most recent start first."""
+    return _frame(con, f"""
+        with rates as ({_RATES}),
+        by_variation as (
+            select experiment_key, variation_id, any_value(experiment_name) as experiment_name,
+                   any_value(variation_name) as variation_name, any_value(feature_key) as feature_key,
+                   any_value(status) as status, any_value(planned_start_date) as planned_start_date,
+                   any_value(planned_end_date) as planned_end_date, any_value(data_through) as data_through,
+                   any_value(hypothesis) as hypothesis, any_value(primary_metric) as primary_metric,
+                   max(control_users) as control_users, max(treatment_users) as treatment_users,
+                   any_value(srm_chi2) as srm_chi2, any_value(srm_p_value) as srm_p_value,
+                   coalesce(bool_or(srm_flag), false) as srm_flag,
+                   coalesce(bool_or(guardrail_regressed), false) as guardrail_regressed,
+                   string_agg(metric_label, ', ' order by metric_label)
+                       filter (where guardrail_regressed) as regressed_guardrails
+            from mart_experiment_results group by experiment_key, variation_id
+        )
+        select v.*, coalesce(p.metric_label, v.primary_metric) as primary_metric_label,
+               coalesce(r.is_rate, false) as primary_is_rate, p.control_mean, p.treatment_mean,
+               p.relative_lift, p.relative_ci_low, p.relative_ci_high, p.p_value,
+               coalesce(p.significantly_better, false) as significantly_better,
+               coalesce(p.significantly_worse, false) as significantly_worse, p.error
+        from by_variation v
+        left join mart_experiment_results p
+            on p.experiment_key = v.experiment_key and p.variation_id = v.variation_id and p.is_primary
+        left join rates r on r.metric = p.metric
+        order by case v.status when 'running' then 0 when 'finished' then 1 else 2 end,
+                 v.planned_start_date desc, v.experiment_name, v.experiment_key, v.variation_id
+    """)
+
+
+def experiment_metrics(con: Connection, f: Filters | None, experiment_key: str) -> pl.DataFrame:
+    """Every metric of one experiment and treatment variation: means, relative lift, its 95 % interval,
+    p-values, CUPED where computed, and the verdict; the primary metric first, then the guardrails."""
+    return _frame(con, f"""
+        with rates as ({_RATES})
+        select m.variation_id, m.variation_name, m.metric, m.metric_label, m.metric_type, m.higher_is_better,
+               m.is_primary, m.is_guardrail, coalesce(r.is_rate, false) as is_rate,
+               m.control_users, m.treatment_users, m.control_mean, m.treatment_mean,
+               m.absolute_lift, m.absolute_ci_low, m.absolute_ci_high,
+               m.relative_lift, m.relative_ci_low, m.relative_ci_high, m.p_value, m.relative_p_value,
+               m.cuped_relative_lift, m.cuped_relative_ci_low, m.cuped_relative_ci_high, m.cuped_p_value,
+               m.significantly_better, m.significantly_worse, m.guardrail_regressed, m.error
+        from mart_experiment_results m left join rates r using (metric)
+        where m.experiment_key = $experiment_key
+        order by m.variation_id, case when m.is_primary then 0 when m.is_guardrail then 1 else 2 end,
+                 m.metric_label, m.metric
+    """, {"experiment_key": experiment_key})
+
+
+def experiment_arms(con: Connection, f: Filters | None, experiment_key: str) -> pl.DataFrame:
+    """Users per variation (control and treatments) against the split the experiment's weights expect:
+    what the sample-ratio-mismatch test compares."""
+    return _frame(con, """
+        with arms as (
+            select control_variation_id as variation_id, max(control_users) as users
+            from mart_experiment_results where experiment_key = $experiment_key group by all
+            union all
+            select variation_id, max(treatment_users)
+            from mart_experiment_results where experiment_key = $experiment_key group by all
+        )
+        select a.variation_id, coalesce(d.variation_name, a.variation_id) as variation_name,
+               coalesce(d.is_control, false) as is_control, a.users, a.users / sum(a.users) over () as share,
+               d.weight / sum(d.weight) over () as expected_share
+        from arms a left join experiment_definitions d
+            on d.experiment_key = $experiment_key and d.variation_id = a.variation_id
+        order by d.variation_index nulls last, a.variation_id
+    """, {"experiment_key": experiment_key})
+
+
+def experiment_daily(con: Connection, f: Filters | None, experiment_key: str) -> pl.DataFrame:
+    """The primary metric's lift and 95 % interval cumulated to each day, per treatment variation."""
+    return _frame(con, """
+        with names as (
+            select distinct variation_id, variation_name, metric, metric_label
+            from mart_experiment_results where experiment_key = $experiment_key
+        )
+        select d.day, d.variation_id, coalesce(n.variation_name, d.variation_id) as variation_name, d.metric,
+               n.metric_label, d.control_users, d.treatment_users, d.control_mean, d.treatment_mean,
+               d.relative_lift, d.relative_ci_low, d.relative_ci_high, d.p_value
+        from mart_experiment_daily d left join names n using (variation_id, metric)
+        where d.experiment_key = $experiment_key
+        order by d.variation_id, d.day
+    """, {"experiment_key": experiment_key})
+
+
 # --- what each page runs -------------------------------------------------------------------------
 
 Query = Callable[[Connection, Filters], pl.DataFrame]
@@ -461,6 +567,14 @@ def _first_funnel(query):
     return run
 
 
+def _first_experiment(query):
+    """An experiment query with the first experiment of the list: what the Experiments page shows by default."""
+    def run(con: Connection, f: Filters) -> pl.DataFrame:
+        return query(con, f, experiment_list(con, f).item(0, "experiment_key"))
+    run.__name__ = query.__name__
+    return run
+
+
 PAGE_QUERIES: dict[str, list[Query]] = {
     "overview": [overview_crash_free, overview_latency, overview_funnels, overview_nps, overview_daily_health],
     "funnels": [_first_funnel(funnel_steps), _first_funnel(funnel_trend), _first_funnel(funnel_time_to_convert)],
@@ -469,6 +583,8 @@ PAGE_QUERIES: dict[str, list[Query]] = {
     "api_latency": [latency_daily, slowest_routes, client_vs_server],
     "feedback": [nps_weekly, csat_daily, csat_by_job_type, csat_by_technician, feature_request_topics,
                  review_prompt_summary],
+    "experiments": [experiment_list, _first_experiment(experiment_metrics), _first_experiment(experiment_arms),
+                    _first_experiment(experiment_daily)],
 }
 # Tables each page needs; a missing one means the pipeline has not built it yet.
 PAGE_TABLES: dict[str, list[str]] = {
@@ -478,4 +594,5 @@ PAGE_TABLES: dict[str, list[str]] = {
     "release_health": ["mart_release_health", "mart_crash_groups"],
     "api_latency": ["fct_api_requests", "mart_api_latency_daily"],
     "feedback": ["mart_nps_weekly", "mart_csat_daily", "mart_feature_requests", "review_prompt_eligibility"],
+    "experiments": ["mart_experiment_results", "mart_experiment_daily", "experiment_definitions"],
 }

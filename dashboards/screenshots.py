@@ -28,6 +28,7 @@ PAGES = {
     "release-health": "release_health",
     "api-latency": "api_latency",
     "feedback": "feedback",
+    "experiments": "experiments",
 }
 CHROMIUM = "/usr/bin/chromium"
 # Quiet and offline: no sandbox (we may be root), no GPU, no background traffic of Chromium's own.

@@ -15,14 +15,16 @@ from streamlit.testing.v1 import AppTest
 
 from conftest import ROOT
 from dashboards import queries
-from dashboards.formatting import change, milliseconds, percent, points, score
+from dashboards.formatting import change, interval, lift, measure, milliseconds, p_value, percent, points, score
 from pitwall.duck import connect
 
 pytestmark = pytest.mark.slow
 
 APP = str(ROOT / "dashboards" / "app.py")
 PAGES = ["views/overview.py", "views/funnels.py", "views/engagement.py", "views/release_health.py",
-         "views/api_latency.py", "views/feedback.py"]
+         "views/api_latency.py", "views/feedback.py", "views/experiments.py"]
+# The experiments the simulated apps expose users to (simulator/experiments.py); booking-flow-v2 has the planted SRM.
+EXPOSED_EXPERIMENTS = {"nba-reasons-text", "home-layout-v2", "booking-flow-v2"}
 
 
 @pytest.fixture(scope="module")
@@ -210,6 +212,135 @@ def test_feedback_nps_matches_the_mart_or_says_it_is_not_built(app, mart, window
         where week_start between date_trunc('week', ?::date) and ?
     """, [start, end]).fetchall()[0][0]
     assert metric(app, "NPS").value == score(nps)
+
+
+def open_experiment(at: AppTest, key: str) -> AppTest:
+    open_page(at, "views/experiments.py")
+    at.selectbox(key="experiment_key").set_value(key).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def dataframe_with(at: AppTest, column: str):
+    found = [d.value for d in at.dataframe if column in d.value.columns]
+    assert found, f"no table with a {column!r} column"
+    return found[0]
+
+
+def test_experiments_list_shows_every_experiment_of_the_mart(app, mart):
+    open_page(app, "views/experiments.py")
+    listed = dataframe_with(app, "key")
+    in_mart = {key for (key,) in mart.execute("select distinct experiment_key from mart_experiment_results").fetchall()}
+    assert EXPOSED_EXPERIMENTS <= set(listed["key"])
+    assert set(listed["key"]) == in_mart
+    for key in EXPOSED_EXPERIMENTS:
+        users_c, users_t, rel, low, high, p, srm = mart.execute("""
+            select control_users, treatment_users, relative_lift, relative_ci_low, relative_ci_high, p_value, srm_flag
+            from mart_experiment_results where experiment_key = ? and is_primary
+        """, [key]).fetchall()[0]
+        row = listed[listed["key"] == key].iloc[0]
+        assert (row["control users"], row["treatment users"]) == (users_c, users_t)
+        assert (row["lift"], row["95% CI"], row["p-value"]) == (lift(rel), interval(low, high), p_value(p))
+        assert ("SRM" in row["warnings"]) == srm
+
+
+def test_srm_is_shown_for_booking_flow_and_not_for_nba_reasons(app, mart, world):
+    assert world[1]["experiments"]["booking-flow-v2"]["srm_planted"]
+    open_experiment(app, "booking-flow-v2")
+    srm = [e.value for e in app.error if "Sample ratio mismatch" in e.value]
+    assert srm, [e.value for e in app.error]
+    control, treatment, srm_p = mart.execute("""
+        select max(control_users), max(treatment_users), any_value(srm_p_value) from mart_experiment_results
+        where experiment_key = 'booking-flow-v2'
+    """).fetchall()[0]
+    assert f"{control:,} users" in srm[0] and f"{treatment:,} users" in srm[0]
+    assert f"p-value {p_value(srm_p)}" in srm[0]
+
+    open_experiment(app, "nba-reasons-text")
+    assert not any("Sample ratio mismatch" in e.value for e in app.error)
+    assert metric(app, "Control users").value  # the page did draw the experiment
+
+
+def test_experiment_primary_metric_matches_the_mart(app, mart):
+    for key in sorted(EXPOSED_EXPERIMENTS):
+        open_experiment(app, key)
+        (label, metric_type, users_c, users_t, mean_c, mean_t, rel, low, high, p, better, worse,
+         cuped) = mart.execute("""
+            select metric_label, metric_type, control_users, treatment_users, control_mean, treatment_mean,
+                   relative_lift, relative_ci_low, relative_ci_high, p_value, significantly_better,
+                   significantly_worse, cuped_relative_lift
+            from mart_experiment_results where experiment_key = ? and is_primary
+        """, [key]).fetchall()[0]
+        assert metric(app, "Control users").value == f"{users_c:,}"
+        assert metric(app, "Treatment users").value == f"{users_t:,}"
+        assert any(m.value == f"**Primary metric:** {label}" for m in app.markdown)
+        shown = metric(app, "Relative lift")
+        assert (shown.value, shown.delta) == (lift(rel), f"95% CI {interval(low, high)}")
+        shown = metric(app, "p-value")
+        assert shown.value == p_value(p)
+        assert shown.delta == ("significantly better" if better else "significantly worse" if worse else "inconclusive")
+
+        results = dataframe_with(app, "role")
+        first = results.iloc[0]
+        assert (first["metric"], first["role"]) == (label, "primary")
+        rate = metric_type == "ratio" and 0 <= min(mean_c, mean_t) and max(mean_c, mean_t) <= 1
+        assert (first["control"], first["treatment"]) == (measure(mean_c, rate), measure(mean_t, rate))
+        assert (first["lift"], first["95% CI"], first["p-value"]) == (lift(rel), interval(low, high), p_value(p))
+        if cuped is not None:
+            assert first["CUPED lift"] == lift(cuped)
+        # primary first, then the guardrails, then the others
+        roles = list(results["role"])
+        assert roles == sorted(roles, key=["primary", "guardrail", "secondary"].index)
+
+
+def test_the_planted_lift_is_significant_and_the_null_is_not(app):
+    open_experiment(app, "nba-reasons-text")
+    assert metric(app, "p-value").delta == "significantly better"
+    open_experiment(app, "home-layout-v2")
+    assert metric(app, "p-value").delta == "inconclusive"
+
+
+def _published_copy(mart, root: Path, experiments_where: str, regress: str | None = None) -> Path:
+    """A published file with the tables the Experiments page needs, copied from the world's, the experiment
+    marts limited to ``experiments_where``; ``regress`` names a metric to turn into a regressed guardrail."""
+    (root / "published").mkdir(parents=True)
+    con = duckdb.connect(str(root / "published" / "pitwall.duckdb"))
+    try:
+        for table, where in [("mart_release_health", "true"), ("apps", "true"), ("experiment_definitions", "true"),
+                             ("mart_experiment_results", experiments_where),
+                             ("mart_experiment_daily", experiments_where)]:
+            frame = mart.sql(f"select * from {table} where {where}").pl().to_arrow()
+            con.register("frame", frame)
+            con.execute(f"create table {table} as select * from frame")
+            con.unregister("frame")
+        if regress:
+            con.execute("""update mart_experiment_results set is_guardrail = true, significantly_better = false,
+                           significantly_worse = true, guardrail_regressed = true where metric = ?""", [regress])
+    finally:
+        con.close()
+    return root
+
+
+def test_a_regressed_guardrail_is_shown(tmp_path, monkeypatch, mart):
+    """The simulated world has no regressed guardrail: one is planted in a copy of the marts."""
+    root = _published_copy(mart, tmp_path / "data", "experiment_key = 'nba-reasons-text'",
+                           regress="crash_free_sessions")
+    monkeypatch.setenv("PITWALL_DATA_DIR", str(root))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    open_page(at, "views/experiments.py")
+    assert "guardrail: Crash-free sessions" in dataframe_with(at, "key")["warnings"].iloc[0]
+    warnings = [w.value for w in at.warning if "Guardrail regressed" in w.value]
+    assert warnings and "Crash-free sessions" in warnings[0]
+    assert not any("Sample ratio mismatch" in e.value for e in at.error)
+
+
+def test_an_empty_experiments_mart_says_so(tmp_path, monkeypatch, mart):
+    root = _published_copy(mart, tmp_path / "data", "false")
+    monkeypatch.setenv("PITWALL_DATA_DIR", str(root))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    open_page(at, "views/experiments.py")
+    assert any("No experiment has results yet" in i.value for i in at.info)
+    assert not at.dataframe
 
 
 @pytest.mark.parametrize("state", ["missing", "empty"])

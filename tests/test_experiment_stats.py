@@ -15,10 +15,15 @@ import pytest
 from scipy import stats as sps
 
 from orchestration.experiments.stats import (
+    N_STAR_GRID,
     SRM_P_THRESHOLD,
     Comparison,
+    QuantileStats,
     VariationStats,
     compare,
+    compare_quantile,
+    quantile_interval_levels,
+    quantile_n_star,
     results_frame,
     srm_check,
     srm_flag,
@@ -118,6 +123,77 @@ def make_cases() -> dict[str, dict]:
     return cases
 
 
+def quantile_arm(per_user: list[np.ndarray], level: float, *, clustered: bool = True, idle_users: int = 0) -> dict:
+    """What the warehouse returns for an event quantile over the users' events (int_experiment_quantile_stats):
+    the interpolated quantile (numpy "linear" = PERCENTILE_CONT = DuckDB quantile_cont), the bounds at
+    GrowthBook's levels, and the per-user cluster sums; `idle_users` exposed users without events."""
+    events = np.concatenate(per_user)
+    n_star, low, high = quantile_interval_levels(level, events.size)
+    q, q_low, q_high = np.quantile(events, [level, low, high])
+    arm = {"level": level, "events": int(events.size), "n_star": n_star, "quantile": float(q),
+           "quantile_lower": float(q_low), "quantile_upper": float(q_high), "users": len(per_user) + idle_users}
+    if clustered:
+        below = np.array([(u <= q).sum() for u in per_user], dtype=float)
+        count = np.array([u.size for u in per_user], dtype=float)
+        arm.update(sum=float(below.sum()), sum_squares=float((below * below).sum()),
+                   denominator_sum=float(count.sum()), denominator_sum_squares=float((count * count).sum()),
+                   sum_products=float((below * count).sum()))
+    return arm
+
+
+def _latencies(rng, users: int, *, shift: float = 0.0, requests: float = 8.0, user_sd: float = 0.35) -> list[np.ndarray]:
+    """Per-user API request durations (ms): lognormal, a per-user slowness (the clustering), a planted
+    multiplicative shift exp(shift) of every request; every user makes at least one request."""
+    effects = rng.normal(0.0, user_sd, users)
+    counts = rng.poisson(requests, users) + 1
+    return [np.exp(rng.normal(5.5 + e + shift, 0.6, k)) for e, k in zip(effects, counts)]
+
+
+def make_quantile_cases() -> dict[str, dict]:
+    """id → {spec for gbstats, raw per-user durations}. Fixed seeds."""
+    cases: dict[str, dict] = {}
+
+    def add(case_id, control, treatment, raw, *, alpha=0.05, weights=(0.5, 0.5)):
+        cases[case_id] = {
+            "spec": {"id": case_id, "metric_type": "quantile", "cuped": False, "alpha": alpha,
+                     "weights": list(weights), "control": control, "treatment": treatment},
+            "raw": raw,
+        }
+
+    rng = np.random.default_rng(201)  # p95 latency 10 % slower in treatment (exp(0.095))
+    c, t = _latencies(rng, 1500), _latencies(rng, 1500, shift=0.095)
+    add("p95_planted_shift", quantile_arm(c, 0.95), quantile_arm(t, 0.95), (c, t))
+
+    rng = np.random.default_rng(202)
+    c, t = _latencies(rng, 700), _latencies(rng, 720)
+    add("p95_no_effect", quantile_arm(c, 0.95, idle_users=40), quantile_arm(t, 0.95, idle_users=35), (c, t))
+
+    rng = np.random.default_rng(203)  # unequal arms, strong clustering, p90
+    c, t = _latencies(rng, 300, user_sd=0.8), _latencies(rng, 1200, shift=0.05, user_sd=0.8)
+    add("p90_unequal_clustered", quantile_arm(c, 0.9), quantile_arm(t, 0.9), (c, t), weights=(0.2, 0.8))
+
+    rng = np.random.default_rng(204)  # median, few events: n < 200 (n* = 100), alpha 0.1
+    c, t = _latencies(rng, 30, requests=3.0), _latencies(rng, 35, requests=3.0, shift=0.3)
+    add("p50_small", quantile_arm(c, 0.5), quantile_arm(t, 0.5), (c, t), alpha=0.1)
+
+    rng = np.random.default_rng(205)  # i.i.d. events, no cluster sums: gbstats' QuantileStatistic
+    c, t = _latencies(rng, 900, user_sd=0.0), _latencies(rng, 900, shift=0.08, user_sd=0.0)
+    add("p99_iid", quantile_arm(c, 0.99, clustered=False), quantile_arm(t, 0.99, clustered=False), (c, t))
+    return cases
+
+
+QUANTILE_CASES = make_quantile_cases()
+QUANTILE_CASE_IDS = list(QUANTILE_CASES)
+
+
+def _too_few_events_case() -> dict:
+    """60 events: below the 73 gbstats needs for a p95 interval; gbstats returns its uninformative default."""
+    rng = np.random.default_rng(206)
+    c, t = _latencies(rng, 12, requests=4.0), _latencies(rng, 12, requests=4.0)
+    return {"id": "p95_too_few_events", "metric_type": "quantile", "cuped": False, "alpha": 0.05,
+            "weights": [0.5, 0.5], "control": quantile_arm(c, 0.95), "treatment": quantile_arm(t, 0.95)}
+
+
 SRM_CASES = [
     {"id": "52_48", "users": [5200, 4800], "weights": [0.5, 0.5]},
     {"id": "50.3_49.7", "users": [5030, 4970], "weights": [0.5, 0.5]},
@@ -152,7 +228,8 @@ def gbstats_results(cases, tmp_path_factory) -> dict:
         pytest.fail(f"{GBSTATS_PYTHON} is missing: run `make gbstats-venv` (gbstats 0.8.0 in its own virtualenv)")
     folder = tmp_path_factory.mktemp("gbstats")
     cases_path, results_path = folder / "cases.json", folder / "results.json"
-    cases_path.write_text(json.dumps({"cases": [c["spec"] for c in cases.values()], "srm": SRM_CASES}))
+    specs = [c["spec"] for c in (*cases.values(), *QUANTILE_CASES.values())] + [_too_few_events_case()]
+    cases_path.write_text(json.dumps({"cases": specs, "srm": SRM_CASES}))
     done = subprocess.run([str(GBSTATS_PYTHON), str(GBSTATS_SCRIPT), str(cases_path), str(results_path)],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, f"run_gbstats.py failed:\n{done.stderr}"
@@ -216,6 +293,65 @@ def test_matches_gbstats_engine_end_to_end(case_id, cases, gbstats_results):
 def test_srm_matches_gbstats_check_srm(srm_case, gbstats_results):
     _, p_value = srm_check(srm_case["users"], srm_case["weights"])
     assert close(p_value, gbstats_results["srm"][srm_case["id"]])
+
+
+def _quantile(spec: dict) -> Comparison:
+    return compare_quantile(QuantileStats(**spec["control"]), QuantileStats(**spec["treatment"]), alpha=spec["alpha"])
+
+
+@pytest.mark.parametrize("case_id", QUANTILE_CASE_IDS)
+def test_quantile_matches_gbstats_two_sided_ttest(case_id, gbstats_results):
+    """compare_quantile = TwoSidedTTest on QuantileClusteredStatistic (QuantileStatistic without cluster sums)."""
+    spec = QUANTILE_CASES[case_id]["spec"]
+    mine = _quantile(spec)
+    gb = gbstats_results["cases"][case_id]["test"]
+    absolute, relative = gb["absolute"], gb["relative"]
+    assert mine.error is None and absolute["error_message"] is None and relative["error_message"] is None
+    clustered = spec["control"].get("sum") is not None
+    for arm in ("control", "treatment"):
+        g = absolute[arm]
+        assert g["type"] == ("QuantileClusteredStatistic" if clustered else "QuantileStatistic")
+        assert getattr(mine, f"{arm}_events") == g["n"] == spec[arm]["events"]
+        assert getattr(mine, f"{arm}_users") == spec[arm]["users"]
+        assert close(getattr(mine, f"{arm}_mean"), g["mean"]), arm
+        assert close(getattr(mine, f"{arm}_variance"), g["variance"] / g["n"]), arm
+    assert close(mine.dof, absolute["dof"])
+    assert close(mine.control_variance + mine.treatment_variance, absolute["variance"])
+    assert close(mine.absolute_lift, absolute["expected"])
+    assert close(mine.absolute_ci_low, absolute["ci"][0]) and close(mine.absolute_ci_high, absolute["ci"][1])
+    assert close(mine.p_value, absolute["p_value"])
+    assert close(mine.relative_lift, relative["expected"])
+    assert close(mine.relative_ci_low, relative["ci"][0]) and close(mine.relative_ci_high, relative["ci"][1])
+    assert close(mine.relative_p_value, relative["p_value"])
+
+
+@pytest.mark.parametrize("case_id", [i for i in QUANTILE_CASE_IDS if QUANTILE_CASES[i]["spec"]["control"].get("sum")])
+def test_quantile_matches_gbstats_engine_end_to_end(case_id, gbstats_results):
+    """GrowthBook's path for an event quantile: process_single_metric on quantile_event query rows."""
+    spec = QUANTILE_CASES[case_id]["spec"]
+    mine = _quantile(spec)
+    engine = gbstats_results["cases"][case_id]["engine"]
+    for difference_type, (lift, low, high, p) in {
+        "absolute": (mine.absolute_lift, mine.absolute_ci_low, mine.absolute_ci_high, mine.p_value),
+        "relative": (mine.relative_lift, mine.relative_ci_low, mine.relative_ci_high, mine.relative_p_value),
+    }.items():
+        e = engine[difference_type]
+        assert e["error_message"] is None
+        assert close(mine.control_mean, e["control_mean"]) and close(mine.treatment_mean, e["treatment_mean"])
+        assert e["control_count"] == spec["control"]["events"]  # gbstats reports quantile_n as the count
+        assert close(lift, e["expected"]) and close(low, e["ci"][0]) and close(high, e["ci"][1])
+        assert close(p, e["p_value"])
+    users = [spec["control"]["users"], spec["treatment"]["users"]]
+    assert close(srm_check(users, spec["weights"])[1], engine["absolute"]["srm_p_value"])
+
+
+def test_quantile_too_few_events_is_nan_where_gbstats_gives_its_default(gbstats_results):
+    spec = _too_few_events_case()
+    mine = _quantile(spec)
+    gb = gbstats_results["cases"][spec["id"]]["test"]["absolute"]
+    assert gb["error_message"] is not None and gb["control"]["zero_variance"] and gb["p_value"] == 1
+    assert spec["control"]["events"] <= 73 and "too few events" in mine.error
+    assert math.isnan(mine.p_value) and not mine.significant and mine.control_mean == spec["control"]["quantile"]
 
 
 # ------------------------------------------------------------------------------------------------ independent
@@ -380,3 +516,97 @@ def test_results_frame_refuses_inconsistent_input(cases):
     with pytest.raises(ValueError, match="differ across metrics"):
         results_frame(users_differ)
     assert results_frame(stats.head(0)).height == 0
+
+
+# ------------------------------------------------------------------------------------------------ quantiles, independent
+
+def test_quantile_estimate_and_bounds_are_interpolated_order_statistics():
+    """The arm's quantile is numpy's default (linear) quantile of the raw events, which is the order statistic
+    at rank (n − 1)·ν interpolated (PERCENTILE_CONT); its bounds are the same at GrowthBook's levels."""
+    c, _ = QUANTILE_CASES["p95_planted_shift"]["raw"]
+    events = np.sort(np.concatenate(c))
+    arm = QUANTILE_CASES["p95_planted_shift"]["spec"]["control"]
+
+    def order_statistic(p):
+        h = (events.size - 1) * p
+        lo = math.floor(h)
+        return events[lo] + (h - lo) * (events[min(lo + 1, events.size - 1)] - events[lo])
+
+    n_star, low, high = quantile_interval_levels(0.95, events.size)
+    assert arm["quantile"] == pytest.approx(order_statistic(0.95), rel=1e-12)
+    assert arm["quantile_lower"] == pytest.approx(order_statistic(low), rel=1e-12)
+    assert arm["quantile_upper"] == pytest.approx(order_statistic(high), rel=1e-12)
+    assert arm["quantile"] == pytest.approx(float(np.percentile(events, 95)), rel=1e-12)
+    # ranks from the normal approximation of the binomial count of events below the quantile
+    half = float(sps.norm.ppf(0.975)) * math.sqrt(0.95 * 0.05 / n_star)
+    assert (low, high) == pytest.approx((0.95 - half, 0.95 + half), rel=1e-15)
+
+
+def test_quantile_n_star_is_growthbooks_grid_choice():
+    """The largest of 100·2^k below n (GrowthBook reads the bounds of that n* from its grid), 100 below 101."""
+    assert N_STAR_GRID[0] == 100 and N_STAR_GRID[-1] == 52_428_800 and len(N_STAR_GRID) == 20
+    for n, expected in [(0, 100), (50, 100), (100, 100), (101, 100), (200, 100), (201, 200), (12_000, 6400),
+                        (10**9, 52_428_800)]:
+        assert quantile_n_star(n) == expected, n
+    assert quantile_interval_levels(0.5, 10)[1:] == pytest.approx((0.5 - 1.959963984540054 * 0.05, 0.5 + 1.959963984540054 * 0.05))
+    assert quantile_interval_levels(0.9999, 10)[2] == 0.99999999  # clipped
+
+
+def test_quantile_variance_matches_the_spread_of_the_estimate_over_replications():
+    """Over 300 simulated arms with clustered requests, the clustered variance estimate matches the actual
+    variance of the p95 estimate; the i.i.d. one (ignoring that a user's requests are alike) is too small."""
+    rng = np.random.default_rng(301)
+    estimates, clustered, iid = [], [], []
+    for _ in range(300):
+        users = _latencies(rng, 250, user_sd=0.6)
+        arm = QuantileStats(**quantile_arm(users, 0.95))
+        plain = QuantileStats(**quantile_arm(users, 0.95, clustered=False))
+        estimates.append(arm.quantile)
+        clustered.append(compare_quantile(arm, arm).control_variance)
+        iid.append(compare_quantile(plain, plain).control_variance)
+    actual = float(np.var(estimates, ddof=1))
+    assert 0.75 < float(np.mean(clustered)) / actual < 1.33
+    assert float(np.mean(iid)) / actual < 0.75
+
+
+def test_quantile_aa_false_positive_rate_is_near_alpha():
+    """A/A comparisons of the p95: about 5 % significant at alpha 0.05 (the interval's coverage)."""
+    rng = np.random.default_rng(302)
+    significant = 0
+    for _ in range(300):
+        c, t = (QuantileStats(**quantile_arm(_latencies(rng, 200, user_sd=0.5), 0.95)) for _ in range(2))
+        significant += compare_quantile(c, t).significant
+    assert 3 <= significant <= 30  # 15 expected; 3–30 has probability > 0.999 under 5 %
+
+
+def test_results_frame_handles_quantile_rows(cases):
+    spec = QUANTILE_CASES["p95_planted_shift"]["spec"]
+    rng = np.random.default_rng(113)
+    users = [spec["control"]["users"], spec["treatment"]["users"]]
+    revenue = [summarize(_revenue(rng, n, 30.0), pre=_revenue(rng, n, 30.0)) for n in users]
+    rows = _frame_rows("Q", "revenue", "mean", revenue, [1, 1])
+    quantile_rows = []
+    for i, arm in enumerate((spec["control"], spec["treatment"])):
+        quantile_rows.append({
+            "experiment_key": "Q", "metric": "api_latency_p95", "variation_id": i, "is_control": i == 0,
+            "metric_type": "quantile", "weight": 1, "users": arm["users"], "sum": arm["sum"],
+            "sum_squares": arm["sum_squares"], "denominator_sum": arm["denominator_sum"],
+            "denominator_sum_squares": arm["denominator_sum_squares"], "sum_products": arm["sum_products"],
+            "quantile_level": arm["level"], "quantile_n": arm["events"], "quantile_nstar": arm["n_star"],
+            "quantile": arm["quantile"], "quantile_lower": arm["quantile_lower"],
+            "quantile_upper": arm["quantile_upper"],
+        })
+    frame = pl.DataFrame(rows + quantile_rows, infer_schema_length=None)
+    out = results_frame(frame)
+    assert out.height == 2
+    q = out.filter(pl.col("metric") == "api_latency_p95").row(0, named=True)
+    expected = _quantile(spec)
+    assert q["metric_type"] == "quantile" and q["control_users"] == users[0]
+    assert q["control_events"] == spec["control"]["events"] and q["treatment_events"] == spec["treatment"]["events"]
+    assert q["p_value"] == expected.p_value and q["relative_ci_low"] == expected.relative_ci_low
+    assert q["treatment_mean"] == spec["treatment"]["quantile"] and q["significant"]
+    assert q["cuped_p_value"] is None and "quantile" in q["cuped_error"]
+    mean_row = out.filter(pl.col("metric") == "revenue").row(0, named=True)
+    assert mean_row["control_events"] is None and mean_row["cuped_p_value"] is not None
+    with pytest.raises(ValueError, match="quantile rows need"):
+        results_frame(frame.drop("quantile_nstar"))

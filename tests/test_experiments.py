@@ -116,3 +116,54 @@ def test_cuped_and_the_daily_series(con, results):
     # the last day's cumulative figures are the experiment's whole result
     assert last["treatment_users"] == primary["treatment_users"]
     assert last["relative_lift"] == pytest.approx(primary["relative_lift"], rel=1e-9)
+
+
+def test_p95_latency_guardrail_equals_a_recount_and_flags_no_regression(con, results):
+    """The event-level p95 of API request durations (api_latency_p95): each arm's quantile is numpy's (linear
+    interpolation, = DuckDB quantile_cont) over the requests its exposed users made after their first exposure
+    to the end date, recounted from the warehouse tables; the test on the recounted cluster sums gives the
+    mart's numbers; the simulator plants no latency change, so no regression is flagged."""
+    from orchestration.experiments.stats import QuantileStats, compare_quantile, quantile_interval_levels
+
+    requests_sql = """
+        select e.user_id, e.variation_id, r.duration_ms
+        from int_experiment_exposures e
+        join (select distinct experiment_key, end_date from experiment_definitions) d using (experiment_key)
+        join fct_sessions s on s.user_id = e.user_id
+        join fct_api_requests r on r.session_id = s.session_id
+        where e.experiment_key = 'nba-reasons-text' and not e.multiple_variations
+          and r.started_at >= e.first_exposed_at
+          and r.started_at < cast(d.end_date as timestamptz) + interval 1 day"""
+    requests = con.sql(requests_sql).pl()
+    exposed = con.sql("""select variation_id, count(*) as users from int_experiment_exposures
+                         where experiment_key = 'nba-reasons-text' and not multiple_variations group by all""").pl()
+    r = row(results, "nba-reasons-text", "api_latency_p95")
+    assert r["metric_type"] == "quantile" and r["higher_is_better"] is False
+    arms = {}
+    for variation in ("control", "treatment"):
+        arm = requests.filter(pl.col("variation_id") == variation)
+        durations = arm["duration_ms"].to_numpy()
+        assert durations.size > 500
+        assert r[f"{variation}_events"] == durations.size
+        assert r[f"{variation}_users"] == exposed.filter(pl.col("variation_id") == variation)["users"][0]
+        quantile = float(np.quantile(durations, 0.95))
+        assert r[f"{variation}_mean"] == pytest.approx(quantile, rel=1e-12)
+        cont = con.sql(f"select quantile_cont(duration_ms, 0.95) from ({requests_sql}) "
+                       f"where variation_id = '{variation}'").fetchall()[0][0]
+        assert r[f"{variation}_mean"] == pytest.approx(cont, rel=1e-12)
+        n_star, low, high = quantile_interval_levels(0.95, durations.size)
+        per_user = arm.group_by("user_id").agg(
+            below=(pl.col("duration_ms") <= quantile).sum().cast(pl.Float64), n=pl.len().cast(pl.Float64))
+        below, n = per_user["below"].to_numpy(), per_user["n"].to_numpy()
+        q_low, q_high = np.quantile(durations, [low, high])
+        arms[variation] = QuantileStats(
+            level=0.95, events=durations.size, n_star=n_star, quantile=quantile, quantile_lower=float(q_low),
+            quantile_upper=float(q_high), users=r[f"{variation}_users"], sum=float(below.sum()),
+            sum_squares=float((below**2).sum()), denominator_sum=float(n.sum()),
+            denominator_sum_squares=float((n**2).sum()), sum_products=float((below * n).sum()))
+    recount = compare_quantile(arms["control"], arms["treatment"])
+    assert r["p_value"] == pytest.approx(recount.p_value, rel=1e-6)
+    assert (r["relative_ci_low"], r["relative_ci_high"]) == pytest.approx(
+        (recount.relative_ci_low, recount.relative_ci_high), rel=1e-6)
+    assert r["error"] is None and np.isfinite(r["p_value"])
+    assert not r["significantly_worse"] and not r["guardrail_regressed"]

@@ -4,7 +4,11 @@
     experiment_definitions   flags.yaml → one row per experiment × variation (a dbt source)
     mart_experiment_results  per experiment × metric × treatment variation: users, means, absolute and
                              relative lift with 95 % intervals, p-value, CUPED estimates, SRM, guardrail
-                             regressions, the experiment's status and decision metric
+                             regressions, the experiment's status and decision metric. Mean and ratio
+                             metrics come from int_experiment_metric_stats, quantile metrics (e.g.
+                             api_latency_p95) from int_experiment_quantile_stats: their `*_mean` are the
+                             arms' quantiles, `control_users`/`treatment_users` the exposed users (the
+                             clusters) and `control_events`/`treatment_events` the events (requests)
     mart_experiment_daily    the primary metric's lift and interval, cumulated day by day
 The statistics are orchestration/experiments/stats.py (gbstats' definitions, checked against gbstats).
 """
@@ -54,18 +58,36 @@ def _status(start: dt.date, end: dt.date, data_end: dt.date | None) -> str:
     return "finished" if data_end > end else "running"
 
 
+QUANTILE_STATS_COLUMNS = (
+    "experiment_key", "variation_id", "variation_index", "is_control", "weight", "metric", "metric_type", "users",
+    "sum", "sum_squares", "denominator_sum", "denominator_sum_squares", "sum_products", "quantile_level",
+    "quantile_n", "quantile_nstar", "quantile", "quantile_lower", "quantile_upper",
+)
+
+
+def metric_stats() -> pl.DataFrame:
+    """The statistics results_frame reads: int_experiment_metric_stats' mean and ratio rows and
+    int_experiment_quantile_stats' rows for the quantile metrics (int_experiment_metric_stats carries a
+    placeholder row for those too: the seed's metrics are cross-joined there, their per-user sums mean
+    nothing, so they are replaced)."""
+    stats = read("select * from int_experiment_metric_stats").filter(pl.col("metric_type") != "quantile")
+    quantiles = read(f"select {', '.join(QUANTILE_STATS_COLUMNS)} from int_experiment_quantile_stats")
+    if quantiles.is_empty():
+        return stats
+    return pl.concat([stats, quantiles], how="diagonal_relaxed")
+
+
 def experiment_results(alpha: float = 0.05) -> pl.DataFrame:
-    """`mart_experiment_results` from int_experiment_metric_stats and the definitions."""
-    stats = read("select * from int_experiment_metric_stats")
+    """`mart_experiment_results` from int_experiment_metric_stats, int_experiment_quantile_stats and the
+    definitions."""
+    stats = metric_stats()
     definitions = read("select * from experiment_definitions")
     metrics = read("select metric, label as metric_label, higher_is_better from experiment_metrics")
     data_end = read("select cast(max(occurred_at) as date) as last_day from int_user_facts")["last_day"][0]
     exposed = stats.group_by("experiment_key").agg(exposed=pl.col("users").sum() // pl.col("metric").n_unique())
     analysable = exposed.filter(pl.col("exposed") > 0)["experiment_key"]
-    results = results_frame(stats.filter(pl.col("experiment_key").is_in(analysable.implode())), alpha=alpha) \
-        if len(analysable) else pl.DataFrame()
-    if results.is_empty():
-        return results
+    # no exposures yet: an empty table with every column, so readers and checks see the same schema
+    results = results_frame(stats.filter(pl.col("experiment_key").is_in(analysable.implode())), alpha=alpha)
     experiments = definitions.filter(pl.col("is_control")).select(
         "experiment_key", "experiment_name", "feature_key", "start_date", "end_date", "primary_metric",
         "guardrail_metrics", "hypothesis")
@@ -91,6 +113,8 @@ def experiment_results(alpha: float = 0.05) -> pl.DataFrame:
 def experiment_daily(alpha: float = 0.05) -> pl.DataFrame:
     """`mart_experiment_daily`: the primary metric's cumulative lift and interval on each day."""
     stats = read("select * from int_experiment_metric_stats_daily")
+    # no daily series for a quantile primary metric (int_experiment_metric_stats_daily has only per-user sums)
+    stats = stats.filter(pl.col("metric_type") != "quantile")
     if stats.is_empty():
         return pl.DataFrame()
     days = []

@@ -25,6 +25,27 @@ Comparison of treatment (t) with control (c) (gbstats `frequentist/tests.py`, `T
 - degrees of freedom: Welch–Satterthwaite, (s²_t/n_t + s²_c/n_c)² / Σ (s²/n)²/(n − 1), the same for both;
 - two-sided (1 − alpha) interval: estimate ± t.ppf(1 − alpha/2, dof)·√variance;
   p-value 2·t.sf(|estimate|/√variance, dof).
+Quantile metrics (gbstats `QuantileClusteredStatistic`, GrowthBook's "event" quantiles; `compare_quantile`):
+the ν-quantile of all the events (e.g. API requests) of an arm's users, the users being clusters of events.
+- estimate q̂: the interpolated sample quantile of the n events (PERCENTILE_CONT / DuckDB `quantile_cont` /
+  numpy's default "linear" method, as GrowthBook's SQL on exact engines);
+- GrowthBook's SQL also returns the quantiles at the levels ν ± z·√(ν(1−ν)/n*) (z = Φ⁻¹(0.975), always,
+  whatever the test's alpha; clipped to [1e-8, 1 − 1e-8]): the normal approximation of the binomial
+  count of events below the true quantile, i.e. the order statistics of ranks ≈ n·(ν ± z·√(ν(1−ν)/n*))
+  that bound a 95 % interval. n* is the largest of 100·2^k (k = 0…19) below n (100 when n ≤ 100): a
+  grid, because SQL computes the bounds for every n* and the reader picks one (`quantile_interval_levels`);
+- i.i.d. per-event variance s²_iid = (n*/n)·(n − 1)·((q_upper − q_lower)/(2z))² (the interval's width
+  as a standard error, rescaled to one event);
+- clustered: s² = s²_iid · V_c / (ν(1−ν)/n), with V_c the delta-method variance of the share of events
+  ≤ q̂ as a ratio metric over users: per user s_i = events ≤ q̂, n_i = events, V_c =
+  (var(s) − 2·(s̄/n̄)·cov(s, n) + (s̄/n̄)²·var(n))/(n_c·n̄²) over the n_c users of the arm (GrowthBook's
+  `users`: every exposed user, those without events included; they only enter through n_c/(n_c − 1));
+  s² = 0 when n ≤ 1, n_c ≤ 1 or Σn_i ≤ 0; without cluster sums the i.i.d. one (`QuantileStatistic`);
+- the variance used is s² for n < 100 events, max(s², 1e-5) from 100 on; the arm is uninformative (gbstats'
+  `_has_zero_variance`) when n ≤ z²·ν/(1 − ν) or n ≤ z²·(1 − ν)/ν (a p95 needs 73 events), or s² ≤ 0
+  with n < 1000;
+- then the same two-sided test as above with n = EVENTS: V = s²_t/n_t + s²_c/n_c, Welch–Satterthwaite
+  degrees of freedom over events, relative lift (q̂_t − q̂_c)/q̂_c with the same delta method.
 Sample ratio mismatch: Pearson's χ² of the users per variation against the expected split, k − 1 degrees
 of freedom (gbstats `utils.check_srm`), via `scipy.stats.chisquare`; flagged at p < 0.001.
 
@@ -46,9 +67,15 @@ it to 1e-6, and checks these relations):
   `SampleMeanStatistic`; gbstats' `ProportionStatistic` ("binomial") uses p(1 − p), n/(n − 1) smaller.
 - CUPED for ratio metrics: gbstats 0.8.0 has none (regression adjustment exists for "mean_ra" only), so
   `compare(ratio=True, cuped=True)` raises and `results_frame` leaves the ratio rows' `cuped_*` null.
+- quantile metrics: uninformative arms give NaN and an `error` as above; a control quantile of 0 only
+  blanks the relative lift (gbstats blanks everything). `control_users`/`treatment_users` of a quantile
+  comparison are the arms' users (clusters, the exposures as for every other metric) and
+  `control_events`/`treatment_events` the n the test runs on.
 - `srm_check` refuses weights ≤ 0 (gbstats skips such arms in χ² but still counts them in the degrees
   of freedom).
-Not implemented: gbstats' Bayesian engine, sequential testing, one-sided tests, "scaled" differences.
+Not implemented: gbstats' Bayesian engine, sequential testing, one-sided tests, "scaled" differences,
+unit-level quantiles ("quantile_unit": `compare_quantile` without cluster sums is its statistic, but
+nothing here computes per-user values' quantiles).
 Numerics: variances come from sums (Σy² − (Σy)²/n), which lose digits when the mean is huge compared with
 the spread; that is the warehouse contract, and gbstats computes the same way.
 """
@@ -114,6 +141,32 @@ class Comparison:
     theta: float
     alpha: float
     error: str | None = None
+    # quantile metrics: the events each arm's quantile is over (None for mean and ratio metrics)
+    control_events: int | None = None
+    treatment_events: int | None = None
+
+
+@dataclass(frozen=True)
+class QuantileStats:
+    """Summary statistics of one variation for a quantile metric (GrowthBook's query row for an event
+    quantile: quantile_n, quantile_nstar, quantile, quantile_lower, quantile_upper, users and the cluster
+    sums main_sum, main_sum_squares, denominator_sum, denominator_sum_squares, main_denominator_sum_product).
+
+    The cluster sums are over users: s_i = the user's events ≤ `quantile`, n_i = the user's events; leave
+    them None for i.i.d. events (gbstats' unclustered `QuantileStatistic`)."""
+
+    level: float  # ν, e.g. 0.95
+    events: int  # n, events of the arm
+    n_star: int  # the grid n* the bounds were computed for (`quantile_n_star`)
+    quantile: float  # q̂ (NaN or None when there are no events)
+    quantile_lower: float  # quantile at level ν − z·√(ν(1−ν)/n*)
+    quantile_upper: float  # quantile at level ν + z·√(ν(1−ν)/n*)
+    users: int  # clusters n_c: the arm's users (GrowthBook counts every exposed user)
+    sum: float | None = None  # Σ s_i
+    sum_squares: float | None = None  # Σ s_i²
+    denominator_sum: float | None = None  # Σ n_i (= events)
+    denominator_sum_squares: float | None = None  # Σ n_i²
+    sum_products: float | None = None  # Σ s_i·n_i
 
 
 @dataclass(frozen=True)
@@ -195,6 +248,12 @@ def _cuped_arm(s: VariationStats, theta: float) -> _Arm:
     return _Arm(n, post_mean - theta * pre_mean, post_mean, variance)
 
 
+_BLANK = dict(
+    dof=_NAN, absolute_lift=_NAN, absolute_ci_low=_NAN, absolute_ci_high=_NAN, relative_lift=_NAN,
+    relative_ci_low=_NAN, relative_ci_high=_NAN, p_value=_NAN, relative_p_value=_NAN, significant=False,
+)
+
+
 def _two_sided(estimate: float, variance: float, dof: float, alpha: float) -> tuple[float, float, float]:
     """(CI low, CI high, p-value) of a two-sided t-test of estimate = 0."""
     se = math.sqrt(variance)
@@ -241,10 +300,7 @@ def compare(
         theta=theta,
         alpha=alpha,
     )
-    blank = dict(
-        dof=_NAN, absolute_lift=_NAN, absolute_ci_low=_NAN, absolute_ci_high=_NAN, relative_lift=_NAN,
-        relative_ci_low=_NAN, relative_ci_high=_NAN, p_value=_NAN, relative_p_value=_NAN, significant=False,
-    )
+    blank = _BLANK
     if a.n < 2 or b.n < 2:
         return Comparison(**base, **blank, error="fewer than 2 users in an arm")
     if math.isnan(a.mean) or math.isnan(b.mean):
@@ -252,6 +308,11 @@ def compare(
     if not (a.variance > 0 and b.variance > 0):
         return Comparison(**base, **blank, error="zero or negative variance in an arm")
 
+    return Comparison(**base, **_test(a, b, alpha))
+
+
+def _test(a: _Arm, b: _Arm, alpha: float) -> dict:
+    """The two-sided tests of b against a (informative arms: n ≥ 2, variances > 0), as Comparison fields."""
     se2_a, se2_b = a.variance / a.n, b.variance / b.n
     dof = (se2_a + se2_b) ** 2 / (se2_b**2 / (b.n - 1) + se2_a**2 / (a.n - 1))
     lift = b.mean - a.mean
@@ -266,8 +327,7 @@ def compare(
         rel = lift / mean_a
         rel_variance = b.variance / (mean_a**2 * b.n) + a.variance * mean_b**2 / (mean_a**4 * a.n)
         rel_low, rel_high, rel_p = _two_sided(rel, rel_variance, dof, alpha)
-    return Comparison(
-        **base,
+    return dict(
         dof=dof,
         absolute_lift=lift,
         absolute_ci_low=abs_low,
@@ -280,6 +340,101 @@ def compare(
         significant=p_value < alpha,
         error=error,
     )
+
+
+# ------------------------------------------------------------------------------------------------- quantiles
+
+# GrowthBook computes the quantile interval's bounds for each of these n* and keeps the largest below n
+# (back-end N_STAR_VALUES); the interval is always a 95 % one (alpha 0.05 in its SQL and in gbstats).
+N_STAR_GRID = tuple(100 * 2**k for k in range(20))
+_QUANTILE_ALPHA = 0.05
+_Z = float(sps.norm.ppf(1 - _QUANTILE_ALPHA / 2))  # 1.959963984540054
+_VARIANCE_FLOOR = 1e-5
+
+
+def quantile_n_star(events: int) -> int:
+    """GrowthBook's n*: the largest grid value (100·2^k) below the number of events, 100 when there is none."""
+    below = [n for n in N_STAR_GRID if n < events]
+    return below[-1] if below else N_STAR_GRID[0]
+
+
+def quantile_interval_levels(level: float, events: int) -> tuple[int, float, float]:
+    """(n*, lower level, upper level): the levels at which GrowthBook evaluates the quantile for its interval,
+    ν ∓ z·√(ν(1−ν)/n*) with z = Φ⁻¹(0.975), clipped to [1e-8, 1 − 1e-8]."""
+    if not 0 < level < 1:
+        raise ValueError(f"quantile level must lie in (0, 1), got {level}")
+    n_star = quantile_n_star(events)
+    half_width = _Z * math.sqrt(level * (1 - level) / n_star)
+    return n_star, max(level - half_width, 1e-8), min(level + half_width, 0.99999999)
+
+
+def _quantile_variance_init(q: QuantileStats) -> float:
+    """gbstats' `variance_init` of QuantileStatistic / QuantileClusteredStatistic (per event)."""
+    n = q.events
+    if n <= 1:
+        return 0.0
+    iid = (q.n_star / n) * (n - 1) * ((q.quantile_upper - q.quantile_lower) / (2 * _Z)) ** 2
+    if q.sum is None:
+        return iid
+    n_c = q.users
+    if n_c <= 1 or q.denominator_sum <= 0:
+        return 0.0
+    s_mean, d_mean = q.sum / n_c, q.denominator_sum / n_c
+    var_s = _variance(n_c, q.sum, q.sum_squares)
+    var_d = _variance(n_c, q.denominator_sum, q.denominator_sum_squares)
+    cov = _covariance(n_c, q.sum, q.denominator_sum, q.sum_products)
+    cluster = (var_s - 2 * s_mean * cov / d_mean + s_mean**2 * var_d / d_mean**2) / (n_c * d_mean**2)
+    return iid * cluster / (q.level * (1 - q.level) / n)
+
+
+def _quantile_arm(q: QuantileStats) -> tuple[_Arm, str | None]:
+    """The arm (n = events, per-event variance as gbstats uses it) and why it is uninformative, if it is."""
+    if not 0 < q.level < 1:
+        raise ValueError(f"quantile level must lie in (0, 1), got {q.level}")
+    n = q.events
+    estimate = _NAN if q.quantile is None else float(q.quantile)
+    if n <= 0 or math.isnan(estimate):
+        return _Arm(max(n, 0), _NAN, _NAN, 0.0), "no events in an arm"
+    variance_init = _quantile_variance_init(q)
+    variance = variance_init if n < 100 else max(variance_init, _VARIANCE_FLOOR)
+    arm = _Arm(n, estimate, estimate, variance)
+    too_few = _Z**2 * q.level / (1 - q.level), _Z**2 * (1 - q.level) / q.level
+    if n <= max(too_few):
+        return arm, f"too few events for the quantile's interval (n ≤ {max(too_few):.1f})"
+    if variance_init <= 0 and n < 1000:
+        return arm, "zero or negative variance in an arm"
+    return arm, None
+
+
+def compare_quantile(control: QuantileStats, treatment: QuantileStats, alpha: float = 0.05) -> Comparison:
+    """Treatment against control for a quantile metric, as gbstats' `TwoSidedTTest` on
+    `QuantileClusteredStatistic` (or `QuantileStatistic` without cluster sums); see the module docstring.
+    `*_mean` are the quantiles, `*_variance` the variances of the quantile estimates (per-event variance /
+    events)."""
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+    if control.level != treatment.level:
+        raise ValueError(f"control and treatment quantile levels differ: {control.level} vs {treatment.level}")
+    a, error_a = _quantile_arm(control)
+    b, error_b = _quantile_arm(treatment)
+    base = dict(
+        control_users=control.users,
+        treatment_users=treatment.users,
+        control_mean=a.mean,
+        treatment_mean=b.mean,
+        control_unadjusted_mean=a.mean,
+        treatment_unadjusted_mean=b.mean,
+        control_variance=a.variance / a.n if a.n > 0 else _NAN,
+        treatment_variance=b.variance / b.n if b.n > 0 else _NAN,
+        cuped=False,
+        theta=0.0,
+        alpha=alpha,
+        control_events=control.events,
+        treatment_events=treatment.events,
+    )
+    if error_a or error_b:
+        return Comparison(**base, **_BLANK, error=error_a or error_b)
+    return Comparison(**base, **_test(a, b, alpha))
 
 
 def srm_check(users: list[int], weights: list[float]) -> tuple[float, float]:
@@ -307,6 +462,10 @@ def srm_flag(p_value: float) -> bool:
 
 _KEYS = ("experiment_key", "metric", "variation_id")
 _REQUIRED = (*_KEYS, "is_control", "metric_type", "users", "sum", "sum_squares", "weight")
+_QUANTILE_COLUMNS = (
+    "quantile_level", "quantile_n", "quantile_nstar", "quantile", "quantile_lower", "quantile_upper",
+    "denominator_sum", "denominator_sum_squares", "sum_products",
+)
 _RESULT_FLOATS = (
     "control_mean", "control_variance", "treatment_mean", "treatment_variance",
     "absolute_lift", "absolute_ci_low", "absolute_ci_high",
@@ -344,17 +503,37 @@ def _stats_of(row: dict, columns: set[str]) -> VariationStats:
     return VariationStats(**kwargs)
 
 
+def _quantile_stats_of(row: dict) -> QuantileStats:
+    """A quantile row: the cluster sums are `sum`, `sum_squares` (s_i), `denominator_sum`,
+    `denominator_sum_squares` (n_i) and `sum_products`; the clusters are `users`."""
+    events = int(row["quantile_n"] or 0)
+    return QuantileStats(
+        level=row["quantile_level"], events=events,
+        n_star=int(row["quantile_nstar"]) if row["quantile_nstar"] is not None else quantile_n_star(events),
+        quantile=_NAN if row["quantile"] is None else row["quantile"],
+        quantile_lower=_NAN if row["quantile_lower"] is None else row["quantile_lower"],
+        quantile_upper=_NAN if row["quantile_upper"] is None else row["quantile_upper"],
+        users=int(row["users"]), sum=row["sum"] or 0.0, sum_squares=row["sum_squares"] or 0.0,
+        denominator_sum=row["denominator_sum"] or 0.0, denominator_sum_squares=row["denominator_sum_squares"] or 0.0,
+        sum_products=row["sum_products"] or 0.0,
+    )
+
+
 def results_frame(stats: pl.DataFrame, *, alpha: float = 0.05) -> pl.DataFrame:
     """One row per (experiment_key, metric, non-control variation_id) of `stats`, which has one row per
-    (experiment_key, metric, variation_id) with `is_control`, `metric_type` ('mean' | 'ratio'), `weight`
+    (experiment_key, metric, variation_id) with `is_control`, `metric_type` ('mean' | 'ratio' | 'quantile'), `weight`
     (the variation's planned share, any positive scale), `users`, `sum`, `sum_squares`, for ratio metrics
     `denominator_sum`, `denominator_sum_squares`, `sum_products`, and optionally `pre_sum`,
-    `pre_sum_squares`, `post_pre_sum_products`.
+    `pre_sum_squares`, `post_pre_sum_products`. Quantile rows (event-level quantiles, `compare_quantile`) need
+    `quantile_level`, `quantile_n` (events), `quantile_nstar`, `quantile`, `quantile_lower`, `quantile_upper`,
+    and the per-user cluster sums in `sum`, `sum_squares` (events ≤ the quantile), `denominator_sum`,
+    `denominator_sum_squares` (events) and `sum_products`; their `users` are the exposed users (clusters).
 
     Columns: the keys, `metric_type`, `control_variation_id`; `control_users`, `control_mean`,
     `control_variance` and the same for `treatment_`; `absolute_lift`, `absolute_ci_low/high`,
     `relative_lift`, `relative_ci_low/high`, `p_value` (Welch), `relative_p_value` (gbstats' default),
-    `significant` (p_value < alpha), `error`; when the pre-period columns are present, the same set prefixed
+    `significant` (p_value < alpha), `error`, `control_events` and `treatment_events` (quantile rows: the
+    events the quantiles are over; null otherwise); when the pre-period columns are present, the same set prefixed
     `cuped_` plus `cuped_theta` (null for ratio metrics and rows without pre-period sums); per experiment
     `srm_chi2`, `srm_p_value`, `srm_flag` (p < 0.001). Exactly one control per experiment × metric, and
     `users` and `weight` of a variation must be the same for every metric of its experiment (they are
@@ -367,9 +546,15 @@ def results_frame(stats: pl.DataFrame, *, alpha: float = 0.05) -> pl.DataFrame:
     has_pre = all(c in columns for c in _PRE_FIELDS)
     if stats.select(pl.struct(_KEYS).is_duplicated().any()).item():
         raise ValueError("results_frame: more than one row for an (experiment_key, metric, variation_id)")
-    bad_types = set(stats["metric_type"].unique().to_list()) - {"mean", "ratio"}
+    bad_types = set(stats["metric_type"].unique().to_list()) - {"mean", "ratio", "quantile"}
     if bad_types:
-        raise ValueError(f"results_frame: metric_type must be 'mean' or 'ratio', got {sorted(map(str, bad_types))}")
+        raise ValueError(
+            f"results_frame: metric_type must be 'mean', 'ratio' or 'quantile', got {sorted(map(str, bad_types))}"
+        )
+    if (stats["metric_type"] == "quantile").any():
+        missing = [c for c in _QUANTILE_COLUMNS if c not in columns]
+        if missing:
+            raise ValueError(f"results_frame: quantile rows need the columns {missing}")
 
     # SRM per experiment, from the exposures of each variation (the same for every metric).
     srm: dict = {}
@@ -392,6 +577,8 @@ def results_frame(stats: pl.DataFrame, *, alpha: float = 0.05) -> pl.DataFrame:
         "control_variation_id": stats.schema["variation_id"],
         "variation_id": stats.schema["variation_id"],
         **_result_schema("", False),
+        "control_events": pl.Int64,
+        "treatment_events": pl.Int64,
     }
     if has_pre:
         schema.update(_result_schema("cuped_", True))
@@ -408,11 +595,12 @@ def results_frame(stats: pl.DataFrame, *, alpha: float = 0.05) -> pl.DataFrame:
         if len(metric_types) != 1:
             raise ValueError(f"results_frame: {experiment!r} / {metric!r} mixes metric types {sorted(metric_types)}")
         ratio = control["metric_type"] == "ratio"
-        control_stats = _stats_of(control, columns)
+        quantile = control["metric_type"] == "quantile"
+        control_stats = _quantile_stats_of(control) if quantile else _stats_of(control, columns)
         for record in records:
             if record["is_control"]:
                 continue
-            treatment_stats = _stats_of(record, columns)
+            treatment_stats = _quantile_stats_of(record) if quantile else _stats_of(record, columns)
             row = {
                 "experiment_key": experiment,
                 "metric": metric,
@@ -420,9 +608,15 @@ def results_frame(stats: pl.DataFrame, *, alpha: float = 0.05) -> pl.DataFrame:
                 "control_variation_id": control["variation_id"],
                 "variation_id": record["variation_id"],
             }
-            plain = compare(control_stats, treatment_stats, ratio=ratio, cuped=False, alpha=alpha)
+            if quantile:
+                plain = compare_quantile(control_stats, treatment_stats, alpha=alpha)
+            else:
+                plain = compare(control_stats, treatment_stats, ratio=ratio, cuped=False, alpha=alpha)
             row.update(_result_values("", plain, False))
-            if has_pre:
+            row.update(control_events=plain.control_events, treatment_events=plain.treatment_events)
+            if has_pre and quantile:
+                row.update(_result_values("cuped_", None, True, "no CUPED for quantile metrics (as in gbstats 0.8.0)"))
+            elif has_pre:
                 pre_present = all(
                     getattr(s, f) is not None for s in (control_stats, treatment_stats) for f in _PRE_FIELDS
                 )

@@ -50,7 +50,7 @@ select
     coalesce(numerator.pre, 0) as pre_numerator,
     case when metrics.metric_type = 'ratio' then coalesce(denominator.pre, 0) end as pre_denominator
 from exposures
-cross join {{ ref('experiment_metrics') }} as metrics
+cross join (select * from {{ ref('experiment_metrics') }} where metric_type in ('mean', 'ratio')) as metrics
 left join per_fact as numerator
     on numerator.experiment_key = exposures.experiment_key and numerator.user_id = exposures.user_id
     and numerator.fact = metrics.numerator_fact

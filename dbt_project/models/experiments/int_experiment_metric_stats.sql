@@ -44,7 +44,7 @@ select
     case when metrics.metric_type = 'mean' then coalesce(stats.pre_sum_squares, 0) end as pre_sum_squares,
     case when metrics.metric_type = 'mean' then coalesce(stats.post_pre_sum_products, 0) end as post_pre_sum_products
 from {{ source('experiments', 'experiment_definitions') }} as definitions
-cross join {{ ref('experiment_metrics') }} as metrics
+cross join (select * from {{ ref('experiment_metrics') }} where metric_type in ('mean', 'ratio')) as metrics
 left join stats
     on stats.experiment_key = definitions.experiment_key
     and stats.variation_id = definitions.variation_id

@@ -5,10 +5,17 @@
 --                                            the exposure, at the exposure's time; revenue = action value)
 --   jobs_scheduled, jobs_completed           stg_jobs, at the slot, for the customer and the technician
 --   sessions, crash_free_sessions            fct_sessions
---   api_requests, slow_requests              fct_api_requests (slow: over 1 s) of the user's sessions
+--   api_request_duration_ms                  fct_api_requests of the user's sessions: one per request, its duration
 --   nps_responses, nps_points                int_survey_responses (valid NPS answers; +100 / 0 / −100)
+-- Only what happened by the end of the data (the latest event): a job booked for next week is no outcome yet.
 
 with
+
+data_end as (
+
+    select max(occurred_at) as last_event_at from {{ ref('stg_events') }}
+
+),
 
 exposures as (
 
@@ -22,11 +29,11 @@ jobs as (
 
     select customer_id as user_id, scheduled_for as occurred_at, completed_at is not null as completed
     from {{ ref('stg_jobs') }}
-    where scheduled_for is not null and customer_id is not null
+    where scheduled_for <= (select last_event_at from data_end) and customer_id is not null
     union all
     select technician_id as user_id, scheduled_for as occurred_at, completed_at is not null as completed
     from {{ ref('stg_jobs') }}
-    where scheduled_for is not null and technician_id is not null
+    where scheduled_for <= (select last_event_at from data_end) and technician_id is not null
 
 ),
 
@@ -40,7 +47,7 @@ sessions as (
 
 requests as (
 
-    select sessions.user_id, requests.started_at as occurred_at, requests.duration_ms > 1000 as slow
+    select sessions.user_id, requests.started_at as occurred_at, requests.duration_ms
     from {{ ref('fct_api_requests') }} as requests
     inner join {{ ref('fct_sessions') }} as sessions on sessions.session_id = requests.session_id
     where sessions.user_id is not null
@@ -70,9 +77,7 @@ select user_id, occurred_at, 'sessions', 1.0 from sessions
 union all
 select user_id, occurred_at, 'crash_free_sessions', 1.0 from sessions where not crashed
 union all
-select user_id, occurred_at, 'api_requests', 1.0 from requests
-union all
-select user_id, occurred_at, 'slow_requests', 1.0 from requests where slow
+select user_id, occurred_at, 'api_request_duration_ms', cast(duration_ms as double) from requests where duration_ms is not null
 union all
 select user_id, occurred_at, 'nps_responses', 1.0 from nps
 union all

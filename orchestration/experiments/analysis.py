@@ -66,11 +66,9 @@ QUANTILE_STATS_COLUMNS = (
 
 
 def metric_stats() -> pl.DataFrame:
-    """The statistics results_frame reads: int_experiment_metric_stats' mean and ratio rows and
-    int_experiment_quantile_stats' rows for the quantile metrics (int_experiment_metric_stats carries a
-    placeholder row for those too: the seed's metrics are cross-joined there, their per-user sums mean
-    nothing, so they are replaced)."""
-    stats = read("select * from int_experiment_metric_stats").filter(pl.col("metric_type") != "quantile")
+    """The statistics results_frame reads: int_experiment_metric_stats' mean and ratio metrics and
+    int_experiment_quantile_stats' quantile metrics."""
+    stats = read("select * from int_experiment_metric_stats")
     quantiles = read(f"select {', '.join(QUANTILE_STATS_COLUMNS)} from int_experiment_quantile_stats")
     if quantiles.is_empty():
         return stats
@@ -110,22 +108,24 @@ def experiment_results(alpha: float = 0.05) -> pl.DataFrame:
     ).drop("guardrail_metrics").sort("experiment_key", pl.col("is_primary").not_(), "metric", "variation_id")
 
 
+DAILY_SCHEMA = {
+    "experiment_key": pl.String, "metric": pl.String, "variation_id": pl.String, "day": pl.Date,
+    "control_users": pl.Int64, "treatment_users": pl.Int64, "control_mean": pl.Float64, "treatment_mean": pl.Float64,
+    "relative_lift": pl.Float64, "relative_ci_low": pl.Float64, "relative_ci_high": pl.Float64,
+    "absolute_lift": pl.Float64, "absolute_ci_low": pl.Float64, "absolute_ci_high": pl.Float64, "p_value": pl.Float64,
+}
+
+
 def experiment_daily(alpha: float = 0.05) -> pl.DataFrame:
-    """`mart_experiment_daily`: the primary metric's cumulative lift and interval on each day."""
-    stats = read("select * from int_experiment_metric_stats_daily")
-    # no daily series for a quantile primary metric (int_experiment_metric_stats_daily has only per-user sums)
-    stats = stats.filter(pl.col("metric_type") != "quantile")
-    if stats.is_empty():
-        return pl.DataFrame()
+    """`mart_experiment_daily`: the primary metric's cumulative lift and interval on each day (no series for a
+    quantile primary metric: int_experiment_metric_stats_daily has only per-user sums)."""
+    stats = read("select * from int_experiment_metric_stats_daily").filter(pl.col("metric_type") != "quantile")
     days = []
     for (experiment_key, day), group in stats.group_by("experiment_key", "day", maintain_order=True):
         if group.filter(pl.col("is_control")).height != 1 or group.height < 2:
             continue  # a day on which one arm had no one yet
         days.append(results_frame(group.drop("day"), alpha=alpha).with_columns(day=pl.lit(day)))
-    if not days:
-        return pl.DataFrame()
-    keep = ["experiment_key", "metric", "variation_id", "day", "control_users", "treatment_users", "control_mean",
-            "treatment_mean", "relative_lift", "relative_ci_low", "relative_ci_high", "absolute_lift",
-            "absolute_ci_low", "absolute_ci_high", "p_value"]
+    if not days:  # no exposures yet: an empty table with every column
+        return pl.DataFrame(schema=DAILY_SCHEMA)
     frame = pl.concat(days, how="diagonal_relaxed")
-    return frame.select([c for c in keep if c in frame.columns]).sort("experiment_key", "variation_id", "day")
+    return frame.select([pl.col(c).cast(t) for c, t in DAILY_SCHEMA.items()]).sort("experiment_key", "variation_id", "day")

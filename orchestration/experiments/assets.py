@@ -34,7 +34,8 @@ def experiment_definitions(context: dg.AssetExecutionContext) -> dg.MaterializeR
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(EXPERIMENT_RESULTS, group_name="experiments", kinds={"duckdb", "scipy"},
-                     deps=[get_asset_key_for_model([pitwall_dbt_models], "int_experiment_metric_stats")],
+                     deps=[get_asset_key_for_model([pitwall_dbt_models], "int_experiment_metric_stats"),
+                           get_asset_key_for_model([pitwall_dbt_models], "int_experiment_quantile_stats")],
                      description="mart_experiment_results: lift, intervals, p-values, CUPED, SRM and guardrails "
                                  "per experiment × metric × variation"),
         dg.AssetSpec(EXPERIMENT_DAILY, group_name="experiments", kinds={"duckdb", "scipy"},

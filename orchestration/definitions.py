@@ -5,8 +5,10 @@ import dagster as dg
 from orchestration.dbt import definitions as dbt
 from orchestration.experiments import definitions as experiments
 from orchestration.ingestion import definitions as ingestion
+from orchestration.partners import definitions as partners
 from orchestration.pipeline import definitions as pipeline
 from orchestration.publish import definitions as publish
 from orchestration.recommendations import definitions as recommendations
 
-defs = dg.Definitions.merge(ingestion.defs, dbt.defs, experiments.defs, recommendations.defs, publish.defs, pipeline.defs)
+defs = dg.Definitions.merge(ingestion.defs, partners.defs, dbt.defs, experiments.defs, recommendations.defs, publish.defs,
+                            pipeline.defs)

@@ -1,0 +1,1 @@
+"""Partner integrations: connectors that pull partners' transactions into the warehouse."""

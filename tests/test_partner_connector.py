@@ -1,0 +1,195 @@
+"""The OEM partner connector against the simulated OEM API: a real HTTP server on 127.0.0.1, a real DuckDB."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from orchestration.partners import oem
+from pitwall import paths
+from pitwall.duck import connect
+from simulator.partners.oem_api import DEFAULT_API_KEY, Faults, OemApiServer, OemWorld, serve
+
+# What the connector calls each kind of drift the simulator injects.
+DRIFT_RULE = {"rename_amount": "missing:amount", "amount_number": "type:amount", "version_string": "type:version"}
+FAST = dict(timeout=0.3, backoff_initial=0.02, backoff_max=0.2, max_attempts=10)
+
+
+@pytest.fixture
+def configured(monkeypatch, data_root):
+    def configure(base_url: str, api_key: str = DEFAULT_API_KEY) -> None:
+        monkeypatch.setenv(oem.URL_ENV, base_url)
+        monkeypatch.setenv(oem.KEY_ENV, api_key)
+    return configure
+
+
+def loaded_keys() -> list[tuple[str, int]]:
+    con = connect(paths.warehouse_path(), read_only=True)
+    try:
+        return [tuple(r) for r in con.execute(f"select order_id, version from {oem.TABLE}").fetchall()]
+    finally:
+        con.close()
+
+
+def quarantined() -> dict[tuple[str, int], str]:
+    con = connect(paths.warehouse_path(), read_only=True)
+    try:
+        rows = con.execute(f"select order_id, version, rule, landing_file from {oem.QUARANTINE_TABLE}").fetchall()
+    finally:
+        con.close()
+    out = {}
+    for order_id, version, rule, landing_file in rows:
+        assert (paths.data_dir() / landing_file).is_file()
+        key = (order_id, int(version))
+        assert key not in out, f"{key} quarantined twice"
+        out[key] = rule
+    return out
+
+
+def test_faulty_api_converges_on_the_truth(configured, data_root):
+    world = OemWorld(seed=3, n_orders=300)
+    faults = Faults(seed=11, rate_limit=0.07, retry_after=(0, 1), server_error_burst=0.06, burst_length=3,
+                    timeout=0.06, timeout_sleep=0.8, truncate=0.07, duplicate=0.12, drift_share=0.06)
+    with OemApiServer(world, faults) as server:
+        configured(server.base_url)
+        first = oem.sync(page_size=15, **FAST)
+        assert first.complete and first.pages >= 10
+        assert world.advance() > 0
+        second = oem.sync(page_size=15, **FAST)
+        assert second.complete
+        stats = server.stats
+        truth, drifted = server.truth(), server.drifted()
+
+    assert stats.faulted / stats.requests >= 0.30, (stats.faulted, stats.requests, stats.faults)
+    assert {"429", "503", "timeout", "truncate", "duplicate"} <= set(stats.faults)
+    retries = first.retries + second.retries
+    assert {"rate_limited", "server_error", "timeout", "truncated"} <= set(retries)
+    assert set(DRIFT_RULE) <= set(drifted.values()) and any(v > 1 for _, v in drifted)
+
+    keys = loaded_keys()
+    assert len(keys) == len(set(keys)), "a key loaded twice"
+    assert set(keys) == truth - set(drifted)
+    assert any(v > 1 for _, v in keys), "the late updates were picked up"
+    assert quarantined() == {k: DRIFT_RULE[kind] for k, kind in drifted.items()}
+    assert first.records_loaded + second.records_loaded == len(keys)
+    assert first.quarantined + second.quarantined == len(drifted)
+    assert first.duplicates_skipped + second.duplicates_skipped > 0  # injected duplicates and the overlap
+
+    # every page landed as raw JSON before it was parsed; truncated bodies were set aside
+    landed = list((data_root / "landing" / "partners" / "oem").glob("dt=*/*.json"))
+    assert len(landed) == first.pages + second.pages
+    assert all("data" in json.loads(p.read_text()) for p in landed)
+    assert list((data_root / "landing" / "partners" / "oem").glob("dt=*/*.rejected"))
+    state = json.loads((data_root / "partners" / "oem" / "state.json").read_text())
+    assert state["in_progress"] is None and state["high_water"]["updated_at"]
+
+
+def test_a_crashed_sync_resumes_from_its_cursor(configured, data_root):
+    world = OemWorld(seed=5, n_orders=200)
+    faults = Faults(seed=2, duplicate=0.2, truncate=0.1, drift_share=0.05)
+
+    class Crash(Exception):
+        pass
+
+    def crash_after_page(k):
+        def hook(page_no):
+            if page_no == k:
+                raise Crash(f"killed after page {page_no}")
+        return hook
+
+    with OemApiServer(world, faults) as server:
+        configured(server.base_url)
+        with pytest.raises(Crash):
+            oem.sync(page_size=20, on_page_loaded=crash_after_page(3), **FAST)
+        state = json.loads((data_root / "partners" / "oem" / "state.json").read_text())
+        assert state["in_progress"]["next_page"] == 4 and state["in_progress"]["cursor"]
+        loaded_before = len(loaded_keys())
+        assert 0 < loaded_before < len(server.truth())
+
+        # a second interruption, the other way: stop after 2 more pages
+        paused = oem.sync(page_size=20, max_pages=2, **FAST)
+        assert paused.resumed and not paused.complete and paused.pages == 2
+
+        requests_before = server.stats.requests
+        resumed = oem.sync(page_size=20, **FAST)
+        resume_requests = server.stats.requests - requests_before
+        assert resumed.resumed and resumed.complete
+        truth, drifted = server.truth(), server.drifted()
+
+    keys = loaded_keys()
+    assert len(keys) == len(set(keys))
+    assert set(keys) == truth - set(drifted)
+    assert set(quarantined()) == set(drifted)
+
+    # a fresh full sync of the same world costs more requests than the resumed tail
+    with OemApiServer(world, faults) as fresh_server, pytest.MonkeyPatch.context() as mp:
+        fresh_root = data_root.parent / "fresh"
+        (fresh_root / "landing").mkdir(parents=True)
+        mp.setenv("PITWALL_DATA_DIR", str(fresh_root))
+        mp.setenv(oem.URL_ENV, fresh_server.base_url)
+        full = oem.sync(page_size=20, **FAST)
+        assert full.complete and set(loaded_keys()) == set(keys)
+        assert resume_requests < fresh_server.stats.requests
+
+
+def test_retry_after_is_honored(configured, data_root):
+    world = OemWorld(seed=1, n_orders=10)
+    with OemApiServer(world, Faults(script=("429",), retry_after=(1,))) as server:
+        configured(server.base_url)
+        started = time.monotonic()
+        result = oem.sync(page_size=50, backoff_initial=0.01, backoff_max=0.05)
+        elapsed = time.monotonic() - started
+        log = list(server.stats.log)
+    assert result.complete and result.retries == {"rate_limited": 1}
+    assert [outcome for _, outcome in log] == ["429", "ok"]
+    assert log[1][0] - log[0][0] >= 1.0
+    assert elapsed >= 1.0
+    assert len(loaded_keys()) == 10
+
+
+def test_gives_up_with_a_clear_error(configured, data_root):
+    world = OemWorld(seed=1, n_orders=10)
+    with OemApiServer(world, Faults(script=("503",) * 10)) as server:
+        configured(server.base_url)
+        with pytest.raises(oem.PartnerSyncError, match="after 3 attempts.*server_error"):
+            oem.sync(max_attempts=3, backoff_initial=0.01, backoff_max=0.02)
+        assert server.stats.requests == 3
+    with serve(world) as url:
+        configured(url, api_key="wrong")
+        with pytest.raises(oem.PartnerSyncError, match="401"):
+            oem.sync()
+
+
+def test_not_configured_does_nothing(monkeypatch, data_root, caplog):
+    monkeypatch.delenv(oem.URL_ENV, raising=False)
+    monkeypatch.delenv(oem.KEY_ENV, raising=False)
+    with caplog.at_level("INFO", logger=oem.__name__):
+        result = oem.sync()
+    assert not result.configured and "not configured" in result.message
+    assert result.pages == result.records_loaded == 0
+    assert [r.getMessage() for r in caplog.records if "not configured" in r.getMessage()]
+    assert not paths.warehouse_path().exists()
+    assert [p for p in data_root.rglob("*") if p.is_file()] == []
+
+
+def test_the_dagster_asset_syncs_a_configured_partner_and_skips_a_missing_one(configured, monkeypatch, data_root):
+    import dagster as dg
+
+    from orchestration.partners.assets import oem_service_orders
+
+    monkeypatch.delenv(oem.URL_ENV, raising=False)
+    skipped = dg.materialize([oem_service_orders])
+    assert skipped.success
+    assert loaded_keys() == []  # the table exists, empty: downstream models can read it
+
+    world = OemWorld(seed=5, n_orders=40)
+    with OemApiServer(world, Faults(seed=1)) as server:
+        configured(server.base_url)
+        run = dg.materialize([oem_service_orders])
+        truth = server.truth()
+    assert run.success
+    assert sorted(loaded_keys()) == sorted(truth)
+    [materialization] = [e.event_specific_data.materialization for e in run.get_asset_materialization_events()]
+    assert materialization.metadata["records_loaded"].value == len(truth)

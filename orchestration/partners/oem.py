@@ -1,6 +1,6 @@
 """The OEM maintenance network's connector: service orders, pulled incrementally over its REST API.
 
-Plain functions; a Dagster asset wraps ``sync()`` later.
+Plain functions; the Dagster asset in assets.py runs ``sync()``.
 
 For each page: fetch it (httpx; tenacity retries 429 honoring ``Retry-After``, 5xx, timeouts,
 transport errors and truncated bodies with exponential backoff, a bounded number of times), land

@@ -273,10 +273,16 @@ def _date(where: str, name: str, value: Any) -> date:
 
 
 def _experiment_record(feature_key: str, rule: dict) -> dict:
+    meta = rule.get("meta") or []
+    info = [meta[i] if i < len(meta) else {} for i in range(len(rule["variations"]))]
     return {
         "experiment_key": rule["key"], "feature_key": feature_key, "name": rule.get("name"),
         "variations": copy.deepcopy(rule["variations"]),
         "meta": copy.deepcopy(rule.get("meta")),
+        # what the SDK reports as Result.key (and apps log as variation_id): the meta key, else the index
+        "variation_keys": [str(m["key"]) if m.get("key") is not None else str(i) for i, m in enumerate(info)],
+        "variation_names": [m.get("name") or (str(m["key"]) if m.get("key") is not None else str(i))
+                            for i, m in enumerate(info)],
         "weights": rule.get("weights") or [1 / len(rule["variations"])] * len(rule["variations"]),
         "coverage": rule.get("coverage", 1.0), "hashAttribute": rule.get("hashAttribute", "id"),
         "seed": rule.get("seed") or rule["key"], "condition": copy.deepcopy(rule.get("condition")),

@@ -64,9 +64,7 @@ def assign(world: World) -> Experiments:
         result = evaluate(flags, experiment["feature_key"], users)
         in_this = (result["experiment_key"] == key).fill_null(False).to_numpy()
         variation[i, in_this] = result["variation_id"].to_numpy()[in_this]
-        meta = experiment.get("meta") or []
-        variation_keys.append(tuple(m.get("key", str(j)) if j < len(meta) else str(j)
-                                    for j, m in enumerate(meta + [{}] * (len(experiment["variations"]) - len(meta)))))
+        variation_keys.append(tuple(experiment["variation_keys"]))
     return Experiments(keys=SIMULATED, variation_keys=tuple(variation_keys), variation=variation)
 
 

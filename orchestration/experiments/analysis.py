@@ -37,13 +37,12 @@ def definitions_frame(flags: Flags | None = None) -> pl.DataFrame:
     flags = flags or load_flags()
     rows = []
     for key, experiment in flags.experiments().items():
-        meta = experiment.get("meta") or []
         for index, weight in enumerate(experiment["weights"]):
-            info = meta[index] if index < len(meta) else {}
             rows.append({
                 "experiment_key": key, "feature_key": experiment["feature_key"],
                 "experiment_name": experiment.get("name") or key, "variation_index": index,
-                "variation_id": str(info.get("key", index)), "variation_name": info.get("name") or str(info.get("key", index)),
+                "variation_id": experiment["variation_keys"][index],
+                "variation_name": experiment["variation_names"][index],
                 "weight": float(weight), "coverage": float(experiment["coverage"]), "is_control": index == 0,
                 "start_date": experiment["start"], "end_date": experiment["end"],
                 "primary_metric": experiment["primary_metric"], "guardrail_metrics": list(experiment["guardrail_metrics"]),

@@ -29,10 +29,7 @@ def variation_keys(flags: Flags) -> pl.DataFrame:
     """(experiment_key, variation index, variation_id): the key GrowthBook reports for each variation."""
     rows = []
     for key, experiment in flags.experiments().items():
-        meta = experiment.get("meta") or []
-        for index in range(len(experiment["variations"])):
-            name = meta[index].get("key") if index < len(meta) and meta[index].get("key") is not None else str(index)
-            rows.append((key, index, str(name)))
+        rows.extend((key, index, variation) for index, variation in enumerate(experiment["variation_keys"]))
     return pl.DataFrame(rows, schema={"experiment_key": pl.String, "variation_index": pl.Int32, "variation_id": pl.String},
                         orient="row")
 

@@ -23,11 +23,14 @@ from .placements import placement_flags
 
 PLACEMENT = "pre_job_parts"
 EXPERIMENT = "pitwall-parts"
-PARTS_COLUMNS = [
-    "user_id", "job_id", "scheduled_for", "vin", "service_id", "rank", "part_id", "part_name", "part_category",
-    "probability", "typical_quantity", "reason_codes", "placement", "experiment_key", "variation_id",
-    "mlflow_run_id", "scoring_run_id", "generated_at", "valid_until",
-]
+PARTS_SCHEMA = {
+    "user_id": pl.String, "job_id": pl.String, "scheduled_for": pl.Datetime("us", "UTC"), "vin": pl.String,
+    "service_id": pl.String, "rank": pl.Int64, "part_id": pl.String, "part_name": pl.String,
+    "part_category": pl.String, "probability": pl.Float64, "typical_quantity": pl.Int64,
+    "reason_codes": pl.List(pl.String), "placement": pl.String, "experiment_key": pl.String,
+    "variation_id": pl.String, "mlflow_run_id": pl.String, "scoring_run_id": pl.String,
+    "generated_at": pl.Datetime("us", "UTC"), "valid_until": pl.Datetime("us", "UTC"),
+}
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,7 @@ def build_parts_suggestions(policy: PartsPolicy | None = None, config: PartsConf
     now = now or dt.datetime.now(dt.timezone.utc)
     if not len(training) or not len(upcoming):
         why = "no past jobs with parts to learn from" if not len(training) else "no open job in the next 7 days"
-        return PartsSuggestions(_typed_empty(), {"rows": 0, "why_empty": why})
+        return PartsSuggestions(pl.DataFrame(schema=PARTS_SCHEMA), {"rows": 0, "why_empty": why})
 
     model = fit(training, config)
     run_id = _log_run(model.metrics, config)
@@ -81,22 +84,12 @@ def build_parts_suggestions(policy: PartsPolicy | None = None, config: PartsConf
         scoring_run_id=pl.lit(str(uuid.uuid4())),
         generated_at=pl.lit(now),
         valid_until=pl.col("as_of_date").cast(pl.Datetime("us", "UTC")) + pl.duration(days=1),
-    ).select(PARTS_COLUMNS).sort("user_id", "scheduled_for", "job_id", "rank")
+    ).select(list(PARTS_SCHEMA)).sort("user_id", "scheduled_for", "job_id", "rank")
     summary = {"rows": len(table), "jobs": table.get_column("job_id").n_unique(),
                "upcoming_jobs": upcoming.get_column("job_id").n_unique(), "jobs_placement_off": switched_off,
                "mlflow_run_id": run_id,
                **{k: round(v, 4) if isinstance(v, float) else v for k, v in model.metrics.items()}}
     return PartsSuggestions(table, summary)
-
-
-def _typed_empty() -> pl.DataFrame:
-    return pl.DataFrame(schema={
-        "user_id": pl.String, "job_id": pl.String, "scheduled_for": pl.Datetime("us", "UTC"), "vin": pl.String,
-        "service_id": pl.String, "rank": pl.Int64, "part_id": pl.String, "part_name": pl.String,
-        "part_category": pl.String, "probability": pl.Float64, "typical_quantity": pl.Int64,
-        "reason_codes": pl.List(pl.String), "placement": pl.String, "experiment_key": pl.String,
-        "variation_id": pl.String, "mlflow_run_id": pl.String, "scoring_run_id": pl.String,
-        "generated_at": pl.Datetime("us", "UTC"), "valid_until": pl.Datetime("us", "UTC")})
 
 
 def _log_run(metrics: dict, config: PartsConfig) -> str:

@@ -17,7 +17,7 @@ exposures as (
 
 data_end as (
 
-    select cast(max(occurred_at) as date) as last_day from {{ ref('int_user_facts') }}
+    select cast({{ data_end_at() }} as date) as last_day
 
 ),
 

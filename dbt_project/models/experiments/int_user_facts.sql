@@ -13,7 +13,7 @@ with
 
 data_end as (
 
-    select max(occurred_at) as last_event_at from {{ ref('stg_events') }}
+    select {{ data_end_at() }} as last_event_at
 
 ),
 

@@ -14,7 +14,7 @@ with
 
 as_of as (
 
-    select max(occurred_at) as now from {{ ref('stg_events') }}
+    select {{ data_end_at() }} as now
 
 ),
 

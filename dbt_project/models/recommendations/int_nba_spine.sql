@@ -16,7 +16,7 @@ exposures as (
 
 scoring_day as (
 
-    select cast(max(occurred_at) as date) + 1 as as_of_date from {{ ref('stg_events') }}
+    select cast({{ data_end_at() }} as date) + 1 as as_of_date
 
 ),
 

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from orchestration.alerts import definitions as alerts
 from orchestration.dbt import definitions as dbt
 from orchestration.experiments import definitions as experiments
 from orchestration.ingestion import definitions as ingestion
@@ -11,4 +12,4 @@ from orchestration.publish import definitions as publish
 from orchestration.recommendations import definitions as recommendations
 
 defs = dg.Definitions.merge(ingestion.defs, partners.defs, dbt.defs, experiments.defs, recommendations.defs, publish.defs,
-                            pipeline.defs)
+                            pipeline.defs, alerts.defs)

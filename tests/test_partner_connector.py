@@ -1,16 +1,21 @@
-"""The OEM partner connector against the simulated OEM API: a real HTTP server on 127.0.0.1, a real DuckDB."""
+"""The generic REST partner connector (orchestration.partners.rest) against the simulated OEM API: a real HTTP
+server on 127.0.0.1, a real DuckDB."""
 
 from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 
 import pytest
 
-from orchestration.partners import oem
+from orchestration.partners import contracts, loading, rest
 from pitwall import paths
 from pitwall.duck import connect
 from simulator.partners.oem_api import DEFAULT_API_KEY, Faults, OemApiServer, OemWorld, serve
+
+OEM = contracts.contract("oem")
+ORDERS = contracts.dataset("oem", "service_orders")
 
 # What the connector calls each kind of drift the simulator injects.
 DRIFT_RULE = {"rename_amount": "missing:amount", "amount_number": "type:amount", "version_string": "type:version"}
@@ -20,15 +25,15 @@ FAST = dict(timeout=0.3, backoff_initial=0.02, backoff_max=0.2, max_attempts=10)
 @pytest.fixture
 def configured(monkeypatch, data_root):
     def configure(base_url: str, api_key: str = DEFAULT_API_KEY) -> None:
-        monkeypatch.setenv(oem.URL_ENV, base_url)
-        monkeypatch.setenv(oem.KEY_ENV, api_key)
+        monkeypatch.setenv(OEM.url_env, base_url)
+        monkeypatch.setenv(OEM.api_key_env, api_key)
     return configure
 
 
 def loaded_keys() -> list[tuple[str, int]]:
     con = connect(paths.warehouse_path(), read_only=True)
     try:
-        return [tuple(r) for r in con.execute(f"select order_id, version from {oem.TABLE}").fetchall()]
+        return [tuple(r) for r in con.execute(f"select order_id, version from {ORDERS.physical_name}").fetchall()]
     finally:
         con.close()
 
@@ -36,7 +41,8 @@ def loaded_keys() -> list[tuple[str, int]]:
 def quarantined() -> dict[tuple[str, int], str]:
     con = connect(paths.warehouse_path(), read_only=True)
     try:
-        rows = con.execute(f"select order_id, version, rule, landing_file from {oem.QUARANTINE_TABLE}").fetchall()
+        rows = con.execute(f"select record_id, record_version, rule, landing_file from {loading.QUARANTINE_TABLE} "
+                           f"where partner = 'oem' and dataset = 'service_orders'").fetchall()
     finally:
         con.close()
     out = {}
@@ -48,16 +54,20 @@ def quarantined() -> dict[tuple[str, int], str]:
     return out
 
 
+def sync_orders(**options) -> rest.SyncResult:
+    return rest.sync("oem", "service_orders", **options)
+
+
 def test_faulty_api_converges_on_the_truth(configured, data_root):
     world = OemWorld(seed=3, n_orders=300)
     faults = Faults(seed=11, rate_limit=0.07, retry_after=(0, 1), server_error_burst=0.06, burst_length=3,
                     timeout=0.06, timeout_sleep=0.8, truncate=0.07, duplicate=0.12, drift_share=0.06)
     with OemApiServer(world, faults) as server:
         configured(server.base_url)
-        first = oem.sync(page_size=15, **FAST)
+        first = sync_orders(page_size=15, **FAST)
         assert first.complete and first.pages >= 10
         assert world.advance() > 0
-        second = oem.sync(page_size=15, **FAST)
+        second = sync_orders(page_size=15, **FAST)
         assert second.complete
         stats = server.stats
         truth, drifted = server.truth(), server.drifted()
@@ -78,12 +88,27 @@ def test_faulty_api_converges_on_the_truth(configured, data_root):
     assert first.duplicates_skipped + second.duplicates_skipped > 0  # injected duplicates and the overlap
 
     # every page landed as raw JSON before it was parsed; truncated bodies were set aside
-    landed = list((data_root / "landing" / "partners" / "oem").glob("dt=*/*.json"))
+    landed = list((data_root / "landing" / "partners" / "oem" / "service_orders").glob("dt=*/*.json"))
     assert len(landed) == first.pages + second.pages
     assert all("data" in json.loads(p.read_text()) for p in landed)
-    assert list((data_root / "landing" / "partners" / "oem").glob("dt=*/*.rejected"))
-    state = json.loads((data_root / "partners" / "oem" / "state.json").read_text())
+    assert list((data_root / "landing" / "partners" / "oem" / "service_orders").glob("dt=*/*.rejected"))
+    state = json.loads((data_root / "partners" / "oem" / "service_orders" / "state.json").read_text())
     assert state["in_progress"] is None and state["high_water"]["updated_at"]
+
+    # every HTTP attempt is logged (the SLA marts' availability and latency), faults by what the client saw
+    con = connect(paths.warehouse_path(), read_only=True)
+    try:
+        calls = dict(con.execute(f"select outcome, count(*) from {loading.API_CALLS_TABLE} group by outcome").fetchall())
+        breaches = dict(con.execute(f"""select rule, records from {loading.BREACHES_TABLE}
+                                        where partner = 'oem' and dataset = 'service_orders' and breach_kind = 'schema'
+                                        """).fetchall())
+    finally:
+        con.close()
+    assert sum(calls.values()) == stats.requests
+    assert {"ok", "rate_limited", "server_error", "timeout", "truncated"} <= set(calls)
+    assert calls["ok"] == first.pages + second.pages
+    # one breach per rule and day, counting the records that broke it
+    assert breaches == dict(Counter(DRIFT_RULE[kind] for kind in drifted.values()))
 
 
 def test_a_crashed_sync_resumes_from_its_cursor(configured, data_root):
@@ -102,18 +127,18 @@ def test_a_crashed_sync_resumes_from_its_cursor(configured, data_root):
     with OemApiServer(world, faults) as server:
         configured(server.base_url)
         with pytest.raises(Crash):
-            oem.sync(page_size=20, on_page_loaded=crash_after_page(3), **FAST)
-        state = json.loads((data_root / "partners" / "oem" / "state.json").read_text())
+            sync_orders(page_size=20, on_page_loaded=crash_after_page(3), **FAST)
+        state = json.loads((data_root / "partners" / "oem" / "service_orders" / "state.json").read_text())
         assert state["in_progress"]["next_page"] == 4 and state["in_progress"]["cursor"]
         loaded_before = len(loaded_keys())
         assert 0 < loaded_before < len(server.truth())
 
         # a second interruption, the other way: stop after 2 more pages
-        paused = oem.sync(page_size=20, max_pages=2, **FAST)
+        paused = sync_orders(page_size=20, max_pages=2, **FAST)
         assert paused.resumed and not paused.complete and paused.pages == 2
 
         requests_before = server.stats.requests
-        resumed = oem.sync(page_size=20, **FAST)
+        resumed = sync_orders(page_size=20, **FAST)
         resume_requests = server.stats.requests - requests_before
         assert resumed.resumed and resumed.complete
         truth, drifted = server.truth(), server.drifted()
@@ -128,8 +153,8 @@ def test_a_crashed_sync_resumes_from_its_cursor(configured, data_root):
         fresh_root = data_root.parent / "fresh"
         (fresh_root / "landing").mkdir(parents=True)
         mp.setenv("PITWALL_DATA_DIR", str(fresh_root))
-        mp.setenv(oem.URL_ENV, fresh_server.base_url)
-        full = oem.sync(page_size=20, **FAST)
+        mp.setenv(OEM.url_env, fresh_server.base_url)
+        full = sync_orders(page_size=20, **FAST)
         assert full.complete and set(loaded_keys()) == set(keys)
         assert resume_requests < fresh_server.stats.requests
 
@@ -139,7 +164,7 @@ def test_retry_after_is_honored(configured, data_root):
     with OemApiServer(world, Faults(script=("429",), retry_after=(1,))) as server:
         configured(server.base_url)
         started = time.monotonic()
-        result = oem.sync(page_size=50, backoff_initial=0.01, backoff_max=0.05)
+        result = sync_orders(page_size=50, backoff_initial=0.01, backoff_max=0.05)
         elapsed = time.monotonic() - started
         log = list(server.stats.log)
     assert result.complete and result.retries == {"rate_limited": 1}
@@ -153,20 +178,20 @@ def test_gives_up_with_a_clear_error(configured, data_root):
     world = OemWorld(seed=1, n_orders=10)
     with OemApiServer(world, Faults(script=("503",) * 10)) as server:
         configured(server.base_url)
-        with pytest.raises(oem.PartnerSyncError, match="after 3 attempts.*server_error"):
-            oem.sync(max_attempts=3, backoff_initial=0.01, backoff_max=0.02)
+        with pytest.raises(rest.PartnerSyncError, match="after 3 attempts.*server_error"):
+            sync_orders(max_attempts=3, backoff_initial=0.01, backoff_max=0.02)
         assert server.stats.requests == 3
     with serve(world) as url:
         configured(url, api_key="wrong")
-        with pytest.raises(oem.PartnerSyncError, match="401"):
-            oem.sync()
+        with pytest.raises(rest.PartnerSyncError, match="401"):
+            sync_orders()
 
 
 def test_not_configured_does_nothing(monkeypatch, data_root, caplog):
-    monkeypatch.delenv(oem.URL_ENV, raising=False)
-    monkeypatch.delenv(oem.KEY_ENV, raising=False)
-    with caplog.at_level("INFO", logger=oem.__name__):
-        result = oem.sync()
+    monkeypatch.delenv(OEM.url_env, raising=False)
+    monkeypatch.delenv(OEM.api_key_env, raising=False)
+    with caplog.at_level("INFO", logger=rest.__name__):
+        result = sync_orders()
     assert not result.configured and "not configured" in result.message
     assert result.pages == result.records_loaded == 0
     assert [r.getMessage() for r in caplog.records if "not configured" in r.getMessage()]
@@ -177,19 +202,23 @@ def test_not_configured_does_nothing(monkeypatch, data_root, caplog):
 def test_the_dagster_asset_syncs_a_configured_partner_and_skips_a_missing_one(configured, monkeypatch, data_root):
     import dagster as dg
 
-    from orchestration.partners.assets import oem_service_orders
+    from orchestration.partners.assets import CONFORMS, PARTNER_ASSETS
 
-    monkeypatch.delenv(oem.URL_ENV, raising=False)
-    skipped = dg.materialize([oem_service_orders])
+    orders_asset = PARTNER_ASSETS[ORDERS.physical_name]
+    monkeypatch.delenv(OEM.url_env, raising=False)
+    skipped = dg.materialize([orders_asset])
     assert skipped.success
     assert loaded_keys() == []  # the table exists, empty: downstream models can read it
 
     world = OemWorld(seed=5, n_orders=40)
-    with OemApiServer(world, Faults(seed=1)) as server:
+    with OemApiServer(world, Faults(seed=1, drift_share=0.1)) as server:
         configured(server.base_url)
-        run = dg.materialize([oem_service_orders])
-        truth = server.truth()
-    assert run.success
-    assert sorted(loaded_keys()) == sorted(truth)
+        run = dg.materialize([orders_asset])
+        truth, drifted = server.truth(), server.drifted()
+    assert run.success and drifted
+    assert sorted(loaded_keys()) == sorted(truth - set(drifted))
     [materialization] = [e.event_specific_data.materialization for e in run.get_asset_materialization_events()]
-    assert materialization.metadata["records_loaded"].value == len(truth)
+    assert materialization.metadata["records_loaded"].value == len(truth) - len(drifted)
+    [check] = run.get_asset_check_evaluations()
+    assert check.check_name == CONFORMS and not check.passed
+    assert sum(check.metadata["by_rule"].value.values()) == len(drifted)

@@ -1,5 +1,5 @@
 import dagster as dg
 
-from .assets import oem_service_orders
+from .assets import PARTNER_ASSETS, partner_contracts
 
-defs = dg.Definitions(assets=[oem_service_orders])
+defs = dg.Definitions(assets=[partner_contracts, *PARTNER_ASSETS.values()])

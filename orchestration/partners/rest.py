@@ -1,0 +1,417 @@
+"""Generic REST connector: a contract dataset with an ``endpoint`` pulled incrementally, page by page.
+
+Used for oem service_orders, oem recall_campaigns and warranty claim_status; everything dataset-specific
+(endpoint, id fields = primary key minus version, updated field, env vars) comes from the contract.
+
+For each page: fetch it (httpx; tenacity retries 429 honoring ``Retry-After``, 5xx, timeouts, transport
+errors and truncated bodies with exponential backoff, a bounded number of times), land the raw body
+atomically under ``landing/partners/<partner>/<dataset>/dt=…/<sync_id>-<page>.json`` BEFORE parsing (a
+truncated body is set aside as ``….rejected``), then enforce the contract and load the page in one DuckDB
+transaction (``loading.load_batch``: good records upserted by the contract key, bad ones quarantined with
+the rule they broke). Every HTTP attempt is logged to ``partner_api_calls`` in the same transaction as the
+page it fetched (the SLA marts compute availability and latency from it). Only after that commit is
+``partners/<partner>/<dataset>/state.json`` rewritten atomically with the pagination cursor, so a run killed
+anywhere resumes at the first page not durably loaded: no gaps, and replays of a page add nothing. When the
+last page is loaded the state keeps the high-water mark (updated_at, *id fields); the next sync asks for
+``updated_since`` = that mark minus ``overlap`` (late writes with a slightly older timestamp are not missed).
+
+Configured by the contract's ``urlEnv`` and ``apiKeyEnv``; without the URL ``sync()`` logs one line and
+does nothing.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import os
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Callable
+
+import httpx
+import pyarrow as pa
+from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity.wait import wait_base
+
+from pitwall import paths
+from pitwall.duck import connect
+
+from . import contracts, loading
+
+log = logging.getLogger(__name__)
+
+MAX_RETRY_AFTER = 60.0
+
+
+# -- results and errors ------------------------------------------------------------------------------
+
+@dataclass
+class SyncResult:
+    partner: str
+    dataset: str
+    configured: bool = True
+    sync_id: str | None = None
+    resumed: bool = False
+    complete: bool = False          # reached the last page (False when stopped by max_pages)
+    pages: int = 0
+    requests: int = 0
+    records_received: int = 0
+    records_loaded: int = 0
+    duplicates_skipped: int = 0
+    quarantined: int = 0
+    quarantined_by_rule: Counter = field(default_factory=Counter)
+    new_breaches: list[str] = field(default_factory=list)
+    # retries by kind: rate_limited, server_error, timeout, truncated, transport
+    retries: Counter = field(default_factory=Counter)
+    seconds: float = 0.0
+    high_water: dict | None = None
+    message: str = ""
+
+
+class PartnerSyncError(RuntimeError):
+    """A page could not be fetched (attempts exhausted, or a non-retryable answer such as 401)."""
+
+
+class RetryableStatus(Exception):
+    def __init__(self, response: httpx.Response):
+        super().__init__(f"HTTP {response.status_code}")
+        self.response = response
+
+
+class TruncatedBody(Exception):
+    pass
+
+
+def _retry_kind(exc: BaseException) -> str:
+    if isinstance(exc, RetryableStatus):
+        return "rate_limited" if exc.response.status_code == 429 else "server_error"
+    if isinstance(exc, httpx.TimeoutException):
+        return "timeout"
+    if isinstance(exc, TruncatedBody):
+        return "truncated"
+    return "transport"
+
+
+def retry_after_seconds(response: httpx.Response) -> float | None:
+    """``Retry-After`` as seconds (delta-seconds or an HTTP date), or None."""
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = (when - datetime.now(timezone.utc)).total_seconds()
+    return min(MAX_RETRY_AFTER, max(0.0, seconds))
+
+
+class wait_retry_after(wait_base):
+    """Exponential backoff, but never less than the server's ``Retry-After`` on a 429."""
+
+    def __init__(self, fallback: wait_base):
+        self.fallback = fallback
+
+    def __call__(self, retry_state) -> float:
+        backoff = self.fallback(retry_state)
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        if isinstance(exc, RetryableStatus) and exc.response.status_code == 429:
+            seconds = retry_after_seconds(exc.response)
+            if seconds is not None:
+                return max(seconds, backoff)
+        return backoff
+
+
+# -- state ---------------------------------------------------------------------------------------------
+
+def state_path(dataset: contracts.Dataset) -> Path:
+    return paths.data_dir() / "partners" / dataset.partner / dataset.name / "state.json"
+
+
+def landing_root(dataset: contracts.Dataset) -> Path:
+    return paths.landing_dir() / "partners" / dataset.partner / dataset.name
+
+
+def load_state(dataset: contracts.Dataset) -> dict:
+    path = state_path(dataset)
+    if not path.exists():
+        return {"high_water": None, "in_progress": None}
+    return json.loads(path.read_text())
+
+
+def write_atomically(target: Path, data: bytes) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
+    with tmp.open("wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, target)
+
+
+def save_state(dataset: contracts.Dataset, state: dict) -> None:
+    write_atomically(state_path(dataset), json.dumps(state, indent=2, sort_keys=True).encode())
+
+
+def _parse_ts(value) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return ts if ts.tzinfo else None
+
+
+def _mark(position: tuple | None) -> dict | None:
+    if position is None:
+        return None
+    ts, *ids = position
+    return {"updated_at": ts.astimezone(timezone.utc).isoformat().replace("+00:00", "Z"), "ids": ids}
+
+
+def _unmark(mark: dict | None) -> tuple | None:
+    return None if mark is None else (_parse_ts(mark["updated_at"]), *mark["ids"])
+
+
+def page_high_water(dataset: contracts.Dataset, records: list) -> tuple | None:
+    """The page's greatest (updated_at, *ids) over records that carry them, broken or not: a drifted record
+    was still served, so the cursor must move past it."""
+    positions = [
+        (ts, *(str(r[f]) for f in dataset.id_fields)) for r in records
+        if isinstance(r, dict) and (ts := _parse_ts(r.get(dataset.updated_field))) is not None
+        and all(r.get(f) is not None for f in dataset.id_fields)
+    ]
+    return max(positions, default=None)
+
+
+# -- the API call log ------------------------------------------------------------------------------------
+
+_CALL_SCHEMA = pa.schema([
+    ("partner", pa.string()), ("dataset", pa.string()), ("endpoint", pa.string()), ("sync_id", pa.string()),
+    ("requested_at", pa.timestamp("us", tz="UTC")), ("status_code", pa.int32()), ("outcome", pa.string()),
+    ("latency_ms", pa.float64()), ("bytes", pa.int64()),
+])
+
+
+@dataclass
+class ApiCallLog:
+    """HTTP attempts not yet written; written with the page they fetched (or at the end of a failed sync)."""
+
+    dataset: contracts.Dataset
+    sync_id: str
+    rows: list[dict] = field(default_factory=list)
+
+    def record(self, requested_at: datetime, status_code: int | None, outcome: str, latency_ms: float,
+               size: int | None) -> None:
+        self.rows.append({"partner": self.dataset.partner, "dataset": self.dataset.name,
+                          "endpoint": self.dataset.endpoint, "sync_id": self.sync_id, "requested_at": requested_at,
+                          "status_code": status_code, "outcome": outcome, "latency_ms": latency_ms, "bytes": size})
+
+    def flush(self, con) -> None:
+        if not self.rows:
+            return
+        con.register("partner_call_rows", pa.Table.from_pylist(self.rows, schema=_CALL_SCHEMA))
+        try:
+            con.execute(f"insert into {loading.API_CALLS_TABLE} by name select * from partner_call_rows")
+        finally:
+            con.unregister("partner_call_rows")
+        self.rows.clear()
+
+
+# -- fetching --------------------------------------------------------------------------------------------
+
+@dataclass
+class _Fetcher:
+    client: httpx.Client
+    dataset: contracts.Dataset
+    calls: ApiCallLog
+    max_attempts: int
+    backoff_initial: float
+    backoff_max: float
+    result: SyncResult
+
+    def _get(self, params: dict) -> httpx.Response:
+        """One HTTP attempt, logged whatever happens."""
+        requested_at, started = datetime.now(timezone.utc), time.monotonic()
+        self.result.requests += 1
+        try:
+            response = self.client.get(self.dataset.endpoint, params=params)
+        except httpx.TimeoutException:
+            self.calls.record(requested_at, None, "timeout", (time.monotonic() - started) * 1000, None)
+            raise
+        except httpx.TransportError:
+            self.calls.record(requested_at, None, "transport", (time.monotonic() - started) * 1000, None)
+            raise
+        code = response.status_code
+        outcome = ("rate_limited" if code == 429 else "server_error" if code >= 500
+                   else "client_error" if code != 200 else "ok")
+        self.calls.record(requested_at, code, outcome, (time.monotonic() - started) * 1000, len(response.content))
+        return response
+
+    def fetch(self, params: dict, landing_file: Path) -> dict:
+        """One page: request, land the raw body, parse it. Retried; raises PartnerSyncError when it gives up."""
+        attempt_no = 0
+        name = f"{self.dataset.partner}.{self.dataset.name}"
+
+        def attempt() -> dict:
+            nonlocal attempt_no
+            attempt_no += 1
+            response = self._get(params)
+            if response.status_code == 429 or response.status_code >= 500:
+                raise RetryableStatus(response)
+            if response.status_code != 200:
+                contract = contracts.contract(self.dataset.partner)
+                hint = (f"check {contract.api_key_env}" if response.status_code in (401, 403)
+                        else response.text[:200])
+                raise PartnerSyncError(f"{name}: {self.dataset.endpoint} answered HTTP {response.status_code} "
+                                       f"({hint}); not retried")
+            body = response.content
+            write_atomically(landing_file, body)  # land before parsing
+            try:
+                payload = json.loads(body)
+                if not isinstance(payload, dict) or not isinstance(payload.get("data"), list):
+                    raise ValueError("no data array")
+            except ValueError as exc:  # JSONDecodeError is a ValueError
+                self.calls.rows[-1]["outcome"] = "truncated"
+                os.replace(landing_file, landing_file.with_name(f"{landing_file.stem}.bad-{attempt_no}.json.rejected"))
+                raise TruncatedBody(f"page body is not a complete JSON page ({len(body)} bytes): {exc}") from exc
+            return payload
+
+        def before_sleep(retry_state) -> None:
+            exc = retry_state.outcome.exception()
+            kind = _retry_kind(exc)
+            self.result.retries[kind] += 1
+            log.info("%s: %s on attempt %d (%s); retrying in %.2fs", name, kind, retry_state.attempt_number, exc,
+                     retry_state.next_action.sleep if retry_state.next_action else 0)
+
+        retrying = Retrying(
+            stop=stop_after_attempt(self.max_attempts),
+            wait=wait_retry_after(wait_exponential(multiplier=self.backoff_initial, max=self.backoff_max)),
+            retry=retry_if_exception_type((RetryableStatus, TruncatedBody, httpx.TimeoutException,
+                                           httpx.TransportError)),
+            before_sleep=before_sleep,
+            reraise=False,
+        )
+        try:
+            return retrying(attempt)
+        except RetryError as exc:
+            last = exc.last_attempt.exception()
+            raise PartnerSyncError(f"{name}: page {params} failed after {self.max_attempts} attempts; "
+                                   f"last error: {_retry_kind(last)}: {last}") from last
+
+
+# -- the sync ----------------------------------------------------------------------------------------------
+
+def configured_url(dataset: contracts.Dataset) -> str:
+    return os.environ.get(contracts.contract(dataset.partner).url_env or "", "").strip()
+
+
+def sync(partner: str, dataset_name: str, **options) -> SyncResult:
+    """``sync_dataset`` of a contract dataset by name (e.g. ``sync("oem", "service_orders")``)."""
+    return sync_dataset(contracts.dataset(partner, dataset_name), **options)
+
+
+def sync_dataset(dataset: contracts.Dataset, *, page_size: int = 100, timeout: float = 10.0, max_attempts: int = 8,
+                 backoff_initial: float = 0.2, backoff_max: float = 10.0, overlap: timedelta = timedelta(minutes=10),
+                 max_pages: int | None = None, on_page_loaded: Callable[[int], None] | None = None) -> SyncResult:
+    """Pull new and changed records of a REST dataset. Resumes an interrupted sync from its saved cursor.
+
+    ``max_pages`` stops after that many pages in this call (the cursor stays saved; the next call
+    continues). ``on_page_loaded(page_no)`` runs after each page is committed and the state saved.
+    """
+    if not dataset.endpoint:
+        raise ValueError(f"{dataset.partner}.{dataset.name} has no endpoint in its contract")
+    started = time.monotonic()
+    contract = contracts.contract(dataset.partner)
+    name = f"{dataset.partner}.{dataset.name}"
+    base_url = configured_url(dataset)
+    if not base_url:
+        log.info("partner %s: not configured (%s is not set); skipping", name, contract.url_env)
+        return SyncResult(dataset.partner, dataset.name, configured=False,
+                          message=f"not configured: {contract.url_env} is not set")
+    api_key = os.environ.get(contract.api_key_env or "", "")
+
+    state = load_state(dataset)
+    result = SyncResult(dataset.partner, dataset.name)
+    progress = state.get("in_progress")
+    if progress:
+        result.resumed = True
+        log.info("%s: resuming sync %s at page %d", name, progress["sync_id"], progress["next_page"])
+    else:
+        high = _unmark(state.get("high_water"))
+        now = datetime.now(timezone.utc)
+        progress = {"sync_id": f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}", "dt": f"{now:%Y-%m-%d}",
+                    "updated_since": None if high is None else _mark((high[0] - overlap,))["updated_at"],
+                    "cursor": None, "next_page": 0, "max_seen": state.get("high_water")}
+    result.sync_id = progress["sync_id"]
+    landing_dir = landing_root(dataset) / f"dt={progress['dt']}"
+    headers = {"Authorization": f"Bearer {api_key}", "Accept": "application/json"}
+    calls = ApiCallLog(dataset, progress["sync_id"])
+
+    paths.warehouse_path().parent.mkdir(parents=True, exist_ok=True)
+    con = connect(paths.warehouse_path())
+    try:
+        loading.ensure_tables(con, [dataset])
+        with httpx.Client(base_url=base_url, headers=headers, timeout=timeout) as client:
+            fetcher = _Fetcher(client, dataset, calls, max_attempts, backoff_initial, backoff_max, result)
+            pages_this_call = 0
+            while max_pages is None or pages_this_call < max_pages:
+                page_no = progress["next_page"]
+                params = {"limit": page_size}
+                if progress["updated_since"]:
+                    params["updated_since"] = progress["updated_since"]
+                if progress["cursor"]:
+                    params["cursor"] = progress["cursor"]
+                landing_file = landing_dir / f"{progress['sync_id']}-{page_no:05d}.json"
+                payload = fetcher.fetch(params, landing_file)
+                landing_rel = landing_file.relative_to(paths.data_dir()).as_posix()
+                records = payload["data"]
+                batch = loading.load_batch(
+                    con, dataset, [loading.Incoming(r, landing_rel, i) for i, r in enumerate(records, start=1)],
+                    sync_id=progress["sync_id"], before_commit=calls.flush)
+                result.records_received += batch.received
+                result.records_loaded += batch.loaded
+                result.duplicates_skipped += batch.duplicates
+                result.quarantined += batch.quarantined
+                result.quarantined_by_rule += batch.quarantined_by_rule
+                result.new_breaches += batch.new_breaches
+                page_max, seen = page_high_water(dataset, records), _unmark(progress["max_seen"])
+                if page_max is not None and (seen is None or page_max > seen):
+                    progress["max_seen"] = _mark(page_max)
+                result.pages += 1
+                pages_this_call += 1
+                next_cursor = payload.get("next_cursor")
+                if next_cursor:
+                    progress.update(cursor=next_cursor, next_page=page_no + 1)
+                    state = {"high_water": state.get("high_water"), "in_progress": progress}
+                else:
+                    state = {"high_water": progress["max_seen"], "in_progress": None,
+                             "last_sync": {"sync_id": progress["sync_id"], "pages": page_no + 1,
+                                           "finished_at": datetime.now(timezone.utc).isoformat()}}
+                save_state(dataset, state)  # after the page's commit: the cursor never runs ahead of the data
+                if on_page_loaded:
+                    on_page_loaded(page_no)
+                if not next_cursor:
+                    result.complete = True
+                    break
+    finally:
+        try:
+            calls.flush(con)  # the attempts of a page that never loaded still count toward availability
+        finally:
+            con.close()
+    result.high_water = state.get("high_water") if result.complete else progress.get("max_seen")
+    result.seconds = time.monotonic() - started
+    result.message = (f"{name}: {result.pages} page(s), {result.records_loaded} loaded, {result.duplicates_skipped} "
+                      f"duplicates skipped, {result.quarantined} quarantined, retries {dict(result.retries)}, "
+                      f"{'complete' if result.complete else 'paused (cursor saved)'} in {result.seconds:.1f}s")
+    log.info(result.message)
+    return result

@@ -38,3 +38,23 @@
 {%- macro default__timestamp_from_epoch_nanos(nanos) -%}
     to_timestamp(({{ nanos }}) / 1e9)
 {%- endmacro -%}
+
+
+{#- days_from_to(start_date, end_date): a set-returning expression, one row per day from start to end
+    (inclusive), as dates; use it in a select list (`select partner, {{ days_from_to('a', 'b') }} as day`). -#}
+
+{%- macro days_from_to(start_date, end_date) -%}
+    {{ return(adapter.dispatch('days_from_to', 'pitwall')(start_date, end_date)) }}
+{%- endmacro -%}
+
+{%- macro duckdb__days_from_to(start_date, end_date) -%}
+    cast(unnest(generate_series(cast({{ start_date }} as date), cast({{ end_date }} as date), interval 1 day)) as date)
+{%- endmacro -%}
+
+{%- macro spark__days_from_to(start_date, end_date) -%}
+    explode(sequence(cast({{ start_date }} as date), cast({{ end_date }} as date), interval 1 day))
+{%- endmacro -%}
+
+{%- macro default__days_from_to(start_date, end_date) -%}
+    cast(generate_series(cast({{ start_date }} as date), cast({{ end_date }} as date), interval '1 day') as date)
+{%- endmacro -%}

@@ -24,7 +24,7 @@ EVENTS = (
     "estimate_sent", "estimate_viewed", "estimate_approved", "payment_completed",
     "recommendation_shown", "recommendation_clicked", "recommendation_accepted", "Experiment Viewed",
     "partner_widget_opened", "booking_created", "survey_shown", "survey_responded",
-    "feature_request_submitted", "review_prompt_shown", "home_card_clicked",
+    "feature_request_submitted", "review_prompt_shown", "home_card_clicked", "partner_slot_chosen",
 )
 E = {name: i for i, name in enumerate(EVENTS)}
 IDENTIFY, SCREEN = E["identify"], E["screen"]
@@ -74,6 +74,9 @@ MAX_EXTRA_SCREENS = 4
 P_RECOMMENDATION = 0.45
 P_HOME_CARD_CLICK = 0.35
 P_PARTNER_WIDGET, P_BOOKING = 0.12, 0.45
+# Unbooked widget opens that still pick a slot (and then leave): decided by a hash of the session, not
+# by a random draw, so adding the step left every other draw of the run where it was.
+P_SLOT_CHOSEN_WITHOUT_BOOKING = 0.4
 # Cards of each app's home screen (the ui_layout_rules seed orders them); a browse session clicks at most one.
 CUSTOMER_CARDS = ("recommendations", "vehicle_health", "maintenance_reminders", "service_history", "offers",
                   "upcoming_visit", "estimate")
@@ -219,7 +222,8 @@ def _login(f: _Flow, platform: np.ndarray, signin: np.ndarray, retry: bool = Fal
 
 
 def _customer_browse(f: _Flow, platform: np.ndarray, signin: np.ndarray, experiments: Experiments,
-                     customer: np.ndarray, region: np.ndarray, propensity: HiddenPropensity, day: int) -> None:
+                     customer: np.ndarray, region: np.ndarray, propensity: HiddenPropensity, day: int,
+                     first_gid: int) -> None:
     f.call(None, R["/v1/jobs"])
     f.emit(None, E["app_opened"])
     _login(f, platform, signin)
@@ -255,10 +259,38 @@ def _customer_browse(f: _Flow, platform: np.ndarray, signin: np.ndarray, experim
     partner = f.rng.integers(0, len(PARTNERS), f.n)
     f.wait(2, 30)
     f.emit(opened, E["partner_widget_opened"], a=partner)
+    widget_opened_at = f.t
     f.wait(10, 120)
+    # The slot is picked two thirds of the way to the booking (after it, the booking call takes at most
+    # 1.5 s); no draw, so the random stream is the one the run had before this step existed.
+    chose = booked | (opened & slot_chosen_without_booking(session_gid(f, first_gid)))
+    booking_at = f.t
+    f.t = widget_opened_at + (booking_at - widget_opened_at) * 2 // 3
+    f.emit(chose, E["partner_slot_chosen"], a=partner, b=np.where(booked, 1, -1))
+    f.t = booking_at
     f.call(booked, R["/v1/partners/{id}/bookings"], partner=partner)
-    f.emit(booked, E["booking_created"], a=partner, b=f.rng.integers(10000, 99999, f.n))
+    # The booking id is "bk_<session gid>" (booking_id()); the number drawn here is no longer used, the
+    # draw stays so that every later draw of the day is unchanged.
+    f.rng.integers(10000, 99999, f.n)
+    f.emit(booked, E["booking_created"], a=partner)
     _common_tail(f, CUSTOMER)
+
+
+def session_gid(f: _Flow, first_gid: int) -> np.ndarray:
+    """Run-wide session numbers of a flow's sessions (its `sess` are day-local)."""
+    return first_gid + f.sess
+
+
+def booking_id(gid) -> str:
+    """The booking a session's booking_created creates: one booking per session at most."""
+    return f"bk_{int(gid)}"
+
+
+def slot_chosen_without_booking(gid: np.ndarray) -> np.ndarray:
+    """Whether an unbooked widget open still chose a slot: a multiplicative hash of the session gid
+    (Knuth's golden-ratio constant), uniform enough for a share and free of the random stream."""
+    mixed = (np.asarray(gid, dtype=np.uint64) + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15)
+    return (mixed >> np.uint64(40)).astype(np.float64) / float(1 << 24) < P_SLOT_CHOSEN_WITHOUT_BOOKING
 
 
 def _tech_browse(f: _Flow, platform: np.ndarray, signin: np.ndarray, region: np.ndarray) -> None:
@@ -426,7 +458,7 @@ def simulate_day(world: World, jobs: Jobs, day: int, first_session_gid: int, pro
     log = _Log()
     sel = np.flatnonzero((s_kind == BROWSE) & (s_app == CUSTOMER))
     _customer_browse(_Flow(log, rng, sess[sel], s_start[sel]), s_platform[sel], signin[sel], experiments,
-                     s_user[sel], world.user_region[s_user[sel]], propensity, day)
+                     s_user[sel], world.user_region[s_user[sel]], propensity, day, first_session_gid)
     sel = np.flatnonzero((s_kind == BROWSE) & (s_app == TECH))
     _tech_browse(_Flow(log, rng, sess[sel], s_start[sel]), s_platform[sel], signin[sel], world.user_region[s_user[sel]])
     sel = np.flatnonzero(s_kind == ASSIGN)
@@ -507,7 +539,9 @@ def expected_events_per_day(customers: int, technicians: int) -> float:
             login, alive = login_part(planted.P_LOGIN_STARTED[p], planted.P_LOGIN_SUCCEEDED[p])
             body = screens + tail
             if app == CUSTOMER:
-                body += P_RECOMMENDATION * 2.3 + P_PARTNER_WIDGET * (1 + P_BOOKING)  # shown, viewed, ~0.3 click/accept
+                body += P_RECOMMENDATION * 2.3  # shown, viewed, ~0.3 click/accept
+                # widget opened, slot chosen (booked, or a hashed share of the rest), booking created
+                body += P_PARTNER_WIDGET * (1 + 2 * P_BOOKING + (1 - P_BOOKING) * P_SLOT_CHOSEN_WITHOUT_BOOKING)
                 body += len(EXPOSED_ON_HOME) - 0.25  # home-screen experiment exposures (one lost on Android)
             body += P_HOME_CARD_CLICK
             total += weights[p] * (1 + login + alive * body)

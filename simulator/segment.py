@@ -189,11 +189,12 @@ class SegmentRenderer:
             reason=_lookup(LOGIN_FAIL_REASONS, np.where(kind == E["login_failed"], a, -1).astype(np.int64)),
             placement=_lookup(PLACEMENTS, np.where(_is_rec(kind), a, -1).astype(np.int64)),
             action=_lookup(REC_ACTIONS, np.where(_is_rec(kind), b, -1).astype(np.int64)),
-            partner=_lookup(PARTNERS, np.where((kind == E["partner_widget_opened"]) | (kind == E["booking_created"]), a, -1).astype(np.int64)),
+            partner=_lookup(PARTNERS, np.where(np.isin(kind, _PARTNER_KINDS), a, -1).astype(np.int64)),
             card=_lookup(CARDS, np.where(kind == E["home_card_clicked"], a, -1).astype(np.int64)),
             text=_lookup([json.dumps(t) for t in FEATURE_REQUESTS], np.where(kind == E["feature_request_submitted"], a, -1).astype(np.int64)),
             experiment_json=exp_json, variation_json=var_json,
             num_b=pl.Series(b.astype(np.int64)).cast(pl.String),
+            session_gid=pl.Series(act.session_gid[sess].astype(np.int64)).cast(pl.String),
             num_c=pl.Series(c.astype(np.int64)).cast(pl.String),
             job_id=self.job_id.gather(job_idx),
             vin=self.primary_vin.gather(act.session_user[sess]),
@@ -245,6 +246,9 @@ def _snake(names):
     return out
 
 
+_PARTNER_KINDS = np.array([E["partner_widget_opened"], E["partner_slot_chosen"], E["booking_created"]])
+
+
 def _is_rec(kind: np.ndarray) -> np.ndarray:
     return (kind == E["recommendation_shown"]) | (kind == E["recommendation_clicked"]) | (kind == E["recommendation_accepted"])
 
@@ -260,6 +264,8 @@ def _property_templates() -> list:
                          lit(', "variation_id": '), col("variation_json"),
                          lit(f', "policy": {json.dumps(LOGGED_POLICY)}, "propensity_logged": {json.dumps(LOGGED_PROPENSITY)}}}')])
 
+    booking = pl.concat_str([lit('{"partner_id": "'), col("partner"), lit('", "booking_id": "bk_'), col("session_gid"), lit('"}')])
+
     def kinds(*names):
         return tuple(E[nm] for nm in names)
 
@@ -271,7 +277,11 @@ def _property_templates() -> list:
         (kinds("Experiment Viewed"), pl.concat_str([lit('{"experiment_id": '), col("experiment_json"),
                                                     lit(', "variation_id": '), col("variation_json"), lit("}")])),
         (kinds("login_failed"), pl.concat_str([lit('{"reason": "'), col("reason"), lit('"}')])),
-        (kinds("booking_created"), pl.concat_str([lit('{"partner_id": "'), col("partner"), lit('", "booking_id": "bk_'), col("num_b"), lit('"}')])),
+        # booking_id is "bk_<session gid>" (apps.booking_id): the partner records and ops extracts carry it too.
+        (kinds("booking_created"), booking),
+        # A slot chosen in a session that went on to book names the booking (event_b = 1); otherwise only the partner.
+        (kinds("partner_slot_chosen"), pl.when(col("num_b") == "1").then(booking).otherwise(
+            pl.concat_str([lit('{"partner_id": "'), col("partner"), lit('"}')]))),
         (kinds("partner_widget_opened"), pl.concat_str([lit('{"partner_id": "'), col("partner"), lit('"}')])),
         (kinds("home_card_clicked"), pl.concat_str([lit('{"card_id": "'), col("card"), lit('"}')])),
         # NPS in a session's tail; CSAT about a job (the rating push).

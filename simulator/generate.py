@@ -3,6 +3,7 @@ and finally write truth.json."""
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -21,10 +22,11 @@ from .experiments import truth as experiments_truth
 from .malformed import MalformedPlan
 from .parts import truth as parts_truth
 from .otlp import TraceBuilder
+from .partners.world import BookingLog, PartnerWorld
 from .segment import SegmentRenderer, deliver
 from .sentry import build_crashes
 from .sinks import CrashSink, EventSink, OpsSink, TraceSink
-from .truth import TruthRecorder
+from .truth import TruthRecorder, day_name
 from .world import DAY_US, RELEASES, build_world
 
 VERSION = "1.0"
@@ -71,6 +73,7 @@ def generate(out: Path, *, customers: int, technicians: int, days: int, seed: in
     began = time.perf_counter()
     out = Path(out)
     Landing.prepare(out, overwrite)
+    _clear_partner_files(out)
     world = build_world(seed, start, days, customers, technicians)
     jobs = build_jobs(world)
     plan = MalformedPlan.make(days, malformed)
@@ -84,6 +87,7 @@ def generate(out: Path, *, customers: int, technicians: int, days: int, seed: in
     ops = OpsSink(world, jobs, landing, plan, truth, events_per_file)
 
     propensity = HiddenPropensity(world, ops.telemetry)
+    bookings = BookingLog()
     event_gid = session_gid = 0
     with tqdm(total=days, unit="day", file=sys.stderr, disable=not progress, desc="simulating") as bar:
         for d in range(days):
@@ -104,6 +108,7 @@ def generate(out: Path, *, customers: int, technicians: int, days: int, seed: in
                 copy=pl.lit(False), skew=pl.Series(dl.skew_us), true_us=pl.Series(dl.true_us),
             )
             events.add(frame, arrival_day, d)
+            bookings.add(act, dl.true_us)
             event_gid += len(act.event_us)
 
             opened = np.unique(sess[kind == E["app_opened"]])
@@ -115,7 +120,15 @@ def generate(out: Path, *, customers: int, technicians: int, days: int, seed: in
             traces.flush(d)
             bar.update(1)
             bar.set_postfix(events=f"{events.lines_written:,}")
+    # The partners' side follows the whole run's bookings: built once the days are simulated, with its own
+    # random stream; its internal extracts go out as the other ops tables do.
+    partners = PartnerWorld.build(world, jobs, bookings)
+    for d in range(days):
+        for name, table in partners.ops_tables(d).items():
+            ops._write(f"ops/{name}", name, f"ops/{name}/dt={day_name(world, d)}", table)
     landing.close()
+    partner_written = partners.write_landing(out)
+    landing.files["partners"], landing.bytes["partners"] = partner_written["files"], partner_written["bytes"]
 
     run = {
         "simulator_version": VERSION, "seed": seed, "start_date": start.isoformat(), "days": days,
@@ -128,9 +141,16 @@ def generate(out: Path, *, customers: int, technicians: int, days: int, seed: in
     }
     parts = parts_truth(world, jobs, ops.part_usage, ops.extracts.job_id)
     result = truth.write(out / "truth.json", run, plan, dict(events.copies), propensity.truth(), parts,
-                         experiments_truth(experiments, world))
+                         experiments_truth(experiments, world), partners.truth)
     return Summary(files=dict(landing.files), bytes=dict(landing.bytes), event_lines=events.lines_written,
                    seconds=time.perf_counter() - began, truth=result)
+
+
+def _clear_partner_files(out: Path) -> None:
+    """A previous run's partner files (only what the simulator writes there: connectors land beside them)."""
+    for name in ("warranty", "roadside"):
+        shutil.rmtree(out / "partners" / name, ignore_errors=True)
+    (out / "partners" / "world.json").unlink(missing_ok=True)
 
 
 def _dates(us) -> list[str]:

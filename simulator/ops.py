@@ -16,6 +16,7 @@ from .parts import PartUsage
 from .world import DAY_US, HOUR_US, OIL_CHANGE_SERVICE, REGIONS, SEGMENTS, SERVICES, World
 
 TS = pa.timestamp("us", tz="UTC")
+MONEY = pa.decimal128(12, 2)
 
 SCHEMAS = {
     "customers": pa.schema([("customer_id", pa.string()), ("email", pa.string()), ("full_name", pa.string()),
@@ -36,9 +37,22 @@ SCHEMAS = {
                                 ("unit_cost", pa.float64()), ("unit_price", pa.float64()), ("service_id", pa.string()), ("updated_at", TS)]),
     "job_parts": pa.schema([("job_part_id", pa.string()), ("job_id", pa.string()), ("part_id", pa.string()),
                             ("quantity", pa.int64()), ("used_at", TS), ("updated_at", TS)]),
+    # Partner bookings and warranty claims (simulator/partners/world.py writes them once the run is over:
+    # they follow the run's booking_created events). Amounts are exact decimals, as the backend stores them.
+    "partner_bookings": pa.schema([
+        ("booking_id", pa.string()), ("partner_id", pa.string()), ("customer_id", pa.string()), ("vin", pa.string()),
+        ("service_id", pa.string()), ("slot_start", TS), ("amount", MONEY), ("currency", pa.string()),
+        ("status", pa.string()), ("partner_ref", pa.string()), ("follow_up_of_job_id", pa.string()),
+        ("created_at", TS), ("confirmed_at", TS), ("completed_at", TS), ("cancelled_at", TS), ("updated_at", TS)]),
+    "warranty_claims": pa.schema([
+        ("claim_id", pa.string()), ("job_id", pa.string()), ("customer_id", pa.string()), ("vin", pa.string()),
+        ("repair_date", pa.date32()), ("amount", MONEY), ("currency", pa.string()), ("status", pa.string()),
+        ("submitted_at", TS), ("updated_at", TS)]),
 }
 KEYS = {"customers": "customer_id", "vehicles": "vin", "technicians": "technician_id", "jobs": "job_id",
-        "invoices": "invoice_id", "service_catalog": "service_id", "parts_catalog": "part_id", "job_parts": "job_part_id"}
+        "invoices": "invoice_id", "service_catalog": "service_id", "parts_catalog": "part_id", "job_parts": "job_part_id",
+        "partner_bookings": "booking_id", "warranty_claims": "claim_id"}
+PARTNER_TABLES = ("partner_bookings", "warranty_claims")
 TABLES = tuple(SCHEMAS)
 
 TELEMETRY_SCHEMA = pa.schema([

@@ -323,7 +323,8 @@ class TruthRecorder:
                                  "of clean mobile CLIENT spans (kind 3 in app resources), grouped by http.route and resource service.version",
         }
 
-    def write(self, path, run: dict, plan, duplicates: dict, recommendations: dict, parts: dict, experiments: dict) -> dict:
+    def write(self, path, run: dict, plan, duplicates: dict, recommendations: dict, parts: dict, experiments: dict,
+              partners: dict | None = None) -> dict:
         events, skew, late = self._events()
         bad = plan.counts()
         records = {}
@@ -342,6 +343,7 @@ class TruthRecorder:
             "recommendations": recommendations,
             "parts": parts,
             "experiments": experiments,
+            "partners": partners or {},
             "crashes": self._crashes(),
             "latency": self._latency(),
             "clock_skew": skew,

@@ -60,6 +60,15 @@ OPS_TABLES: dict[str, ExtractTable] = {
                ("unit_cost", MONEY), ("unit_price", MONEY), ("service_id", "VARCHAR"), ("updated_at", TS, True)),
         _table("job_parts", ("job_part_id", "VARCHAR", True), ("job_id", "VARCHAR", True), ("part_id", "VARCHAR", True),
                ("quantity", "INTEGER"), ("used_at", TS), ("updated_at", TS, True)),
+        # Bookings made through the partner widgets, and the warranty claims we file (reconciled against the partners).
+        _table("partner_bookings", ("booking_id", "VARCHAR", True), ("partner_id", "VARCHAR", True), ("customer_id", "VARCHAR"),
+               ("vin", "VARCHAR"), ("service_id", "VARCHAR"), ("slot_start", TS), ("amount", MONEY),
+               ("currency", "VARCHAR"), ("status", "VARCHAR", True), ("partner_ref", "VARCHAR"),
+               ("follow_up_of_job_id", "VARCHAR"), ("created_at", TS, True), ("confirmed_at", TS), ("completed_at", TS),
+               ("cancelled_at", TS), ("updated_at", TS, True)),
+        _table("warranty_claims", ("claim_id", "VARCHAR", True), ("job_id", "VARCHAR"), ("customer_id", "VARCHAR"),
+               ("vin", "VARCHAR"), ("repair_date", "DATE"), ("amount", MONEY), ("currency", "VARCHAR"),
+               ("status", "VARCHAR", True), ("submitted_at", TS), ("updated_at", TS, True)),
     )
 }
 

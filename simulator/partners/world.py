@@ -1089,9 +1089,12 @@ class _Builder:
         day = lambda d: day_of(self.w.start_us + d * DAY_US).isoformat()  # noqa: E731
         sla = []
         if self.oem_late_day >= 0:
+            # names: the contract's slaProperties (plus volume, its volumePerDay); the roadside contract judges
+            # the same delivery lag as latency and as freshness
             sla = [{"partner": "roadside", "dataset": "dispatch_events", "day": day(self.roadside_slow_day), "sla": "latency"},
+                   {"partner": "roadside", "dataset": "dispatch_events", "day": day(self.roadside_slow_day), "sla": "freshness"},
                    {"partner": "warranty", "dataset": "claims", "day": day(self.warranty_missing_day), "sla": "volume"},
-                   {"partner": "warranty", "dataset": "claims", "day": day(self.warranty_missing_day), "sla": "delivery"},
+                   {"partner": "warranty", "dataset": "claims", "day": day(self.warranty_missing_day), "sla": "timeOfAvailability"},
                    {"partner": "warranty", "dataset": "claims", "day": day(self.warranty_missing_day), "sla": "freshness"},
                    {"partner": "oem", "dataset": "service_orders", "day": day(self.oem_late_day), "sla": "volume"}]
         late_files = [{"path": f["path"], "text": f["text"]} for f in warranty_late + webhook_late]
@@ -1123,7 +1126,9 @@ class _Builder:
             "recall_campaign_versions": len(self.recalls),
             "note": "breaks are what the rules of docs/partners-design.md section 5 find on the phase-1 data (the end of the "
                     "data = the latest event's true time); resolved_by_late_update: gone once the late updates are applied. "
-                    "sla 'delivery' = the contract's timeOfAvailability (the day's file never landed).",
+                    "SLA days: volume by the contract's volumeDateField, freshness/latency by the record's own time "
+                    "(updated_at; roadside occurred_at); timeOfAvailability: the day's file never landed. Days after the "
+                    "end of the data hold only late updates and are not judged.",
         }
         return {
             "format": WORLD_FORMAT, "seed": self.w.seed, "start_date": day(0), "days": self.days, "end_at": iso(self.end),

@@ -1,0 +1,61 @@
+"""The partners of a simulated run, from its world.json (written by ``python -m simulator``):
+
+    python -m simulator.partners serve --world <landing>/partners/world.json --port 8765 [--api-key KEY]
+    python -m simulator.partners late-updates --world <landing>/partners/world.json --landing <landing>
+
+``serve`` runs the partner API (OEM /v1/service-orders and /v1/recall-campaigns, warranty /v1/claims/status)
+until interrupted; it follows world.json, so versions published by ``late-updates`` (run from another shell)
+are served from the next request on. ``late-updates`` is phase 2: new versions on the API, a later warranty
+CSV and late webhook lines in the landing zone (idempotent).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from .world import PartnerWorld, stores_from_file
+
+
+def _serve(args) -> int:
+    # Imported here: the server is its own module, and late-updates needs none of it.
+    from .api import DEFAULT_API_KEY, PartnerApiServer
+
+    stores = stores_from_file(args.world)
+    with PartnerApiServer(stores, port=args.port, api_key=args.api_key or DEFAULT_API_KEY) as server:
+        print(f"serving {', '.join(sorted(stores))} at {server.base_url} (world {args.world})", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def _late_updates(args) -> int:
+    world = PartnerWorld.load(args.world)
+    summary = world.apply_late_updates(args.landing)
+    world.save(args.world)
+    print(json.dumps({k: v for k, v in summary.items() if k != "resolves"} | {"resolves": len(summary["resolves"])}))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m simulator.partners", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="serve the partner API of a world.json")
+    serve.add_argument("--world", type=Path, required=True)
+    serve.add_argument("--port", type=int, default=0, help="0: any free port (printed)")
+    serve.add_argument("--api-key", default=None, help="bearer key the API requires (default: the simulator's)")
+    late = sub.add_parser("late-updates", help="apply phase 2 (late updates) to a world and its landing zone")
+    late.add_argument("--world", type=Path, required=True)
+    late.add_argument("--landing", type=Path, required=True, help="the landing zone the run was written to (--out)")
+    args = parser.parse_args(argv)
+    return _serve(args) if args.command == "serve" else _late_updates(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

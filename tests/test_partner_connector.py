@@ -12,6 +12,8 @@ import pytest
 from orchestration.partners import contracts, loading, rest
 from pitwall import paths
 from pitwall.duck import connect
+from simulator.partners.api import DEFAULT_API_KEY as PARTNER_KEY
+from simulator.partners.api import PartnerApiServer
 from simulator.partners.oem_api import DEFAULT_API_KEY, Faults, OemApiServer, OemWorld, serve
 
 OEM = contracts.contract("oem")
@@ -222,3 +224,80 @@ def test_the_dagster_asset_syncs_a_configured_partner_and_skips_a_missing_one(co
     [check] = run.get_asset_check_evaluations()
     assert check.check_name == CONFORMS and not check.passed
     assert sum(check.metadata["by_rule"].value.values()) == len(drifted)
+
+
+class TableStore:
+    """A minimal API store: records with compound ids, many sharing an updated_at (the cursor must break ties)."""
+
+    def __init__(self, id_fields, version_field, amount_field, records):
+        self.id_fields, self.version_field, self.amount_field = id_fields, version_field, amount_field
+        self.versions = {}
+        self.published = set()
+        for record in records:
+            self.publish(record)
+
+    def publish(self, record):
+        self.versions[tuple(record[f] for f in self.id_fields)] = record
+        self.published.add((*(record[f] for f in self.id_fields), record[self.version_field]))
+
+    def current(self):
+        return sorted(self.versions.values(), key=lambda r: (r["updated_at"], *(r[f] for f in self.id_fields)))
+
+    def truth(self):
+        return set(self.published)
+
+
+def recall(campaign: int, vin_no: int, version: int = 1, hour: int = 8) -> dict:
+    return {"campaign_id": f"RC-{campaign}", "vin": f"1HGCM82633A{vin_no:06d}", "version": version,
+            "component": "airbag inflator", "severity": "high", "remedy_status": "open" if version == 1 else "remedied",
+            "published_at": "2026-01-02T00:00:00Z", "updated_at": f"2026-01-03T{hour:02d}:00:00Z"}
+
+
+def claim_status(claim: int, version: int = 1, hour: int = 8) -> dict:
+    return {"partner_claim_id": f"WC-{claim:04d}", "record_version": version,
+            "adjudication_status": "in_review" if version == 1 else "approved",
+            "approved_amount": f"{claim}.50", "updated_at": f"2026-01-03T{hour:02d}:00:00Z"}
+
+
+def test_the_generic_connector_syncs_other_contract_datasets(monkeypatch, data_root):
+    recalls = TableStore(("campaign_id", "vin"), "version", None,
+                         [recall(c, v, hour=8 + v % 2) for c in (1, 2, 3) for v in range(12)])
+    statuses = TableStore(("partner_claim_id",), "record_version", "approved_amount",
+                          [claim_status(c, hour=8 + c % 3) for c in range(40)])
+    recall_set = contracts.dataset("oem", "recall_campaigns")
+    status_set = contracts.dataset("warranty", "claim_status")
+    faults = Faults(seed=4, rate_limit=0.1, retry_after=(0,), server_error_burst=0.05, burst_length=2, duplicate=0.2,
+                    drift_share=0.1)
+    with PartnerApiServer({recall_set.endpoint: recalls, status_set.endpoint: statuses}, faults) as server:
+        for contract in (OEM, contracts.contract("warranty")):
+            monkeypatch.setenv(contract.url_env, server.base_url)
+            monkeypatch.setenv(contract.api_key_env, PARTNER_KEY)
+        for sync_round in range(2):
+            for dataset in (recall_set, status_set):
+                result = rest.sync_dataset(dataset, page_size=7, **FAST)
+                assert result.complete and result.pages > 1
+            # late updates: new versions, later
+            for n in range(3, 8):
+                recalls.publish(recall(2, n, version=2, hour=12))
+                statuses.publish(claim_status(n, version=2, hour=12))
+        drifted = {path: server.drifted(path) for path in server.endpoints}
+        truth = {path: server.truth(path) for path in server.endpoints}
+        requests = server.stats.by_endpoint
+
+    con = connect(paths.warehouse_path(), read_only=True)
+    try:
+        for dataset in (recall_set, status_set):
+            keys = con.execute(f"select {', '.join(dataset.primary_key)} from {dataset.physical_name}").fetchall()
+            expected = truth[dataset.endpoint] - set(drifted[dataset.endpoint])
+            assert len(keys) == len(set(keys)) and set(keys) == expected
+            assert any(k[-1] == 2 for k in keys), "the late version was picked up"
+            rules = dict(con.execute(
+                f"select record_id || '|' || record_version, rule from {loading.QUARANTINE_TABLE} where dataset = ?",
+                [dataset.name]).fetchall())
+            assert set(rules) == {"|".join(map(str, k)) for k in drifted[dataset.endpoint]}
+            calls = con.execute(f"select count(*), count(distinct endpoint), min(endpoint) from "
+                                f"{loading.API_CALLS_TABLE} where dataset = ?", [dataset.name]).fetchall()
+            assert calls == [(requests[dataset.endpoint], 1, dataset.endpoint)]
+    finally:
+        con.close()
+    assert {"type:record_version", "type:approved_amount", "missing:approved_amount"} & set(rules.values())

@@ -358,6 +358,8 @@ def rule_of(expectation_type: str, kwargs: dict) -> str:
     """The quarantine rule name of a failed expectation of ``gx_suite``."""
     if expectation_type == "expect_compound_columns_to_be_unique":
         return "unique:" + "+".join(kwargs["column_list"])
+    if expectation_type == "expect_column_values_to_be_unique":
+        return f"unique:{kwargs['column']}"
     kind = {"expect_column_to_exist": "column", "expect_column_values_to_not_be_null": "required",
             "expect_column_values_to_be_in_set": "enum", "expect_column_values_to_match_regex": "pattern",
             "expect_column_values_to_be_between": "range"}[expectation_type]
@@ -387,8 +389,11 @@ def gx_suite(dataset: Dataset):
                                     "use a pattern")
             expectations.append(E.ExpectColumnValuesToBeBetween(column=p.name, min_value=p.minimum,
                                                                 max_value=p.maximum))
-    if dataset.primary_key:  # within the batch; across batches the table's primary key keeps the first
+    # The key is unique within the batch; across batches the table's primary key keeps the first record.
+    if len(dataset.primary_key) > 1:
         expectations.append(E.ExpectCompoundColumnsToBeUnique(column_list=list(dataset.primary_key)))
+    elif dataset.primary_key:  # GX's compound expectation wants two columns or more
+        expectations.append(E.ExpectColumnValuesToBeUnique(column=dataset.primary_key[0]))
     return gx.ExpectationSuite(name=f"partner_{dataset.partner}_{dataset.name}", expectations=expectations)
 
 

@@ -5,7 +5,7 @@ Each endpoint serves a *store*: any object with
 - ``id_fields: tuple[str, ...]`` — a record's identity (the contract's primary key minus its version);
 - ``current() -> list[dict]`` — each record's current version as wire JSON, sorted by (updated_at, *id_fields);
 - optionally ``version_field`` (default ``"version"``; None when records have no version), ``amount_field``
-  (default ``"amount"``; the field the amount drifts act on) and ``truth() -> set[tuple]`` (every
+  (default ``"amount"``; the field the amount drifts act on, never null; None: no amount drifts) and ``truth() -> set[tuple]`` (every
   (*ids, version) ever published, for tests).
 
 ``GET <path>?updated_since=<ISO>&cursor=<opaque>&limit=<n>`` answers ``{"data": [...], "next_cursor": ... | null}``
@@ -162,9 +162,18 @@ class PartnerApiServer:
         for p, store in self.endpoints.items():
             if path in (None, p) and hasattr(store, "truth"):
                 for key in store.truth():
-                    if kind := self.faults.drift_kind(*key):
+                    if kind := self._drift_kind(store, key):
                         out[key] = kind
         return out
+
+    def _drift_kind(self, store, key: tuple) -> str | None:
+        """The record's drift, if the store has the field it acts on (a store without amounts has no amount drift)."""
+        kind = self.faults.drift_kind(*key)
+        if kind in ("rename_amount", "amount_number") and not getattr(store, "amount_field", "amount"):
+            return None
+        if kind == "version_string" and not _version_field(store):
+            return None
+        return kind
 
     def start(self) -> "PartnerApiServer":
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="partner-api", daemon=True)
@@ -215,7 +224,7 @@ class PartnerApiServer:
             return outcome if outcome != "429" else f"429:{f.retry_after[int(extra * len(f.retry_after))]}"
 
     def _served(self, store, record: dict) -> dict:
-        kind = self.faults.drift_kind(*record_key(store, record))
+        kind = self._drift_kind(store, record_key(store, record))
         if not kind:
             return record
         return drift(record, kind, amount_field=getattr(store, "amount_field", "amount"),

@@ -115,3 +115,105 @@ def write_raw(root: Path, table: str, dt: str, rows: list[dict], columns: dict[s
         con.execute(f"copy t to '{target / 'part.parquet'}' (format parquet)")
     finally:
         con.close()
+
+
+EVENT_COLUMNS = {"message_id": "varchar", "type": "varchar", "event": "varchar", "user_id": "varchar",
+                 "context_session_id": "varchar", "properties": "varchar", "timestamp": "timestamptz",
+                 "received_at": "timestamptz", "occurred_at": "timestamptz"}
+
+
+def booking(booking_id: str, vin: str, status: str, updated_at: str) -> dict:
+    return {"booking_id": booking_id, "partner_id": "oem_network", "customer_id": "c1", "vin": vin,
+            "service_id": "svc_oil", "slot_start": "2026-03-05 09:00:00+00", "amount": 100, "currency": "EUR",
+            "status": status, "created_at": "2026-03-01 10:00:00+00", "updated_at": updated_at}
+
+
+def add_order(root: Path, version: int, status: str) -> None:
+    con = duckdb.connect(str(root / "warehouse.duckdb"))
+    try:
+        con.execute("""insert into partner_oem_service_orders values
+            ('SO-1', ?, 'bk_1', 'VIN00000000000001', ?, '2026-03-05', 100, 'EUR', '2026-03-02 08:00:00+00',
+             ?::timestamptz, 'partners/oem/page.json', ?, 'sync', ?::timestamptz)""",
+                    [version, status, f"2026-03-0{5 + version} 08:00:00+00", version, f"2026-03-0{5 + version} 09:00:00+00"])
+    finally:
+        con.close()
+
+
+def build(root: Path, target: Path) -> None:
+    run = subprocess.run(
+        [str(Path(sys.executable).parent / "dbt"), "build", "--project-dir", ".", "--profiles-dir", ".",
+         "--target-path", str(target), "--select", "+mart_reconciliation_breaks", "--indirect-selection", "cautious"],
+        cwd=ROOT / "dbt_project", env={**os.environ, "PITWALL_DATA_DIR": str(root)}, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+
+
+def history(root: Path) -> dict[str, dict]:
+    con = duckdb.connect(str(root / "warehouse.duckdb"), read_only=True)
+    try:
+        cur = con.execute("select * from mart_reconciliation_breaks")
+        names = [d[0] for d in cur.description]
+        return {row["record_id"]: row for row in (dict(zip(names, r)) for r in cur.fetchall())}
+    finally:
+        con.close()
+
+
+def test_break_history_opens_resolves_and_reopens(data_root, tmp_path):
+    from orchestration.ingestion.ingest import write_schema_file
+    from orchestration.ingestion.sources import SOURCES
+
+    root = data_root
+    con = duckdb.connect()
+    try:
+        write_schema_file(con, SOURCES["events"])
+    finally:
+        con.close()
+    # the end of the data: 2026-03-10 12:00
+    write_raw(root, "events", "2026-03-10", [{
+        "message_id": "m1", "type": "track", "event": "app_opened", "user_id": "c1", "context_session_id": "s1",
+        "properties": "{}", "timestamp": "2026-03-10 12:00:00+00", "received_at": "2026-03-10 12:00:01+00",
+        "occurred_at": "2026-03-10 12:00:00+00"}], EVENT_COLUMNS)
+    for table, columns in OPS_COLUMNS.items():
+        write_raw(root, table, "1970-01-01", [], columns)
+    con = duckdb.connect(str(root / "warehouse.duckdb"))
+    try:
+        con.execute(PARTNER_TABLES_DDL)
+        con.execute(CONTRACT_ROWS)
+    finally:
+        con.close()
+
+    # run 1: the OEM says SO-1 (our bk_1) is completed while we still have it confirmed; bk_2 has no order
+    write_raw(root, "partner_bookings", "2026-03-02", [
+        booking("bk_1", "VIN00000000000001", "confirmed", "2026-03-02 10:00:00+00"),
+        booking("bk_2", "VIN00000000000002", "confirmed", "2026-03-02 10:00:00+00"),
+    ], OPS_COLUMNS["partner_bookings"])
+    add_order(root, 1, "completed")
+    build(root, tmp_path / "target")
+    first = history(root)
+    assert {k: (v["break_class"], v["status"]) for k, v in first.items()} == {
+        "SO-1": ("status_mismatch", "open"), "bk_2": ("missing_partner", "open")}
+    assert all(v["first_seen_at"] == v["last_seen_at"] and v["resolved_at"] is None for v in first.values())
+
+    # run 2: our backend catches up (bk_1 completed): the status mismatch is resolved, bk_2 still open
+    write_raw(root, "partner_bookings", "2026-03-07", [
+        booking("bk_1", "VIN00000000000001", "completed", "2026-03-07 10:00:00+00"),
+    ], OPS_COLUMNS["partner_bookings"])
+    build(root, tmp_path / "target")
+    second = history(root)
+    assert second["SO-1"]["status"] == "resolved"
+    assert second["SO-1"]["first_seen_at"] == first["SO-1"]["first_seen_at"]
+    assert second["SO-1"]["last_seen_at"] == first["SO-1"]["last_seen_at"]
+    assert second["SO-1"]["resolved_at"] > second["SO-1"]["first_seen_at"]
+    assert second["bk_2"]["status"] == "open"
+    assert second["bk_2"]["first_seen_at"] == first["bk_2"]["first_seen_at"]
+    assert second["bk_2"]["last_seen_at"] > first["bk_2"]["last_seen_at"]
+
+    # run 3: a new version of SO-1 says cancelled while we have it completed: the same break reopens
+    add_order(root, 2, "cancelled")
+    build(root, tmp_path / "target")
+    third = history(root)
+    assert third["SO-1"]["status"] == "open"
+    assert third["SO-1"]["resolved_at"] is None
+    assert third["SO-1"]["first_seen_at"] == first["SO-1"]["first_seen_at"]
+    assert third["SO-1"]["reopened_at"] > second["SO-1"]["resolved_at"]
+    assert third["SO-1"]["times_reopened"] == 1
+    assert third["bk_2"]["status"] == "open" and third["bk_2"]["times_reopened"] == 0

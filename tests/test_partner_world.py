@@ -351,7 +351,9 @@ def test_fallback_matches_hold_and_near_misses_break(landing, truth):
 # --- SLAs ---------------------------------------------------------------------------------------------------
 
 def volume_breach_days(per_day: dict[dt.date, int], days: list[dt.date], min_ratio: float, max_ratio: float, min_history: int = 3) -> set:
-    """int_partner_dataset_daily's rule: records against min/max ratio × the median of the 7 days before."""
+    """int_partner_dataset_daily's rule: records against min/max ratio × the median of the 7 days before, on a
+    spine of days from the dataset's first day with records."""
+    days = [d for d in days if d >= min(per_day)]
     out = set()
     for i, day in enumerate(days):
         history = [per_day.get(d, 0) for d in days[max(0, i - 7):i]]

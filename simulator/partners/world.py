@@ -723,7 +723,7 @@ class _Builder:
                 self.orders.append(Txn("oem", o.txn_id, o.fixed, [(next(late_at), current, True)]))
         # duplicate: the dealer opened the order twice (same booking_ref, a later order), or keyed a copy
         seq = 1000000 + len(self.orders) + 50
-        for k, o in enumerate(self._pick(referenced, 3, taken)):
+        for k, o in enumerate(self._pick(old, 3, taken)):  # old enough that the copy, hours later, is before the end
             seq += 1
             copy_id = f"SO-{seq:07d}"
             shift = 3 * HOUR_US
@@ -850,9 +850,12 @@ class _Builder:
                 self.partner_claims.append(Txn("warranty", t.txn_id, t.fixed, [(next(late_at), received, True)]))
         # duplicate: the same claim received twice (a later claim id), and a hand-keyed copy without our ref
         seq = 3000000 + len(self.partner_claims) + 50
-        for k, t in enumerate(self._pick(referenced, 3, taken)):
+        # The copy arrives after the original's last version: whatever a reader takes as a claim's creation (its
+        # first version, or its first row in a file, which holds end-of-day states only), the original is first.
+        settled = [t for t in old if max(at for at, _f, _l in t.versions) < end - DAY_US]
+        for k, t in enumerate(self._pick(settled, 3, taken)):
             seq += 1
-            shift = 6 * HOUR_US
+            shift = max(at for at, _f, _l in t.versions) + 2 * HOUR_US - t.versions[0][0]
             fixed = {**t.fixed, "partner_claim_id": f"WC-{seq:07d}"}
             if k == 2:
                 fixed["claim_ref"] = None

@@ -191,3 +191,31 @@ def test_contract_tables_are_written_idempotently():
     assert slas[("warranty", "claims", "timeOfAvailability")] == (None, "06:00", "UTC")
     assert slas[("oem", "service_orders", "latency")] == (800.0, "800", "ms")
     assert slas[("roadside", "dispatch_events", "freshness")] == (5.0, "5", "min")
+
+
+def test_sla_breaches_are_recorded_from_the_sla_checks_once_each(alerts):
+    from datetime import date
+
+    from orchestration.partners import breaches
+
+    con = connect()
+    con.execute("""create table int_partner_sla_checks as select * from (values
+        ('warranty', 'claims', date '2026-01-05', 'volume', 0.0, 4.0, 30.0, 'records', false),
+        ('warranty', 'claims', date '2026-01-06', 'volume', 9.0, 4.0, 30.0, 'records', true),
+        ('roadside', 'dispatch_events', date '2026-01-07', 'latency', 42.5, null, 5.0, 'min', false),
+        ('oem', 'service_orders', date '2026-01-07', 'generalAvailability', 0.9, 0.95, null, 'ratio', false),
+        ('oem', 'service_orders', date '2026-01-08', 'frequency', 3.0, null, null, 'syncs', null),
+        ('oem', 'service_orders', date '2026-01-09', 'latency', null, null, 800.0, 'ms', null)
+    ) t(partner, dataset, day, sla, observed, threshold_min, threshold_max, unit, is_ok)""")
+    seen, fired = breaches.record_sla_breaches(con)
+    assert seen == 3 and len(fired) == 3
+    rows = con.execute(f"select breach_id, partner, dataset, breach_kind, rule, day, observed, threshold, records "
+                       f"from {loading.BREACHES_TABLE} order by day, partner").fetchall()
+    assert [r[1:] for r in rows] == [
+        ("warranty", "claims", "volume", "volume", date(2026, 1, 5), 0.0, 4.0, 0),
+        ("oem", "service_orders", "availability", "generalAvailability", date(2026, 1, 7), 0.9, 0.95, None),
+        ("roadside", "dispatch_events", "latency", "latency", date(2026, 1, 7), 42.5, 5.0, None)]
+    assert rows[0][0] == loading.breach_id("warranty", "claims", "volume", "volume", date(2026, 1, 5))
+    assert {a["rule"] for a in alerts} == {breaches.ALERT_RULE}
+    assert breaches.record_sla_breaches(con) == (3, [])  # the same breaches again: updated, no new alert
+    assert len(alerts) == 3

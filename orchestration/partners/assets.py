@@ -12,7 +12,7 @@ from orchestration.dbt.assets import WAREHOUSE_POOL
 from pitwall import paths
 from pitwall.duck import connect
 
-from . import contracts, files, loading, rest, webhooks
+from . import breaches, contracts, files, loading, rest, webhooks
 
 CONTRACT_TABLES = ("partner_contract_datasets", "partner_contract_slas")
 CONFORMS = "conforms_to_contract"
@@ -46,6 +46,24 @@ def partner_contracts(context: dg.AssetExecutionContext):
     context.log.info(f"partner contracts: {n_datasets} datasets, {n_slas} SLA terms written")
     yield dg.MaterializeResult(asset_key=["partners", CONTRACT_TABLES[0]], metadata={"rows": n_datasets})
     yield dg.MaterializeResult(asset_key=["partners", CONTRACT_TABLES[1]], metadata={"rows": n_slas})
+
+
+@dg.asset(
+    key=["partners", "partner_sla_breaches"],
+    deps=[dg.AssetKey(["mart_partner_sla_daily"]), dg.AssetKey([breaches.SLA_CHECKS])],
+    group_name="partners",
+    kinds={"duckdb"},
+    pool=WAREHOUSE_POOL,  # writes warehouse.duckdb
+    description="SLA breaches: each partner dataset's SLA not met on a day (dbt's int_partner_sla_checks) upserted "
+                "into partner_contract_breaches; an alert for each new one",
+)
+def partner_sla_breaches(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    con = connect(paths.warehouse_path())
+    try:
+        seen, fired = breaches.record_sla_breaches(con)
+    finally:
+        con.close()
+    return dg.MaterializeResult(metadata={"breaches": seen, "alerts_fired": len(fired)})
 
 
 def _run_connector(dataset: contracts.Dataset):

@@ -428,32 +428,42 @@ def _physical_misfits(con, dataset: Dataset) -> dict[int, str]:
     return {int(row): column for row, column in rows}
 
 
-def _raise_alerts(con, dataset: Dataset, breaches: list[tuple[str, str, date, int]]) -> list[str]:
-    """Alert on each new breach. orchestration.alerts is optional here: without it, one log line."""
+def raise_breach_alerts(con, alerts: list[dict]) -> list[str]:
+    """Alert on new breaches: each dict has the keyword arguments of ``orchestration.alerts.raise_alert`` but con.
+    The alerts module is optional here: without it, one log line. Returns the ids of the alerts that fired."""
     try:
         from orchestration.alerts import raise_alert
     except ImportError:
-        log.info("partner %s.%s: %d new contract breach(es); orchestration.alerts is not available, no alert sent",
-                 dataset.partner, dataset.name, len(breaches))
+        log.info("partners: %d new contract breach(es) (%s); orchestration.alerts is not available, no alert sent",
+                 len(alerts), ", ".join(a["subject"] for a in alerts))
         return []
     fired = []
-    for breach_id, rule, day, records in breaches:
+    for alert in alerts:
         try:
-            alert_id = raise_alert(
-                con, rule=ALERT_RULE, subject=f"{dataset.partner}/{dataset.name}/{rule}",
-                summary=f"{dataset.partner} {dataset.name}: {records} record(s) broke the contract rule {rule} on "
-                        f"{day}; quarantined in {QUARANTINE_TABLE}",
-                severity="warning", value=float(records), threshold=0.0,
-                details={"breach_id": breach_id, "partner": dataset.partner, "dataset": dataset.name, "rule": rule,
-                         "table": dataset.physical_name},
-                window_start=datetime.combine(day, time(), timezone.utc),
-                window_end=datetime.combine(day + timedelta(days=1), time(), timezone.utc))
-        except Exception:  # the batch is committed; a failing alert path must not lose the rest of the sync
-            log.exception("partner %s.%s: alert for breach %s failed", dataset.partner, dataset.name, breach_id)
+            alert_id = raise_alert(con, **alert)
+        except Exception:  # the data is committed; a failing alert path must not lose the rest of the run
+            log.exception("partners: the alert for %s failed", alert["subject"])
             continue
         if alert_id:
             fired.append(alert_id)
     return fired
+
+
+def day_window(day: date) -> dict:
+    return {"window_start": datetime.combine(day, time(), timezone.utc),
+            "window_end": datetime.combine(day + timedelta(days=1), time(), timezone.utc)}
+
+
+def _schema_breach_alerts(dataset: Dataset, breaches: list[tuple[str, str, date, int]]) -> list[dict]:
+    return [{
+        "rule": ALERT_RULE, "subject": f"{dataset.partner}/{dataset.name}/{rule}",
+        "summary": f"{dataset.partner} {dataset.name}: {records} record(s) broke the contract rule {rule} on {day}; "
+                   f"quarantined in {QUARANTINE_TABLE}",
+        "severity": "warning", "value": float(records), "threshold": 0.0,
+        "details": {"breach_id": breach, "partner": dataset.partner, "dataset": dataset.name, "rule": rule,
+                    "table": dataset.physical_name},
+        **day_window(day),
+    } for breach, rule, day, records in breaches]
 
 
 def load_batch(con, dataset: Dataset, records: list[Incoming], *, sync_id: str, text_wire: bool = False,
@@ -553,7 +563,7 @@ def load_batch(con, dataset: Dataset, records: list[Incoming], *, sync_id: str, 
                 pass
     result.new_breaches = [b[0] for b in breaches]
     if breaches:
-        result.alerts = _raise_alerts(con, dataset, breaches)
+        result.alerts = raise_breach_alerts(con, _schema_breach_alerts(dataset, breaches))
     return result
 
 

@@ -17,10 +17,12 @@
 -- Delivery of each partner dataset per day, what its SLAs are judged on (mart_partner_sla_daily):
 --   records     landed records (every version) whose contract volumeDateField falls on the day, with the
 --               expected range min/max ratio × the median of the 7 days before (null until the contract's
---               minHistoryDays of history); every day from the dataset's first to its last counts (0 included)
+--               minHistoryDays of history); every day from the dataset's first record to its last counts
+--               (0 included), and so does a day with API calls only
 --   freshness   p95 lag of the records whose own time (updated_at; roadside occurred_at) falls on the day:
 --               oem and claim status loaded_at − updated_at, warranty files exported_at − updated_at,
---               roadside received_at − occurred_at
+--               roadside received_at − occurred_at; records updated before a pulled dataset's first load
+--               are its backfill and not judged (they waited for the connector, not for the partner)
 --   API calls   calls, failures, error rate and p95 latency by requested_at day (partner_api_calls)
 -- Records are read as landed (every version) from the sources: volume and freshness are about deliveries,
 -- not about the latest state.
@@ -76,6 +78,10 @@ lags as (
         cast({{ t.lag_from }} as date) as day,
         {{ epoch_seconds_between(t.lag_from, t.lag_to) }} as lag_seconds
     from {{ source('partners', t.table) }}
+    {% if t.lag_to == 'loaded_at' %}
+    -- what a connector's first sync backfills was waiting for the connector, not late from the partner
+    where {{ t.lag_from }} >= (select min(loaded_at) from {{ source('partners', t.table) }})
+    {% endif %}
     {% if not loop.last %}union all{% endif %}
     {% endfor %}
 
@@ -111,21 +117,31 @@ api_calls as (
 
 ),
 
-observed_days as (
+record_day_range as (
 
-    select partner, dataset, day from volume
-    union all
-    select partner, dataset, day from freshness
-    union all
-    select partner, dataset, day from api_calls
+    select partner, dataset, min(day) as first_day, max(day) as last_day
+    from (
+        select partner, dataset, day from volume
+        union all
+        select partner, dataset, day from freshness
+    ) as record_days_of_datasets
+    group by partner, dataset
 
 ),
 
 spine as (
 
-    select partner, dataset, {{ days_from_to('min(day)', 'max(day)') }} as day
-    from observed_days
-    group by partner, dataset
+    -- every day between a dataset's first and last record (a day without records counts 0), and the
+    -- days with API calls (a sync runs on the clock, not on the data's days)
+    select partner, dataset, {{ days_from_to('first_day', 'last_day') }} as day, true as in_record_range
+    from record_day_range
+    union all
+    select api_calls.partner, api_calls.dataset, api_calls.day, false as in_record_range
+    from api_calls
+    left join record_day_range
+        on api_calls.partner = record_day_range.partner and api_calls.dataset = record_day_range.dataset
+    where record_day_range.first_day is null
+       or api_calls.day not between record_day_range.first_day and record_day_range.last_day
 
 ),
 
@@ -135,6 +151,7 @@ daily as (
         spine.partner,
         spine.dataset,
         spine.day,
+        spine.in_record_range,
         contract.volume_date_field,
         contract.volume_min_ratio,
         contract.volume_max_ratio,
@@ -166,7 +183,10 @@ with_history as (
         count(*) over trailing_week as history_days,
         {{ percentile('records', 0.5) }} over trailing_week as trailing_median_records
     from daily
-    window trailing_week as (partition by partner, dataset order by day rows between 7 preceding and 1 preceding)
+    -- the trailing week of the days with records (an API-only day outside them has no volume expectation)
+    window trailing_week as (
+        partition by partner, dataset, in_record_range order by day rows between 7 preceding and 1 preceding
+    )
 
 ),
 
@@ -176,6 +196,7 @@ final as (
         partner,
         dataset,
         day,
+        in_record_range,
         volume_date_field,
         volume_min_ratio,
         volume_max_ratio,
@@ -183,9 +204,9 @@ final as (
         records,
         history_days,
         cast(trailing_median_records as double) as trailing_median_records,
-        case when history_days >= volume_min_history_days
+        case when in_record_range and history_days >= volume_min_history_days
             then volume_min_ratio * trailing_median_records end as expected_min_records,
-        case when history_days >= volume_min_history_days
+        case when in_record_range and history_days >= volume_min_history_days
             then volume_max_ratio * trailing_median_records end as expected_max_records,
         freshness_records,
         freshness_lag_p95_seconds,

@@ -5,7 +5,7 @@
 --   freshness           p95 lag ≤ value (h or min)
 --   latency             ms: p95 API latency ≤ value; min: p95 delivery lag (webhooks) ≤ value
 --   generalAvailability share of API calls not failed (429, 5xx, timeout) ≥ value
---   timeOfAvailability  the day's delivery available by value_text (HH:MM UTC) of the next day
+--   timeOfAvailability  the day's delivery available by value_text (HH:MM UTC) of the next day (none: breached)
 --   frequency           syncs that day (observed only: the cadence is the schedule's to keep, not judged)
 
 with
@@ -81,7 +81,10 @@ judged as (
         threshold_max,
         unit,
         case
-            when sla = 'frequency' or observed is null then null
+            when sla = 'frequency' then null
+            -- a day of the dataset's deliveries with no delivery at all is late, not unjudged
+            when sla = 'timeOfAvailability' and observed is null then false
+            when observed is null then null
             when threshold_min is not null then observed >= threshold_min
             when threshold_max is not null then observed <= threshold_max
         end as is_ok

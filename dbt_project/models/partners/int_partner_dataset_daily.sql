@@ -18,7 +18,8 @@
 --   records     landed records (every version) whose contract volumeDateField falls on the day, with the
 --               expected range min/max ratio × the median of the 7 days before (null until the contract's
 --               minHistoryDays of history); every day from the dataset's first record to its last counts
---               (0 included), and so does a day with API calls only
+--               (0 included), and so does a day with API calls only; a day is judged once the data has
+--               moved past it (the end of the data, data_end_at, is on a later day)
 --   freshness   p95 lag of the records whose own time (updated_at; roadside occurred_at) falls on the day:
 --               oem and claim status loaded_at − updated_at, warranty files exported_at − updated_at,
 --               roadside received_at − occurred_at; records updated before a pulled dataset's first load
@@ -152,6 +153,8 @@ daily as (
         spine.dataset,
         spine.day,
         spine.in_record_range,
+        -- the data has moved past the day (the end of the data is on a later day): its volume is final
+        spine.day < cast({{ data_end_at() }} as date) as is_complete_day,
         contract.volume_date_field,
         contract.volume_min_ratio,
         contract.volume_max_ratio,
@@ -197,6 +200,7 @@ final as (
         dataset,
         day,
         in_record_range,
+        is_complete_day,
         volume_date_field,
         volume_min_ratio,
         volume_max_ratio,
@@ -204,9 +208,9 @@ final as (
         records,
         history_days,
         cast(trailing_median_records as double) as trailing_median_records,
-        case when in_record_range and history_days >= volume_min_history_days
+        case when in_record_range and is_complete_day and history_days >= volume_min_history_days
             then volume_min_ratio * trailing_median_records end as expected_min_records,
-        case when in_record_range and history_days >= volume_min_history_days
+        case when in_record_range and is_complete_day and history_days >= volume_min_history_days
             then volume_max_ratio * trailing_median_records end as expected_max_records,
         freshness_records,
         freshness_lag_p95_seconds,

@@ -122,7 +122,7 @@ internal_side as (
         where matches.partner = internal_records.partner
           and matches.internal_id = internal_records.internal_id
     )
-      and internal_records.created_at < {{ data_end_at() }} - interval 24 hour
+      and internal_records.created_at < {{ dbt.dateadd('hour', -24, data_end_at()) }}
 
 ),
 

@@ -21,7 +21,6 @@ does nothing.
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
 import os
@@ -36,16 +35,14 @@ from typing import Callable
 import httpx
 import pyarrow as pa
 from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
-from tenacity.wait import wait_base
 
 from pitwall import paths
+from pitwall.http import RetryableStatus, is_retryable, wait_retry_after
 from pitwall.duck import connect
 
 from . import contracts, loading
 
 log = logging.getLogger(__name__)
-
-MAX_RETRY_AFTER = 60.0
 
 
 # -- results and errors ------------------------------------------------------------------------------
@@ -77,12 +74,6 @@ class PartnerSyncError(RuntimeError):
     """A page could not be fetched (attempts exhausted, or a non-retryable answer such as 401)."""
 
 
-class RetryableStatus(Exception):
-    def __init__(self, response: httpx.Response):
-        super().__init__(f"HTTP {response.status_code}")
-        self.response = response
-
-
 class TruncatedBody(Exception):
     pass
 
@@ -95,39 +86,6 @@ def _retry_kind(exc: BaseException) -> str:
     if isinstance(exc, TruncatedBody):
         return "truncated"
     return "transport"
-
-
-def retry_after_seconds(response: httpx.Response) -> float | None:
-    """``Retry-After`` as seconds (delta-seconds or an HTTP date), or None."""
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        seconds = (when - datetime.now(timezone.utc)).total_seconds()
-    return min(MAX_RETRY_AFTER, max(0.0, seconds))
-
-
-class wait_retry_after(wait_base):
-    """Exponential backoff, but never less than the server's ``Retry-After`` on a 429."""
-
-    def __init__(self, fallback: wait_base):
-        self.fallback = fallback
-
-    def __call__(self, retry_state) -> float:
-        backoff = self.fallback(retry_state)
-        exc = retry_state.outcome.exception() if retry_state.outcome else None
-        if isinstance(exc, RetryableStatus) and exc.response.status_code == 429:
-            seconds = retry_after_seconds(exc.response)
-            if seconds is not None:
-                return max(seconds, backoff)
-        return backoff
 
 
 # -- state ---------------------------------------------------------------------------------------------
@@ -266,7 +224,7 @@ class _Fetcher:
             nonlocal attempt_no
             attempt_no += 1
             response = self._get(params)
-            if response.status_code == 429 or response.status_code >= 500:
+            if is_retryable(response):
                 raise RetryableStatus(response)
             if response.status_code != 200:
                 contract = contracts.contract(self.dataset.partner)

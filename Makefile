@@ -48,7 +48,9 @@ manifest: venv
 
 demo: venv manifest $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m simulator --out $(PITWALL_DATA_DIR)/landing $(DEMO_ARGS)
-	$(BIN)/dagster asset materialize --select '*' -m orchestration.definitions
+	# The partners' simulated API serves on 127.0.0.1 while the pipeline runs (their env vars set for it).
+	$(BIN)/python -m simulator.partners run --world $(PITWALL_DATA_DIR)/landing/partners/world.json -- \
+		$(BIN)/dagster asset materialize --select '*' -m orchestration.definitions
 	$(BIN)/python -m orchestration.report
 
 test: venv manifest $(DAGSTER_HOME)/dagster.yaml gbstats-venv

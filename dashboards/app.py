@@ -22,6 +22,7 @@ PAGES = [
     st.Page("views/api_latency.py", title="API Latency", icon=":material/timer:", url_path="api-latency"),
     st.Page("views/feedback.py", title="Feedback", icon=":material/reviews:", url_path="feedback"),
     st.Page("views/experiments.py", title="Experiments", icon=":material/science:", url_path="experiments"),
+    st.Page("views/partners.py", title="Partners", icon=":material/handshake:", url_path="partners"),
 ]
 page = st.navigation(PAGES)
 

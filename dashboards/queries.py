@@ -75,6 +75,11 @@ FILTERS_BY_SOURCE: dict[str, dict[str, str]] = {
     # the date range nor any segment filter applies (a filtered result would be another analysis).
     "mart_experiment_results": {},
     "mart_experiment_daily": {},
+    # Partner data has no app, role, platform or version: only the date range applies.
+    "mart_partner_sla_daily": {},
+    "partner_contract_breaches": {},
+    "mart_reconciliation_breaks": {},
+    "mart_partner_booking_funnel": {},
 }
 FILTER_LABELS = {"apps": "app", "roles": "role", "platforms": "platform", "app_versions": "app version"}
 
@@ -556,6 +561,89 @@ def experiment_daily(con: Connection, f: Filters | None, experiment_key: str) ->
 
 # --- what each page runs -------------------------------------------------------------------------
 
+
+# --- Partners ------------------------------------------------------------------------------------
+# SLAs and breaches by day, reconciliation breaks (open ones whatever their date: open is open), and the
+# booking funnel of the partner widgets. Only the date range applies.
+
+_BREACHED_LIST = "list_sort(list_distinct(flatten(list(string_split(replace(breached_slas, ' ', ''), ',')))))"
+
+
+def partner_sla_summary(con: Connection, f: Filters) -> pl.DataFrame:
+    """One row per partner over the range: days judged and breached, the SLAs it missed, the latest day."""
+    return _frame(con, f"""
+        select partner, count(*) filter (where slas_judged > 0) as days_judged,
+               count(*) filter (where not sla_met) as days_breached,
+               array_to_string(list_filter({_BREACHED_LIST}, lambda x: x <> ''), ', ') as breached_slas,
+               max(day) as latest_day, arg_max(sla_met, day) as latest_sla_met,
+               sum(volume_records) as records, max(freshness_observed) as worst_freshness,
+               any_value(freshness_unit) as freshness_unit, max(latency_observed) as worst_latency,
+               any_value(latency_unit) as latency_unit, min(availability_observed) as worst_availability
+        from mart_partner_sla_daily where day between $start and $end
+        group by partner order by partner
+    """, {"start": f.start, "end": f.end})
+
+
+def partner_sla_days(con: Connection, f: Filters) -> pl.DataFrame:
+    """Partner × day: met, breached (with which SLAs) or not judged (no SLA could be judged that day)."""
+    return _frame(con, """
+        select partner, day,
+               case when slas_judged = 0 then 'not judged' when sla_met then 'met' else 'breached' end as status,
+               coalesce(breached_slas, '') as breached_slas, volume_records, volume_expected_min,
+               volume_expected_max
+        from mart_partner_sla_daily where day between $start and $end order by partner, day
+    """, {"start": f.start, "end": f.end})
+
+
+def partner_contract_breaches(con: Connection, f: Filters) -> pl.DataFrame:
+    """Every contract breach (schema or SLA) of the range, newest first."""
+    return _frame(con, """
+        select day, partner, dataset, breach_kind, rule, observed, threshold, records, detail, first_detected_at
+        from partner_contract_breaches where day between $start and $end
+        order by day desc, partner, dataset, rule
+    """, {"start": f.start, "end": f.end})
+
+
+AGE_BUCKETS = ("0–1 days", "2–7 days", "8–30 days", "over 30 days")
+
+
+def reconciliation_open_breaks(con: Connection, f: Filters | None = None) -> pl.DataFrame:
+    """Open breaks by partner, class and age bucket, with the amount at stake."""
+    return _frame(con, f"""
+        select partner, break_class,
+               case when age_days <= 1 then '{AGE_BUCKETS[0]}' when age_days <= 7 then '{AGE_BUCKETS[1]}'
+                    when age_days <= 30 then '{AGE_BUCKETS[2]}' else '{AGE_BUCKETS[3]}' end as age,
+               count(*) as breaks, sum(amount_at_stake) as amount_at_stake
+        from mart_reconciliation_breaks where status = 'open' group by all order by partner, break_class, age
+    """)
+
+
+def reconciliation_breaks(con: Connection, f: Filters) -> pl.DataFrame:
+    """The open breaks, oldest first, then those resolved in the range."""
+    return _frame(con, """
+        select status, partner, break_class, record_id, partner_txn_id, internal_id, break_date, age_days,
+               partner_amount, internal_amount, amount_at_stake, detail, first_seen_at, resolved_at, times_reopened
+        from mart_reconciliation_breaks
+        where status = 'open' or cast(resolved_at as date) between $start and $end
+        order by status = 'resolved', age_days desc, partner, break_class, record_id
+    """, {"start": f.start, "end": f.end})
+
+
+PARTNER_FUNNEL_STEPS = (("widget_sessions_opened", "widget opened"), ("slots_chosen", "slot chosen"),
+                        ("bookings_created", "booking created"), ("confirmed_by_partner", "confirmed by partner"),
+                        ("visits_completed", "visit completed"))
+
+
+def partner_booking_funnel(con: Connection, f: Filters) -> pl.DataFrame:
+    """Each partner widget's funnel over the range, split into first bookings and follow-up visits."""
+    steps = ", ".join(f"sum({column}) as {column}" for column, _ in PARTNER_FUNNEL_STEPS)
+    return _frame(con, f"""
+        select partner_id, is_follow_up, {steps}
+        from mart_partner_booking_funnel where day between $start and $end
+        group by all order by partner_id, is_follow_up
+    """, {"start": f.start, "end": f.end})
+
+
 Query = Callable[[Connection, Filters], pl.DataFrame]
 
 
@@ -585,6 +673,8 @@ PAGE_QUERIES: dict[str, list[Query]] = {
                  review_prompt_summary],
     "experiments": [experiment_list, _first_experiment(experiment_metrics), _first_experiment(experiment_arms),
                     _first_experiment(experiment_daily)],
+    "partners": [partner_sla_summary, partner_sla_days, partner_contract_breaches, reconciliation_open_breaks,
+                 reconciliation_breaks, partner_booking_funnel],
 }
 # Tables each page needs; a missing one means the pipeline has not built it yet.
 PAGE_TABLES: dict[str, list[str]] = {
@@ -595,4 +685,6 @@ PAGE_TABLES: dict[str, list[str]] = {
     "api_latency": ["fct_api_requests", "mart_api_latency_daily"],
     "feedback": ["mart_nps_weekly", "mart_csat_daily", "mart_feature_requests", "review_prompt_eligibility"],
     "experiments": ["mart_experiment_results", "mart_experiment_daily", "experiment_definitions"],
+    "partners": ["mart_partner_sla_daily", "partner_contract_breaches", "mart_reconciliation_breaks",
+                 "mart_partner_booking_funnel"],
 }

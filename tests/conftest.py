@@ -87,13 +87,16 @@ def dbt_manifest() -> Path:
 
 @pytest.fixture(scope="session")
 def world(tmp_path_factory, dbt_manifest) -> tuple[Path, dict]:
-    """A simulated world (the demo's size) run through the same command `make demo` runs, built once."""
+    """A simulated world (the demo's size) run through the same commands `make demo` runs (the pipeline under
+    the partners' simulated API), built once."""
     root = tmp_path_factory.mktemp("world") / "data"
     env = {**subprocess_env(), "PITWALL_DATA_DIR": str(root)}
     subprocess.run([sys.executable, "-m", "simulator", "--out", str(root / "landing"), "--customers", "300",
                     "--technicians", "40", "--days", "14", "--seed", "7", "--no-progress"],
                    cwd=ROOT, env=env, check=True, capture_output=True)
-    run = subprocess.run([str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "--select", "*",
+    run = subprocess.run([sys.executable, "-m", "simulator.partners", "run", "--world",
+                          str(root / "landing" / "partners" / "world.json"), "--",
+                          str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "--select", "*",
                           "-m", "orchestration.definitions"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     return root, json.loads((root / "landing" / "truth.json").read_text())

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 
 APP = str(ROOT / "dashboards" / "app.py")
 PAGES = ["views/overview.py", "views/funnels.py", "views/engagement.py", "views/release_health.py",
-         "views/api_latency.py", "views/feedback.py", "views/experiments.py"]
+         "views/api_latency.py", "views/feedback.py", "views/experiments.py", "views/partners.py"]
 # The experiments the simulated apps expose users to (simulator/experiments.py); booking-flow-v2 has the planted SRM.
 EXPOSED_EXPERIMENTS = {"nba-reasons-text", "home-layout-v2", "booking-flow-v2"}
 
@@ -361,3 +361,20 @@ def test_a_published_file_without_the_marts_says_they_are_not_built(tmp_path, mo
     at = AppTest.from_file(APP, default_timeout=30).run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("Not built yet" in i.value and "make demo" in i.value for i in at.info)
+
+
+def test_partners_page_shows_the_planted_sla_breaches_and_open_breaks(app, mart, window, world):
+    """Each partner's card counts the days the simulator planted an SLA breach in the default window; the
+    open breaks are the planted ones that no late update has fixed yet."""
+    open_page(app, "views/partners.py")
+    start, end = window
+    planted = world[1]["partners"]
+    for partner in ("oem", "roadside", "warranty"):
+        days = {b["day"] for b in planted["sla_breaches"]
+                if b["partner"] == partner and start.isoformat() <= b["day"] <= end.isoformat()}
+        judged = mart.execute("select count(*) filter (where slas_judged > 0) from mart_partner_sla_daily "
+                              "where partner = ? and day between ? and ?", [partner, start, end]).fetchall()[0][0]
+        assert metric(app, partner).delta == f"{len(days)} of {judged} days breached"
+    assert metric(app, "Open breaks").value == f"{len(planted['breaks']):,}"
+    stake = mart.execute("select sum(amount_at_stake) from mart_reconciliation_breaks where status = 'open'").fetchall()
+    assert metric(app, "Amount at stake").value == f"{stake[0][0]:,.2f}"

@@ -4,8 +4,6 @@ terms reach the warehouse."""
 
 from __future__ import annotations
 
-import sys
-import types
 
 import pytest
 import yaml
@@ -104,20 +102,13 @@ def test_the_generated_suite_catches_each_rule():
         0: "unique:order_id+version", **{3 + n: rule for n, rule in enumerate(bad)}}
 
 
-@pytest.fixture
-def alerts(monkeypatch):
-    """A stand-in orchestration.alerts that records calls (the real one is someone else's module)."""
-    calls = []
-
-    def raise_alert(con, **kwargs):
-        calls.append(kwargs)
-        return f"alert-{len(calls)}"
-
-    monkeypatch.setitem(sys.modules, "orchestration.alerts", types.SimpleNamespace(raise_alert=raise_alert))
-    return calls
+def alerts(con) -> list[dict]:
+    """The alerts raised so far, through the real alert path (orchestration/alerts)."""
+    cur = con.execute("select rule, subject, status from alerts order by first_fired_at")
+    return [dict(zip(("rule", "subject", "status"), row)) for row in cur.fetchall()]
 
 
-def test_every_load_enforces_the_contract(alerts):
+def test_every_load_enforces_the_contract():
     con = connect()
     loading.ensure_tables(con)
     records = [{**GOOD_ORDER, "order_id": "SO-good"}, {**GOOD_ORDER, "order_id": "SO-good"},  # a duplicate
@@ -138,8 +129,8 @@ def test_every_load_enforces_the_contract(alerts):
     assert breaches == {"missing:amount": 1, "type:amount": 1, "type:version": 2, "type:service_date": 1,
                         "type:created_at": 1, "required:currency": 1, "enum:status": 1, "pattern:vin": 1,
                         "pattern:amount": 1, "range:version": 1}
-    assert sorted(a["subject"] for a in alerts) == sorted(f"oem/service_orders/{rule}" for rule in breaches)
-    assert {a["rule"] for a in alerts} == {loading.ALERT_RULE} and result.alerts
+    assert sorted(a["subject"] for a in alerts(con)) == sorted(f"oem/service_orders/{rule}" for rule in breaches)
+    assert {a["rule"] for a in alerts(con)} == {loading.ALERT_RULE} and result.alerts
 
     # a replay adds nothing; another bad record of a known rule counts into its breach without a new alert
     again = loading.load_batch(con, ORDERS, incoming, sync_id="s2")
@@ -148,18 +139,8 @@ def test_every_load_enforces_the_contract(alerts):
                                                               "landing/y.json", 1)], sync_id="s3")
     assert late.quarantined == 1 and late.new_breaches == []
     assert con.execute(f"select records from {loading.BREACHES_TABLE} where rule = 'enum:status'").fetchall() == [(2,)]
-    assert len(alerts) == len(breaches)
-
-
-def test_without_the_alerts_module_a_breach_is_logged(monkeypatch, caplog):
-    monkeypatch.setitem(sys.modules, "orchestration.alerts", None)  # import fails as if absent
-    con = connect()
-    loading.ensure_tables(con, [ORDERS])
-    with caplog.at_level("INFO", logger=loading.__name__):
-        result = loading.load_batch(con, ORDERS, [loading.Incoming({**GOOD_ORDER, "status": "?"}, "x", 1)],
-                                    sync_id="s")
-    assert result.new_breaches and result.alerts == []
-    assert any("orchestration.alerts is not available" in r.getMessage() for r in caplog.records)
+    assert len(alerts(con)) == len(breaches)
+    assert con.execute("select count(*) from alert_deliveries").fetchall() == [(len(breaches),)]
 
 
 def test_partner_tables_are_the_contract_columns_plus_lineage():
@@ -193,7 +174,7 @@ def test_contract_tables_are_written_idempotently():
     assert slas[("roadside", "dispatch_events", "freshness")] == (5.0, "5", "min")
 
 
-def test_sla_breaches_are_recorded_from_the_sla_checks_once_each(alerts):
+def test_sla_breaches_are_recorded_from_the_sla_checks_once_each():
     from datetime import date
 
     from orchestration.partners import breaches
@@ -216,6 +197,11 @@ def test_sla_breaches_are_recorded_from_the_sla_checks_once_each(alerts):
         ("oem", "service_orders", "availability", "generalAvailability", date(2026, 1, 7), 0.9, 0.95, None),
         ("roadside", "dispatch_events", "latency", "latency", date(2026, 1, 7), 42.5, 5.0, None)]
     assert rows[0][0] == loading.breach_id("warranty", "claims", "volume", "volume", date(2026, 1, 5))
-    assert {a["rule"] for a in alerts} == {breaches.ALERT_RULE}
+    assert {a["rule"] for a in alerts(con)} == {breaches.ALERT_RULE}
     assert breaches.record_sla_breaches(con) == (3, [])  # the same breaches again: updated, no new alert
-    assert len(alerts) == 3
+    assert len(alerts(con)) == 3
+    # warranty's volume was met again on the next day: its alert is resolved, with a resolve message
+    status = {a["subject"]: a["status"] for a in alerts(con)}
+    assert status == {"warranty/claims/volume": "resolved", "oem/service_orders/generalAvailability": "firing",
+                      "roadside/dispatch_events/latency": "firing"}
+    assert con.execute("select count(*) from alert_deliveries where kind = 'resolve'").fetchall() == [(1,)]

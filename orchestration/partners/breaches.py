@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timezone
 
+from orchestration.alerts import resolve_alert
+
 from . import loading
 
 log = logging.getLogger(__name__)
@@ -70,5 +72,21 @@ def record_sla_breaches(con) -> tuple[int, list[str]]:
         **loading.day_window(day),
     } for breach, partner, dataset, rule, day, observed, threshold, detail in new]
     fired = loading.raise_breach_alerts(con, alerts) if alerts else []
-    log.info("partner SLAs: %d breach(es), %d new, %d alert(s)", seen, len(new), len(fired))
+    resolved = resolve_recovered(con)
+    log.info("partner SLAs: %d breach(es), %d new, %d alert(s), %d resolved", seen, len(new), len(fired), len(resolved))
     return seen, fired
+
+
+def resolve_recovered(con) -> list[str]:
+    """Resolve the alert of every SLA whose latest judged day met it again (a resolve message goes out)."""
+    recovered = con.execute(f"""
+        select partner, dataset, sla, max(day) as day from {SLA_CHECKS}
+        where is_ok is not null and sla in ({", ".join(f"'{s}'" for s in BREACH_KIND)})
+        group by all having arg_max(is_ok, day)""").fetchall()
+    resolved = []
+    for partner, dataset, sla, day in recovered:
+        alert_id = resolve_alert(con, rule=ALERT_RULE, subject=f"{partner}/{dataset}/{sla}",
+                                 summary=f"{partner} {dataset} met its {sla} SLA again on {day}")
+        if alert_id:
+            resolved.append(alert_id)
+    return resolved

@@ -35,6 +35,8 @@ from typing import Any, Callable, Iterable
 import pandas as pd
 import pyarrow as pa
 
+from orchestration.alerts import raise_alert
+
 from .contracts import Dataset, Property, all_datasets, gx_suite, rule_of
 
 log = logging.getLogger(__name__)
@@ -430,23 +432,10 @@ def _physical_misfits(con, dataset: Dataset) -> dict[int, str]:
 
 def raise_breach_alerts(con, alerts: list[dict]) -> list[str]:
     """Alert on new breaches: each dict has the keyword arguments of ``orchestration.alerts.raise_alert`` but con.
-    The alerts module is optional here: without it, one log line. Returns the ids of the alerts that fired."""
-    try:
-        from orchestration.alerts import raise_alert
-    except ImportError:
-        log.info("partners: %d new contract breach(es) (%s); orchestration.alerts is not available, no alert sent",
-                 len(alerts), ", ".join(a["subject"] for a in alerts))
-        return []
-    fired = []
-    for alert in alerts:
-        try:
-            alert_id = raise_alert(con, **alert)
-        except Exception:  # the data is committed; a failing alert path must not lose the rest of the run
-            log.exception("partners: the alert for %s failed", alert["subject"])
-            continue
-        if alert_id:
-            fired.append(alert_id)
-    return fired
+    Returns the ids of the alerts that sent a message (None in cooldown is left out). An error here fails the
+    run, which alerts through the same path."""
+    fired = [raise_alert(con, **alert) for alert in alerts]
+    return [alert_id for alert_id in fired if alert_id]
 
 
 def day_window(day: date) -> dict:

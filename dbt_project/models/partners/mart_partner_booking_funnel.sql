@@ -1,10 +1,9 @@
 -- The partner booking funnel by day, partner_id and follow-up or not: widget sessions opened → slot
 -- chosen → booking created → confirmed by the partner → visit completed. An entry is a booking (with the
 -- widget session it was booked in) or a widget session that booked nothing (from the app's events only,
--- never a follow-up: only a booking says it follows a job). Its day is the day the widget was opened (the
--- booking's day when no opening was logged). tire_depot has no data feed: its funnel ends at booking
--- created.
-
+-- never a follow-up: only a booking says it follows a job). Its day is the day the widget was opened;
+-- when no opening was logged, the booking's day or the session's first widget event. tire_depot has no
+-- data feed: its funnel ends at booking created.
 with
 
 bookings as (
@@ -26,7 +25,8 @@ widget_sessions as (
         session_id,
         partner_id,
         min(case when event_name = 'partner_widget_opened' then occurred_at end) as widget_opened_at,
-        min(case when event_name = 'partner_slot_chosen' then occurred_at end) as slot_chosen_at
+        min(case when event_name = 'partner_slot_chosen' then occurred_at end) as slot_chosen_at,
+        min(occurred_at) as first_event_at
     from widget_events
     group by session_id, partner_id
 
@@ -43,7 +43,8 @@ booked_entries as (
         bookings.slot_chosen_at,
         bookings.booking_created_at,
         bookings.confirmed_by_partner_at,
-        bookings.visit_completed_at
+        bookings.visit_completed_at,
+        coalesce(bookings.widget_opened_at, bookings.booking_created_at) as entered_at
     from bookings
 
 ),
@@ -59,7 +60,9 @@ unbooked_entries as (
         widget_sessions.slot_chosen_at,
         cast(null as timestamptz) as booking_created_at,
         cast(null as timestamptz) as confirmed_by_partner_at,
-        cast(null as timestamptz) as visit_completed_at
+        cast(null as timestamptz) as visit_completed_at,
+        -- a session whose opening was not logged (an app that lost the event) enters at its first widget event
+        coalesce(widget_sessions.widget_opened_at, widget_sessions.first_event_at) as entered_at
     from widget_sessions
     where not exists (
         select 1 from bookings
@@ -80,7 +83,7 @@ entries as (
 final as (
 
     select
-        cast(coalesce(widget_opened_at, booking_created_at) as date) as day,
+        cast(entered_at as date) as day,
         partner_id,
         is_follow_up,
         count(distinct case when widget_opened_at is not null then session_id end) as widget_sessions_opened,

@@ -4,6 +4,7 @@
 -- never a follow-up: only a booking says it follows a job). Its day is the day the widget was opened;
 -- when no opening was logged, the booking's day or the session's first widget event. tire_depot has no
 -- data feed: its funnel ends at booking created.
+
 with
 
 bookings as (

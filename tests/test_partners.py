@@ -121,3 +121,26 @@ def test_late_updates_resolve_exactly_the_breaks_they_fix(world, tmp_path):
         assert new_sla == {(b["partner"], b["dataset"], b["day"], b["sla"]) for b in truth["sla_breaches"]}
     finally:
         con.close()
+
+
+def test_an_open_oem_recall_suppresses_the_upsell_it_covers(con):
+    """brake_service is not offered while the vehicle has an open brake recall (the OEM fixes it free);
+    the open recalls are recomputed here from the partner's raw versions, not from staging."""
+    import polars as pl
+
+    versions = pl.DataFrame(con.execute("select campaign_id, vin, version, component, remedy_status "
+                                        "from partner_oem_recall_campaigns").fetchall(),
+                            schema=["campaign_id", "vin", "version", "component", "remedy_status"], orient="row")
+    latest = versions.sort("version").group_by("campaign_id", "vin").last()
+    open_brake = set(latest.filter(pl.col("remedy_status").is_in(["open", "remedy_available"])
+                                   & pl.col("component").str.to_lowercase().str.contains("brake"))["vin"])
+    assert open_brake
+    reasons = con.execute("select vin, ineligible_reason from int_nba_candidates "
+                          "where action_id = 'brake_service'").fetchall()
+    suppressed = {vin for vin, reason in reasons if reason == "open_recall_handled_by_oem"}
+    assert suppressed and suppressed <= open_brake
+    # a recalled vehicle is ruled out one way or another (an eligibility rule may come first)
+    assert all(reason is not None for vin, reason in reasons if vin in open_brake)
+    offered = con.execute("select count(*) from recommendations where action_id = 'brake_service' and vin in "
+                          "(select unnest(?))", [sorted(open_brake)]).fetchall()[0][0]
+    assert offered == 0

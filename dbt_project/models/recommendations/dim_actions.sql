@@ -12,6 +12,7 @@ select
     coalesce(catalog.cooldown_days, 0) as cooldown_days,
     nullif(catalog.requires_dtc_family, '') as requires_dtc_family,
     nullif(catalog.excluded_fuel_type, '') as excluded_fuel_type,
+    nullif(catalog.suppressed_by_recall, '') as suppressed_by_recall,
     catalog.reason_hint,
     catalog.description
 from {{ ref('action_catalog') }} as catalog

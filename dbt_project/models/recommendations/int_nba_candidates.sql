@@ -1,8 +1,9 @@
 -- Tomorrow's next-best-action candidates, before the model: every customer's primary vehicle × customer
 -- action × placement where the catalog lets the action show, with the first rule that rules it out.
 -- Eligibility (catalog): vehicle old enough, the service not done within its cooldown, a required
--- trouble-code family seen in the last 7 days, not an excluded fuel type. Suppression: accepted the same
--- action in the last 90 days, declined it twice in the last 30 days, the service already booked for the vehicle.
+-- trouble-code family seen in the last 7 days, not an excluded fuel type. Suppression: an open OEM recall
+-- on the part the action sells (the OEM network fixes it free), accepted the same action in the last 90
+-- days, declined it twice in the last 30 days, the service already booked for the vehicle.
 -- The weekly frequency cap needs the ranking, so the policy applies it (shown_last_7d is here for it).
 
 with
@@ -10,7 +11,7 @@ with
 candidates as (
 
     select features.*, actions.min_vehicle_age_years, actions.cooldown_days, actions.requires_dtc_family,
-           actions.excluded_fuel_type, actions.reason_hint, placement
+           actions.excluded_fuel_type, actions.suppressed_by_recall, actions.reason_hint, placement
     from {{ ref('fct_nba_features') }} as features
     inner join {{ ref('dim_actions') }} as actions
         on actions.action_id = features.action_id
@@ -27,6 +28,25 @@ booked as (
 
 ),
 
+-- recalls still open (published, not yet remedied) in their latest version, at the end of the data
+open_recalls as (
+
+    select distinct recalls.vin, lower(recalls.component) as component
+    from {{ ref('stg_partner_oem_recall_campaigns') }} as recalls
+    where recalls.remedy_status in ('open', 'remedy_available')
+
+),
+
+recalled as (
+
+    select distinct candidates.vin, candidates.action_id
+    from candidates
+    inner join open_recalls
+        on open_recalls.vin = candidates.vin
+       and contains(open_recalls.component, lower(candidates.suppressed_by_recall))
+
+),
+
 shown_recently as (
 
     select exposures.user_id, count(*) as shown_last_7d
@@ -38,7 +58,8 @@ shown_recently as (
 )
 
 select
-    candidates.* exclude (min_vehicle_age_years, cooldown_days, requires_dtc_family, excluded_fuel_type),
+    candidates.* exclude (min_vehicle_age_years, cooldown_days, requires_dtc_family, excluded_fuel_type,
+                          suppressed_by_recall),
     coalesce(shown_recently.shown_last_7d, 0) as shown_last_7d,
     case
         when candidates.vehicle_age_years < candidates.min_vehicle_age_years then 'vehicle_too_new'
@@ -46,6 +67,7 @@ select
         when candidates.requires_dtc_family is not null
              and not list_contains(candidates.dtc_families_7d, candidates.requires_dtc_family) then 'no_matching_trouble_code'
         when candidates.fuel_type = candidates.excluded_fuel_type then 'excluded_fuel_type'
+        when recalled.vin is not null then 'open_recall_handled_by_oem'
         when candidates.accepted_same_action_90d > 0 then 'accepted_in_last_90_days'
         when candidates.declined_same_action_30d >= 2 then 'declined_twice_in_last_30_days'
         when booked.vin is not null then 'service_already_booked'
@@ -55,5 +77,7 @@ left join {{ ref('dim_actions') }} as actions
     on actions.action_id = candidates.action_id
 left join booked
     on booked.vin = candidates.vin and booked.service_id = actions.service_id
+left join recalled
+    on recalled.vin = candidates.vin and recalled.action_id = candidates.action_id
 left join shown_recently
     on shown_recently.user_id = candidates.user_id

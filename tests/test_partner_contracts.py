@@ -205,3 +205,31 @@ def test_sla_breaches_are_recorded_from_the_sla_checks_once_each():
     assert status == {"warranty/claims/volume": "resolved", "oem/service_orders/generalAvailability": "firing",
                       "roadside/dispatch_events/latency": "firing"}
     assert con.execute("select count(*) from alert_deliveries where kind = 'resolve'").fetchall() == [(1,)]
+
+
+def test_the_staging_models_dbt_contracts_agree_with_the_data_contracts():
+    """Each partner table's staging model enforces, as a dbt contract, the ODCS columns with the same
+    types (compared as DuckDB resolves them) and the same enums."""
+    import duckdb
+    import yaml
+
+    from conftest import ROOT
+
+    models = {m["name"]: m for m in yaml.safe_load(
+        (ROOT / "dbt_project" / "models" / "partners" / "_partners_staging.yml").read_text())["models"]}
+    con = duckdb.connect()
+
+    def resolved(type_name: str) -> str:
+        return con.execute(f"select typeof(cast(null as {type_name}))").fetchall()[0][0]
+
+    for dataset in contracts.all_datasets():
+        model = models[f"stg_{dataset.physical_name}"]
+        assert model["config"]["contract"]["enforced"] is True
+        columns = {c["name"]: c for c in model["columns"]}
+        for prop in dataset.properties:
+            assert prop.name in columns, (model["name"], prop.name)
+            assert resolved(columns[prop.name]["data_type"]) == resolved(prop.physical_type), (model["name"], prop.name)
+            if prop.valid_values:
+                accepted = [t["accepted_values"]["arguments"]["values"] for t in columns[prop.name].get("data_tests", [])
+                            if isinstance(t, dict) and "accepted_values" in t]
+                assert accepted and set(accepted[0]) == set(prop.valid_values), (model["name"], prop.name)

@@ -29,6 +29,7 @@ PAGES = {
     "api-latency": "api_latency",
     "feedback": "feedback",
     "experiments": "experiments",
+    "partners": "partners",
 }
 CHROMIUM = "/usr/bin/chromium"
 # Quiet and offline: no sandbox (we may be root), no GPU, no background traffic of Chromium's own.

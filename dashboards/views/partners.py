@@ -21,7 +21,7 @@ def sla_grid(days: pl.DataFrame) -> alt.Chart:
                  alt.Tooltip("volume_records:Q", title="records"),
                  alt.Tooltip("volume_expected_min:Q", title="expected min", format=",.0f"),
                  alt.Tooltip("volume_expected_max:Q", title="expected max", format=",.0f")],
-    ).properties(height=40 * max(1, days["partner"].n_unique()) + 40)
+    ).properties(height={"step": 28})
 
 
 st.title("Partners")
@@ -39,7 +39,7 @@ if data.page_ready("partners"):
         for col, row in zip(cols, summary.to_dicts()):
             col.metric(row["partner"], "SLA met" if row["latest_sla_met"] else "SLA breached",
                        delta=f"{row['days_breached']} of {row['days_judged']} days breached",
-                       delta_color="off" if not row["days_breached"] else "inverse",
+                       delta_color="red" if row["days_breached"] else "gray", delta_arrow="off",
                        help=f"Latest day {row['latest_day']}. Breached in the range: {row['breached_slas'] or 'none'}.")
         st.altair_chart(sla_grid(data.run(queries.partner_sla_days, f)), width="stretch")
         st.dataframe(summary.select(

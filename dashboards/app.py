@@ -20,6 +20,7 @@ PAGES = [
     st.Page("views/release_health.py", title="Release Health", icon=":material/bug_report:",
             url_path="release-health"),
     st.Page("views/api_latency.py", title="API Latency", icon=":material/timer:", url_path="api-latency"),
+    st.Page("views/trace_explorer.py", title="Trace Explorer", icon=":material/account_tree:", url_path="traces"),
     st.Page("views/feedback.py", title="Feedback", icon=":material/reviews:", url_path="feedback"),
     st.Page("views/experiments.py", title="Experiments", icon=":material/science:", url_path="experiments"),
     st.Page("views/partners.py", title="Partners", icon=":material/handshake:", url_path="partners"),

@@ -101,3 +101,41 @@ def lift_over_time(frame: pl.DataFrame, x: str, lift: str, low: str, high: str, 
         tooltip=tooltip or [alt.Tooltip(f"{x}:T"), alt.Tooltip(f"{lift}:Q", format="+.1%"),
                             alt.Tooltip(f"{low}:Q", format="+.1%"), alt.Tooltip(f"{high}:Q", format="+.1%")])
     return (band + _zero("y") + line).properties(height=height).interactive()
+
+
+# A trace's waterfall: span kinds in fixed colours (the same in every trace), errors in red.
+SPAN_COLORS = {"app": "#1565c0", "server": "#6a1b9a", "database": "#2e7d32", "partner call": "#ef6c00",
+               "messaging": "#00838f", "internal": "#9e9e9e"}
+ERROR_COLOR = "#c62828"
+CRITICAL_COLOR = "#212121"
+
+
+def waterfall(spans: pl.DataFrame, path: pl.DataFrame) -> alt.Chart:
+    """One bar per span from its start to its end (ms from the trace's start), rows in tree order
+    (``dashboards.traces.waterfall``); the critical path as a thin dark bar inside the bars it runs
+    through; a red outline and a cross at the end of every span that failed."""
+    rows = spans["label"].to_list()
+    y = alt.Y("label:N", title=None, sort=rows, axis=alt.Axis(labelLimit=360, labelFontSize=12))
+    x_title = "ms from the trace's start"
+    tooltip = ["span_name:N", "service_name:N", "category:N", alt.Tooltip("duration_ms:Q", format=",.1f"),
+               alt.Tooltip("start_ms:Q", title="starts at (ms)", format=",.1f"),
+               alt.Tooltip("critical_ms:Q", title="on the critical path (ms)", format=",.1f"),
+               "status_code:N", "http_status_code:Q", "is_error:N"]
+    bars = alt.Chart(spans).mark_bar(height=16, opacity=0.55).encode(
+        x=alt.X("start_ms:Q", title=x_title), x2="end_ms:Q", y=y,
+        color=alt.Color("category:N", title=None, legend=LEGEND,
+                        scale=alt.Scale(domain=list(SPAN_COLORS), range=list(SPAN_COLORS.values()))),
+        stroke=alt.condition(alt.datum.is_error, alt.value(ERROR_COLOR), alt.value(None)),
+        strokeWidth=alt.condition(alt.datum.is_error, alt.value(2), alt.value(0)),
+        tooltip=tooltip,
+    )
+    layers = [bars]
+    if path.height:
+        layers.append(alt.Chart(path).mark_bar(height=5, color=CRITICAL_COLOR).encode(
+            x="start_ms:Q", x2="end_ms:Q", y=y,
+            tooltip=[alt.Tooltip("label:N", title="critical path"), alt.Tooltip("ms:Q", format=",.1f")]))
+    errors = spans.filter(pl.col("is_error"))
+    if errors.height:
+        layers.append(alt.Chart(errors).mark_point(shape="cross", size=140, filled=True, color=ERROR_COLOR)
+                      .encode(x="end_ms:Q", y=y, tooltip=tooltip))
+    return alt.layer(*layers).properties(height=max(120, 26 * spans.height))

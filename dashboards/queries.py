@@ -71,6 +71,11 @@ FILTERS_BY_SOURCE: dict[str, dict[str, str]] = {
     "mart_csat_daily": {},
     "mart_feature_requests": {"apps": APP, "roles": ROLE_BY_APP},
     "review_prompt_eligibility": {"apps": APP, "roles": ROLE_BY_APP, "platforms": PLATFORM},
+    # The gate judges each app's current rollout as of the latest data: dates and versions do not apply.
+    "release_gate": {"apps": APP, "roles": ROLE_BY_APP, "platforms": PLATFORM},
+    # A trace is looked up by its id, session, device or user: only the date range applies (to the
+    # session, device and user lookups), a segment filter would hide what was asked for.
+    "stg_spans": {},
     # An experiment is analysed over everyone it exposed, from its start to the last day of data: neither
     # the date range nor any segment filter applies (a filtered result would be another analysis).
     "mart_experiment_results": {},
@@ -352,6 +357,33 @@ def crash_groups(con: Connection, f: Filters, limit: int = 50) -> pl.DataFrame:
     """, {**params, "start": f.start, "end": f.end, "limit": limit})
 
 
+def release_gate(con: Connection, f: Filters) -> pl.DataFrame:
+    """The release gate's decision and evidence for each rollout (the serving table as the backend reads
+    it), halts and rollbacks first."""
+    where, params = _where("release_gate", f, None)
+    return _frame(con, f"""
+        select * from release_gate where {where}
+        order by case decision when 'rollback' then 0 when 'halt' then 1 when 'wait' then 2 else 3 end,
+                 app_namespace, platform
+    """, params)
+
+
+def release_example_traces(con: Connection, f: Filters | None, release: str, platform: str, route: str,
+                           method: str, which: str = "slowest", limit: int = 3) -> pl.DataFrame:
+    """Traces of a release's slowest (or failing) requests of one route on one platform, over the release's
+    life (the gate's evidence, so the date filter does not apply). A request's release is its session's."""
+    keep, order = EXAMPLE_TRACES[which]
+    return _frame(con, f"""
+        select r.trace_id, r.started_at, r.method, r.route, r.status_code, r.duration_ms, r.is_error,
+               r.app_version, r.platform
+        from fct_api_requests r join fct_sessions s using (session_id)
+        where s.release = $release and s.platform is not distinct from $platform
+          and r.route = $route and r.method = $method and {keep}
+        order by {order}, r.trace_id
+        limit $limit
+    """, {"release": release, "platform": platform, "route": route, "method": method, "limit": limit})
+
+
 # --- API Latency ---------------------------------------------------------------------------------
 
 def latency_daily(con: Connection, f: Filters) -> pl.DataFrame:
@@ -397,6 +429,25 @@ def client_vs_server(con: Connection, f: Filters) -> pl.DataFrame:
         from mart_api_latency_daily where {where} and requests_with_server_span > 0
         group by route order by client_ms desc
     """, params)
+
+
+# Example traces behind a route's numbers: the slowest requests, or the failing ones (newest first).
+EXAMPLE_TRACES = {"slowest": ("true", "r.duration_ms desc"), "failing": ("r.is_error", "r.started_at desc")}
+
+
+def route_example_traces(con: Connection, f: Filters, route: str, method: str, which: str = "slowest",
+                         limit: int = 5) -> pl.DataFrame:
+    """Traces of a route's slowest (or failing) requests under the filters: what the API Latency page links
+    to the Trace Explorer."""
+    keep, order = EXAMPLE_TRACES[which]  # KeyError for anything not offered
+    where, params = _where("fct_api_requests", f, "day")
+    return _frame(con, f"""
+        select r.trace_id, r.started_at, r.method, r.route, r.status_code, r.duration_ms, r.is_error,
+               r.app_version, r.platform
+        from fct_api_requests r
+        where r.route = $route and r.method = $method and {keep} and {where}
+        order by {order}, r.trace_id limit $limit
+    """, {**params, "route": route, "method": method, "limit": limit})
 
 
 # --- Feedback ------------------------------------------------------------------------------------
@@ -559,6 +610,91 @@ def experiment_daily(con: Connection, f: Filters | None, experiment_key: str) ->
     """, {"experiment_key": experiment_key})
 
 
+# --- Trace Explorer ------------------------------------------------------------------------------
+# Spans come from stg_spans, one trace at a time, or the traces of one session, device or user.
+
+# What a span is, for the waterfall's colours: a database call (db.system), a server span, the app's own
+# spans (a mobile resource has an app version), an HTTP call our backend makes to someone else (a partner
+# API: a backend CLIENT span that is not a database), messaging, or the backend's internal work.
+SPAN_CATEGORY = """
+    case when db_system is not null then 'database'
+         when kind = 'server' then 'server'
+         when app_version is not null then 'app'
+         when kind = 'client' then 'partner call'
+         when kind in ('producer', 'consumer') then 'messaging'
+         else 'internal' end
+"""
+SPAN_CATEGORIES = ("app", "server", "database", "partner call", "messaging", "internal")
+
+# How each lookup finds its traces: a trace belongs to a session, device or user when one of its spans
+# carries that session or device (the app's spans do; the backend's do not). Users own sessions
+# (fct_sessions), so a user's traces are those of their sessions.
+TRACE_LOOKUPS = {
+    "session_id": "session_id = $value",
+    "device_id": "device_id = $value",
+    "user_id": "session_id in (select session_id from fct_sessions where user_id = $value)",
+}
+
+
+def normalize_trace_id(value: str) -> str:
+    """Trace ids are stored as 32 lowercase hex digits: accept one pasted with spaces or in upper case."""
+    return value.strip().lower()
+
+
+def trace_spans(con: Connection, f: Filters | None, trace_id: str) -> pl.DataFrame:
+    """Every span of one trace (any date: an id is specific), with its category; no rows for an unknown id."""
+    return _frame(con, f"""
+        select span_id, parent_span_id, service_name, span_name, kind, {SPAN_CATEGORY} as category,
+               started_at, coalesce(ended_at, started_at + to_microseconds(cast(duration_ms * 1000 as bigint)))
+                   as ended_at,
+               duration_ms, is_error, status_code, status_message, http_method, http_route, http_status_code,
+               server_address, db_system, db_operation, app_version, platform, session_id, device_id
+        from stg_spans where trace_id = $trace_id order by started_at, span_id
+    """, {"trace_id": normalize_trace_id(trace_id)})
+
+
+def trace_context(con: Connection, f: Filters | None, trace_id: str) -> pl.DataFrame:
+    """Who made a trace: its session's app, release and user (fct_sessions), when the trace has a session."""
+    return _frame(con, """
+        with session as (
+            select any_value(session_id) as session_id from stg_spans
+            where trace_id = $trace_id and session_id is not null
+        )
+        select s.session_id, s.user_id, s.app_namespace, s.release, s.platform, s.device_id
+        from fct_sessions s join session using (session_id)
+    """, {"trace_id": normalize_trace_id(trace_id)})
+
+
+def traces_lookup(con: Connection, f: Filters, by: str, value: str, limit: int = 200) -> pl.DataFrame:
+    """The traces of one session, device or user that started in the date range, newest first: one row per
+    trace with its root span, the app request's route, duration, spans and errors."""
+    predicate = TRACE_LOOKUPS[by]  # KeyError for anything not offered
+    return _frame(con, f"""
+        with matched as (
+            select distinct trace_id from stg_spans
+            where {predicate} and cast(started_at as date) between $start and $end
+        )
+        select s.trace_id, min(s.started_at) as started_at,
+               coalesce(min_by(s.span_name, s.started_at) filter (where s.parent_span_id is null),
+                        min_by(s.span_name, s.started_at)) as root_span,
+               max(s.http_route) filter (where s.kind = 'client' and s.app_version is not null) as route,
+               max(s.app_version) as app_version, max(s.platform) as platform,
+               max(s.session_id) as session_id, max(s.device_id) as device_id,
+               date_diff('microsecond', min(s.started_at), max(s.ended_at)) / 1000 as duration_ms,
+               count(*) as spans, count_if(s.is_error) as errors
+        from stg_spans s join matched using (trace_id)
+        group by s.trace_id order by started_at desc, s.trace_id limit $limit
+    """, {"value": value.strip(), "start": f.start, "end": f.end, "limit": limit})
+
+
+def slowest_trace_id(con: Connection, f: Filters) -> str | None:
+    """The trace of the slowest request under the filters (what a benchmark opens in the Trace Explorer)."""
+    where, params = _where("fct_api_requests", f, "day")
+    rows = con.execute(f"select trace_id from fct_api_requests where {where} order by duration_ms desc, trace_id "
+                       "limit 1", params).fetchall()
+    return rows[0][0] if rows else None
+
+
 # --- what each page runs -------------------------------------------------------------------------
 
 
@@ -655,6 +791,23 @@ def _first_funnel(query):
     return run
 
 
+def _slowest_trace(query):
+    """A trace query on the slowest request's trace: what the Trace Explorer shows when a link opens it."""
+    def run(con: Connection, f: Filters) -> pl.DataFrame:
+        return query(con, f, slowest_trace_id(con, f) or "")
+    run.__name__ = query.__name__
+    return run
+
+
+def _slowest_route_examples(con: Connection, f: Filters) -> pl.DataFrame:
+    """The example traces the API Latency page links for its slowest route."""
+    top = slowest_routes(con, f, limit=1)
+    return route_example_traces(con, f, top.item(0, "route"), top.item(0, "method")) if top.height else top
+
+
+_slowest_route_examples.__name__ = "route_example_traces"
+
+
 def _first_experiment(query):
     """An experiment query with the first experiment of the list: what the Experiments page shows by default."""
     def run(con: Connection, f: Filters) -> pl.DataFrame:
@@ -667,8 +820,9 @@ PAGE_QUERIES: dict[str, list[Query]] = {
     "overview": [overview_crash_free, overview_latency, overview_funnels, overview_nps, overview_daily_health],
     "funnels": [_first_funnel(funnel_steps), _first_funnel(funnel_trend), _first_funnel(funnel_time_to_convert)],
     "engagement": [engagement_daily, retention_cohorts],
-    "release_health": [release_health_by_release, release_adoption_daily, crash_groups],
-    "api_latency": [latency_daily, slowest_routes, client_vs_server],
+    "release_health": [release_health_by_release, release_adoption_daily, crash_groups, release_gate],
+    "api_latency": [latency_daily, slowest_routes, client_vs_server, _slowest_route_examples],
+    "trace_explorer": [_slowest_trace(trace_spans), _slowest_trace(trace_context)],
     "feedback": [nps_weekly, csat_daily, csat_by_job_type, csat_by_technician, feature_request_topics,
                  review_prompt_summary],
     "experiments": [experiment_list, _first_experiment(experiment_metrics), _first_experiment(experiment_arms),
@@ -683,6 +837,7 @@ PAGE_TABLES: dict[str, list[str]] = {
     "engagement": ["int_user_activity_daily", "mart_retention_weekly"],
     "release_health": ["mart_release_health", "mart_crash_groups"],
     "api_latency": ["fct_api_requests", "mart_api_latency_daily"],
+    "trace_explorer": ["stg_spans", "fct_sessions", "fct_api_requests"],
     "feedback": ["mart_nps_weekly", "mart_csat_daily", "mart_feature_requests", "review_prompt_eligibility"],
     "experiments": ["mart_experiment_results", "mart_experiment_daily", "experiment_definitions"],
     "partners": ["mart_partner_sla_daily", "partner_contract_breaches", "mart_reconciliation_breaks",

@@ -27,6 +27,7 @@ PAGES = {
     "engagement": "engagement",
     "release-health": "release_health",
     "api-latency": "api_latency",
+    "traces": "trace_explorer",
     "feedback": "feedback",
     "experiments": "experiments",
     "partners": "partners",

@@ -7,6 +7,8 @@ import streamlit as st
 from dashboards import charts, data, queries
 from dashboards.formatting import milliseconds, percent
 
+TRACE_EXPLORER = "views/trace_explorer.py"
+
 st.title("API Latency")
 if data.page_ready("api_latency"):
     f = data.filters()
@@ -40,6 +42,25 @@ if data.page_ready("api_latency"):
             **{c: st.column_config.NumberColumn(c.removesuffix("_ms") + " (ms)", format="%.0f")
                for c in ("p50_ms", "p95_ms", "p99_ms")},
         })
+        st.subheader("Example traces")
+        routes = [f"{row['method']} {row['route']}" for row in slowest.iter_rows(named=True)]
+        chosen = st.selectbox("Route", routes, key="latency_example_route",
+                              help="Its slowest and its failing requests under the filters, opened in the "
+                                   "Trace Explorer")
+        method, route = (chosen or routes[0]).split(" ", 1)
+        for column, which, title in zip(st.columns(2), ("slowest", "failing"), ("Slowest", "Failing, newest first")):
+            with column:
+                st.markdown(f"**{title}**")
+                examples = data.run(queries.route_example_traces, f, route, method, which)
+                if examples.is_empty():
+                    st.caption("None under these filters.")
+                for example in examples.iter_rows(named=True):
+                    status = example["status_code"] if example["status_code"] is not None else "no response"
+                    st.page_link(TRACE_EXPLORER, query_params={"trace_id": example["trace_id"]},
+                                 icon=":material/account_tree:",
+                                 label=f"{milliseconds(example['duration_ms'])} · {status} · "
+                                       f"{example['app_version']} {example['platform']} · "
+                                       f"{example['started_at']:%m-%d %H:%M}")
     with right:
         st.subheader("Client vs server time")
         split = data.run(queries.client_vs_server, f)

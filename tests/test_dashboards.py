@@ -22,7 +22,8 @@ pytestmark = pytest.mark.slow
 
 APP = str(ROOT / "dashboards" / "app.py")
 PAGES = ["views/overview.py", "views/funnels.py", "views/engagement.py", "views/release_health.py",
-         "views/api_latency.py", "views/feedback.py", "views/experiments.py", "views/partners.py"]
+         "views/api_latency.py", "views/trace_explorer.py", "views/feedback.py", "views/experiments.py",
+         "views/partners.py"]
 # The experiments the simulated apps expose users to (simulator/experiments.py); booking-flow-v2 has the planted SRM.
 EXPOSED_EXPERIMENTS = {"nba-reasons-text", "home-layout-v2", "booking-flow-v2"}
 

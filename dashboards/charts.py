@@ -138,4 +138,5 @@ def waterfall(spans: pl.DataFrame, path: pl.DataFrame) -> alt.Chart:
     if errors.height:
         layers.append(alt.Chart(errors).mark_point(shape="cross", size=140, filled=True, color=ERROR_COLOR)
                       .encode(x="end_ms:Q", y=y, tooltip=tooltip))
-    return alt.layer(*layers).properties(height=max(120, 26 * spans.height))
+    # Streamlit fits the whole chart (axis, title and legend included) into the height: leave them room.
+    return alt.layer(*layers).properties(height=120 + 26 * spans.height)

@@ -85,7 +85,23 @@ def wait_rendered(page, timeout_ms: int = 30_000) -> None:
     page.wait_for_timeout(500)  # Vega's first paint and the data grids' fade-in
 
 
-def take(out: Path, width: int, height: int, full_page: bool) -> list[Path]:
+def example_query(url_path: str) -> str:
+    """The query string a page is shot with. The Trace Explorer shows nothing until asked for a trace: shoot it
+    on the slowest request of the default window, as a link from API Latency would open it."""
+    if url_path != "traces":
+        return ""
+    from dashboards import queries
+    from pitwall.duck import connect
+
+    con = connect(paths.published_path(), read_only=True)
+    try:
+        trace_id = queries.slowest_trace_id(con, queries.default_filters(con))
+    finally:
+        con.close()
+    return f"?trace_id={trace_id}" if trace_id else ""
+
+
+def take(out: Path, width: int, height: int, full_page: bool, only: list[str] | None = None) -> list[Path]:
     from playwright.sync_api import sync_playwright
 
     out.mkdir(parents=True, exist_ok=True)
@@ -98,7 +114,9 @@ def take(out: Path, width: int, height: int, full_page: bool) -> list[Path]:
             browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": width, "height": height}, device_scale_factor=1)
             for url_path, name in PAGES.items():
-                page.goto(f"http://127.0.0.1:{port}/{url_path}", wait_until="domcontentloaded")
+                if only and name not in only:
+                    continue
+                page.goto(f"http://127.0.0.1:{port}/{url_path}{example_query(url_path)}", wait_until="domcontentloaded")
                 wait_rendered(page)
                 target = out / f"{name}.png"
                 page.screenshot(path=str(target), full_page=full_page)
@@ -120,6 +138,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=1280)
     parser.add_argument("--height", type=int, default=900)
     parser.add_argument("--full-page", action="store_true", help="the whole scrolled page, not only the viewport")
+    parser.add_argument("--only", nargs="+", metavar="NAME", help=f"only these pages ({', '.join(PAGES.values())})")
     args = parser.parse_args()
     if not Path(CHROMIUM).exists():
         sys.exit(f"{CHROMIUM} is missing: `apt-get install -y chromium` (make screenshots does it)")
@@ -127,7 +146,7 @@ def main() -> None:
         sys.exit(f"{paths.published_path()} is missing: run `make demo` first (or the pipeline on your data)")
     # Playwright must drive the machine's Chromium, never fetch one.
     os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
-    take(args.out, args.width, args.height, args.full_page)
+    take(args.out, args.width, args.height, args.full_page, args.only)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,3 @@
-{#- Sentry's marker for "the default grouping" inside a custom fingerprint. -#}
-{%- set default_fingerprint = "'{{ default }}'" -%}
-
 with
 
 source as (
@@ -72,19 +69,10 @@ deduplicated as (
 
 grouped as (
 
-    -- Sentry's default grouping, in its order of precedence: a custom fingerprint, else the
-    -- exception and its crashing in-app frame, else the exception alone, else the message.
+    -- Sentry's default grouping (macros/crash_grouping.sql: the one definition, shared with the crash alerts)
     select
         *,
-        case
-            when exception_type is not null and crash_frame is not null
-                then exception_type || '|' || crash_frame
-            when exception_type is not null or exception_value is not null
-                then coalesce(exception_type, '') || '|' || coalesce(exception_value, '')
-            when message is not null then message
-            -- nothing to group on: the event is a group of its own
-            else 'event:' || event_id
-        end as default_grouping_key
+        {{ crash_default_grouping_key() }} as default_grouping_key
     from deduplicated
 
 ),
@@ -93,13 +81,7 @@ keyed as (
 
     select
         *,
-        case
-            when {{ list_length('fingerprint') }} > 0
-                and {{ list_join('fingerprint', "'|'") }} <> {{ default_fingerprint }}
-                -- the default marker inside a custom fingerprint stands for the default grouping key
-                then replace({{ list_join('fingerprint', "'|'") }}, {{ default_fingerprint }}, default_grouping_key)
-            else default_grouping_key
-        end as grouping_key
+        {{ crash_grouping_key(list_length('fingerprint'), list_join('fingerprint', "'|'")) }} as grouping_key
     from grouped
 
 ),

@@ -15,7 +15,7 @@ from .jobs import Jobs
 from .experiments import EXPOSED_ON_HOME, EXPOSED_ON_RECOMMENDATION, Experiments
 from .recommendations import PLACEMENTS, REC_ACTIONS, HiddenPropensity
 from .world import (
-    CUSTOMER, HOUR_US, REGION_UTC_OFFSET_H, TECH, US, World,
+    CUSTOMER, HOUR_US, MINUTE_US, REGION_UTC_OFFSET_H, TECH, US, World,
 )
 
 EVENTS = (
@@ -497,6 +497,19 @@ def simulate_day(world: World, jobs: Jobs, day: int, first_session_gid: int, pro
     )
 
 
+def spike_burst_us(world: World) -> tuple[int, int]:
+    """[start, end) of the planted crash burst on the spike day (planted.SPIKE_BURST_*), in µs."""
+    start = world.day_start(world.spike_day) + int(planted.SPIKE_BURST_START_HOUR * HOUR_US)
+    return start, start + planted.SPIKE_BURST_MINUTES * MINUTE_US
+
+
+def in_spike_burst(world: World, app: np.ndarray, version: np.ndarray, t_us: np.ndarray) -> np.ndarray:
+    """Whether a session of (app, version) that ends at t is hit by the planted burst."""
+    start, end = spike_burst_us(world)
+    spike_app = planted.CRASH_GROUPS[planted.SPIKE_GROUP].app
+    return (app == spike_app) & (version == planted.SPIKE_RELEASE) & (t_us >= start) & (t_us < end)
+
+
 def _crashes(world: World, rng, day: int, app: np.ndarray, version: np.ndarray, end: np.ndarray):
     """At most one crash per session, right after its last event (a crash ends the session)."""
     n = len(app)
@@ -505,7 +518,8 @@ def _crashes(world: World, rng, day: int, app: np.ndarray, version: np.ndarray, 
         factor = np.asarray(group.release_factor)[version]
         rates[:, g] = np.where(app == group.app, group.base_rate * factor, 0.0)
     if day == world.spike_day:
-        rates[version == planted.SPIKE_RELEASE, planted.SPIKE_GROUP] *= planted.SPIKE_MULTIPLIER
+        # the bad config breaks the spike group's screen: it now crashes most sessions that reach it
+        rates[in_spike_burst(world, app, version, end), planted.SPIKE_GROUP] = planted.SPIKE_BURST_CRASH_PROBABILITY
     cum = np.cumsum(rates, axis=1)
     u = rng.random(n)
     crashed = u < cum[:, -1]

@@ -126,10 +126,17 @@ CRASH_GROUPS = (
                0.0015, (1.0, 1.0, 1.0, 3.0), ()),
 )
 
-# The crash spike: this group, in this release, crashes SPIKE_MULTIPLIER times as often on the spike day.
+# The crash spike: a bad remote-config push at SPIKE_BURST_START_HOUR (UTC) on the spike day breaks this group's
+# screen in this release until it is rolled back SPIKE_BURST_MINUTES later. A session of the release that ends
+# inside the burst crashes in this group with SPIKE_BURST_CRASH_PROBABILITY (instead of the base rate), and the
+# user relaunches at once into the same screen, so its report arrives within a minute or two (not at some later
+# launch). Outside the burst the group crashes at its usual rate. The burst is what a 15-minute window sees.
 SPIKE_GROUP = 0
 SPIKE_RELEASE = 2  # 3.4.1
-SPIKE_MULTIPLIER = 10.0
+SPIKE_BURST_START_HOUR = 15.5
+SPIKE_BURST_MINUTES = 60
+SPIKE_BURST_CRASH_PROBABILITY = 0.8
+SPIKE_BURST_REPORT_DELAY_SECONDS = (20, 120)  # a relaunch after the crash sends its report
 
 # The latency regression: client spans of this route in this release take this many times longer.
 REGRESSION_ROUTE = 3  # index into otlp.ROUTES: POST /v1/jobs/{id}/complete

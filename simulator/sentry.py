@@ -2,7 +2,8 @@
 
 A crash ends its session: it happens seconds after the session's last event. Mobile SDKs send a
 crash report at the next launch, so it arrives minutes to hours later (the dt folder is the
-arrival date). The event `timestamp` is the crash time as Sentry stores it after its clock-drift
+arrival date); in the planted burst users relaunch at once, so its reports arrive within minutes. The
+arrival is the event's `received` (epoch seconds, as Sentry's relay stamps it). The event `timestamp` is the crash time as Sentry stores it after its clock-drift
 correction, so it is true time; ~10% of events carry it as epoch seconds (a number), which the
 Sentry protocol also allows.
 """
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import ids, planted
-from .apps import DayActivity
+from .apps import DayActivity, in_spike_burst
 from .jobs import job_ids
 from .world import APPS, DEVICE_MODELS, HOUR_US, MINUTE_US, OS_NAMES, OS_VERSIONS, PLATFORMS, RELEASES, US, World, release_name
 
@@ -67,6 +68,14 @@ def build_crashes(world: World, act: DayActivity, sessions_opened: np.ndarray, n
     soon = rng.random(n) < 0.5
     delay = np.where(soon, rng.exponential(5 * MINUTE_US, n), rng.lognormal(np.log(3 * HOUR_US), 1.0, n)).astype(np.int64)
     crash_us = act.session_crash_us[crashed]
+    if act.day == world.spike_day:
+        # a crash loop: the user relaunches straight into the broken screen, and that launch sends the report
+        burst = in_spike_burst(world, act.session_app[crashed], act.session_version[crashed], crash_us) & (
+            act.session_crash_group[crashed] == planted.SPIKE_GROUP)
+        # a stream of its own, so the draws of every other crash stay as they were
+        relaunch = (ids.rng_for(world.seed, ids.DAY_CRASHES, act.day, 2).uniform(
+            *planted.SPIKE_BURST_REPORT_DELAY_SECONDS, n) * US).astype(np.int64)
+        delay = np.where(burst, relaunch, delay)
     arrival = crash_us + US + delay
     as_epoch = rng.random(n) < EPOCH_TIMESTAMP_SHARE
     via_router = rng.random(n) < 0.5
@@ -104,6 +113,7 @@ def build_crashes(world: World, act: DayActivity, sessions_opened: np.ndarray, n
             }]},
             "event_id": event_ids[i].decode(),
             "timestamp": timestamp,
+            "received": round(int(arrival[i]) / US, 3),
             "contexts": {
                 "device": {"model": model, "family": family, "arch": "arm64", "simulator": False, "id": world.device_id[dev].decode()},
                 "os": {"name": OS_NAMES[platform], "version": OS_VERSIONS[platform][world.device_os_version[dev]]},

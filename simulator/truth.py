@@ -13,7 +13,7 @@ from collections import defaultdict
 import numpy as np
 
 from . import planted
-from .apps import EVENTS, ROUTES, E
+from .apps import EVENTS, ROUTES, E, in_spike_burst, spike_burst_us
 from .jobs import Jobs
 from .world import (
     APPS, DAY_US, PLATFORMS, RELEASES, SKEW_HOURS_CHOICES, SKEWED_DEVICE_SHARE, US, World, job_type, release_name,
@@ -76,6 +76,7 @@ class TruthRecorder:
         self.records: dict[str, dict] = defaultdict(lambda: {"files": 0, "records_good": 0})
         self.skew_sample: list[dict] = []
         self.crashes: list[tuple[int, int, int, int]] = []  # (group, app, version, crash day)
+        self.burst_crashes = 0  # crashes of the spike group and release inside the planted burst
         self.latency: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self.trace_count = 0
         self.truncated_lost_lines = 0
@@ -116,6 +117,8 @@ class TruthRecorder:
 
     def crash_lines(self, group, app, version, crash_us) -> None:
         day = (np.asarray(crash_us) - self.w.start_us) // DAY_US
+        self.burst_crashes += int((in_spike_burst(self.w, np.asarray(app), np.asarray(version), np.asarray(crash_us))
+                                   & (np.asarray(group) == planted.SPIKE_GROUP)).sum())
         self.crashes.extend(zip(np.asarray(group).tolist(), np.asarray(app).tolist(), np.asarray(version).tolist(), day.tolist()))
 
     def traces(self, route, version, app, duration_ns) -> None:
@@ -289,7 +292,14 @@ class TruthRecorder:
             "spike": {
                 "app": APPS[group_s.app].app_id, "release": spike_release, "exception_type": group_s.exception_type,
                 "crashing_frame": group_s.frame, "group_key": group_s.key, "day": day_name(self.w, day),
-                "rate_multiplier": planted.SPIKE_MULTIPLIER, "count_on_day": spike_daily.get(day_name(self.w, day), 0),
+                "count_on_day": spike_daily.get(day_name(self.w, day), 0),
+                "burst": {
+                    "start": iso(spike_burst_us(self.w)[0]), "end": iso(spike_burst_us(self.w)[1]),
+                    "crash_probability": planted.SPIKE_BURST_CRASH_PROBABILITY, "crashes": self.burst_crashes,
+                    "report_delay_seconds": list(planted.SPIKE_BURST_REPORT_DELAY_SECONDS),
+                    "note": "a bad config push: sessions of the release ending in [start, end) crash in the group with "
+                            "crash_probability; their reports arrive report_delay_seconds later (the user relaunches)",
+                },
                 "daily_counts": dict(sorted(spike_daily.items())),
             },
             "counts_by_group_release": {k: dict(sorted(v.items())) for k, v in sorted(counts.items())},

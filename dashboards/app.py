@@ -24,6 +24,7 @@ PAGES = [
     st.Page("views/feedback.py", title="Feedback", icon=":material/reviews:", url_path="feedback"),
     st.Page("views/experiments.py", title="Experiments", icon=":material/science:", url_path="experiments"),
     st.Page("views/partners.py", title="Partners", icon=":material/handshake:", url_path="partners"),
+    st.Page("views/support_console.py", title="Support console", icon=":material/support_agent:", url_path="support"),
 ]
 page = st.navigation(PAGES)
 

@@ -31,6 +31,7 @@ PAGES = {
     "feedback": "feedback",
     "experiments": "experiments",
     "partners": "partners",
+    "support": "support_console",
 }
 CHROMIUM = "/usr/bin/chromium"
 # Quiet and offline: no sandbox (we may be root), no GPU, no background traffic of Chromium's own.

@@ -36,6 +36,12 @@ def warehouse_path() -> Path:
     return data_dir() / "warehouse.duckdb"
 
 
+def alerts_path() -> Path:
+    """Alerts and their delivery outbox: a file of their own, so the near-real-time crash rules never wait for
+    the warehouse's single-writer lock while a daily dbt build holds it."""
+    return data_dir() / "alerts.duckdb"
+
+
 def published_dir() -> Path:
     return data_dir() / "published"
 

@@ -1,4 +1,5 @@
-"""The alert path: alerts and their outbox in a real DuckDB, delivery to a real HTTP receiver on 127.0.0.1."""
+"""The alert path: alerts and their outbox in a real DuckDB file of their own, delivery to a real HTTP receiver
+on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -8,43 +9,42 @@ from datetime import datetime, timedelta, timezone
 import dagster as dg
 import pytest
 
-from orchestration.alerts import deliver_pending, raise_alert, resolve_alert, rule_config
+from orchestration.alerts import alert_store, deliver_pending, raise_alert, resolve_alert, rule_config
 from orchestration.alerts.definitions import failed_run_alerts
 from pitwall import paths
-from pitwall.duck import connect
 from webhook_receiver import WebhookReceiver
 
 FAST = dict(backoff_initial=0.01, backoff_max=0.05, timeout=0.5)
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
 
 
-@pytest.fixture
-def con(data_root):
-    con = connect(paths.warehouse_path())
-    yield con
-    con.close()
+def query(sql: str, params: list | None = None) -> list[tuple]:
+    """A query on the alerts file through a short-lived connection, as the alert path itself opens it."""
+    with alert_store() as con:
+        return con.execute(sql, params or []).fetchall()
 
 
-def deliveries(con) -> list[dict]:
-    cur = con.execute("select * from alert_deliveries order by created_at, delivery_id")
-    rows = cur.fetchall()
-    return [dict(zip([d[0] for d in cur.description], r)) for r in rows]
+def deliveries() -> list[dict]:
+    with alert_store() as con:
+        cur = con.execute("select * from alert_deliveries order by created_at, delivery_id")
+        rows = cur.fetchall()
+        return [dict(zip([d[0] for d in cur.description], r)) for r in rows]
 
 
-def breach(con, now=T0, subject="oem/service_orders: volume on 2026-11-19", value=3.0):
-    return raise_alert(con, rule="partner_sla_breach", subject=subject, summary="3 orders, expected at least 12",
+def breach(now=T0, subject="oem/service_orders: volume on 2026-11-19", value=3.0):
+    return raise_alert(rule="partner_sla_breach", subject=subject, summary="3 orders, expected at least 12",
                        value=value, threshold=12.0, details={"partner": "oem"}, now=now)
 
 
-def test_an_alert_survives_a_failing_webhook_and_arrives_once(con):
-    alert_id = breach(con)
-    assert alert_id and [d["status"] for d in deliveries(con)] == ["pending"]
+def test_an_alert_survives_a_failing_webhook_and_arrives_once(data_root):
+    alert_id = breach()
+    assert alert_id and [d["status"] for d in deliveries()] == ["pending"]
     with WebhookReceiver(script=(500, 503, 429, "stall")) as hook:
-        report = deliver_pending(con, url=hook.url, max_attempts=6, **FAST)
+        report = deliver_pending(url=hook.url, max_attempts=6, **FAST)
         assert (report.delivered, report.failed) == (1, 0)
         assert hook.requests == 5 and len(hook.received) == 1
         body = hook.received[0]
-    (row,) = deliveries(con)
+    (row,) = deliveries()
     assert row["status"] == "delivered" and row["attempts"] == 5 and row["last_status_code"] == 200
     # Slack-compatible: text for any receiver, blocks for Slack; the machine-readable part rides along
     assert "partner_sla_breach" in body["text"] and "oem/service_orders" in body["text"]
@@ -52,53 +52,53 @@ def test_an_alert_survives_a_failing_webhook_and_arrives_once(con):
     assert json.loads(body["pitwall"]["details"]) == {"partner": "oem"}
     # nothing left to send: a second run sends nothing
     with WebhookReceiver() as hook:
-        assert deliver_pending(con, url=hook.url, **FAST).delivered == 0 and hook.requests == 0
+        assert deliver_pending(url=hook.url, **FAST).delivered == 0 and hook.requests == 0
 
 
-def test_failed_deliveries_stay_visible_and_are_retried_later(con):
-    breach(con)
+def test_failed_deliveries_stay_visible_and_are_retried_later(data_root):
+    breach()
     with WebhookReceiver(script=(500,) * 10) as hook:
-        report = deliver_pending(con, url=hook.url, max_attempts=3, **FAST)
+        report = deliver_pending(url=hook.url, max_attempts=3, **FAST)
     assert (report.delivered, report.failed, report.attempts) == (0, 1, 3)
-    (row,) = deliveries(con)
+    (row,) = deliveries()
     assert row["status"] == "failed" and row["last_status_code"] == 500 and "500" in row["last_error"]
-    unconfigured = deliver_pending(con, url="", **FAST)
+    unconfigured = deliver_pending(url="", **FAST)
     assert not unconfigured.configured and "1 delivery" in unconfigured.message
     with WebhookReceiver() as hook:
-        assert deliver_pending(con, url=hook.url, **FAST).delivered == 1 and len(hook.received) == 1
-    assert deliveries(con)[0]["status"] == "delivered"
+        assert deliver_pending(url=hook.url, **FAST).delivered == 1 and len(hook.received) == 1
+    assert deliveries()[0]["status"] == "delivered"
 
 
-def test_a_client_error_is_not_retried(con):
-    breach(con)
+def test_a_client_error_is_not_retried(data_root):
+    breach()
     with WebhookReceiver(script=(404,)) as hook:
-        report = deliver_pending(con, url=hook.url, max_attempts=5, **FAST)
+        report = deliver_pending(url=hook.url, max_attempts=5, **FAST)
         assert hook.requests == 1
-    assert report.failed == 1 and deliveries(con)[0]["last_status_code"] == 404
+    assert report.failed == 1 and deliveries()[0]["last_status_code"] == 404
 
 
-def test_cooldown_dedupes_and_resolve_sends_once(con):
+def test_cooldown_dedupes_and_resolve_sends_once(data_root):
     cooldown = rule_config("partner_sla_breach").cooldown
-    assert breach(con) is not None
-    assert breach(con, now=T0 + timedelta(minutes=5), value=4.0) is None          # same condition, in cooldown
-    assert breach(con, subject="oem/service_orders: volume on 2026-11-18", now=T0 + timedelta(minutes=6))  # another
-    assert len(deliveries(con)) == 2
-    (fires, value) = con.execute("select fire_count, value from alerts where subject like '%11-19'").fetchall()[0]
+    assert breach() is not None
+    assert breach(now=T0 + timedelta(minutes=5), value=4.0) is None          # same condition, in cooldown
+    assert breach(subject="oem/service_orders: volume on 2026-11-18", now=T0 + timedelta(minutes=6))  # another
+    assert len(deliveries()) == 2
+    (fires, value) = query("select fire_count, value from alerts where subject like '%11-19'")[0]
     assert (fires, value) == (2, 4.0)
-    assert breach(con, now=T0 + cooldown + timedelta(minutes=1)) is not None      # still firing after the cooldown
-    assert len(deliveries(con)) == 3
+    assert breach(now=T0 + cooldown + timedelta(minutes=1)) is not None      # still firing after the cooldown
+    assert len(deliveries()) == 3
 
     subject = "oem/service_orders: volume on 2026-11-19"
-    resolved = resolve_alert(con, rule="partner_sla_breach", subject=subject, now=T0 + cooldown + timedelta(minutes=2))
+    resolved = resolve_alert(rule="partner_sla_breach", subject=subject, now=T0 + cooldown + timedelta(minutes=2))
     assert resolved is not None
-    assert resolve_alert(con, rule="partner_sla_breach", subject=subject) is None  # nothing firing any more
-    kinds = [d["kind"] for d in deliveries(con)]
+    assert resolve_alert(rule="partner_sla_breach", subject=subject) is None  # nothing firing any more
+    kinds = [d["kind"] for d in deliveries()]
     assert kinds.count("resolve") == 1
     # back within the cooldown after the resolve: reopened quietly, no new message
-    assert breach(con, now=T0 + cooldown + timedelta(minutes=3)) is None
-    assert con.execute("select status from alerts where alert_id = ?", [resolved]).fetchall() == [("firing",)]
+    assert breach(now=T0 + cooldown + timedelta(minutes=3)) is None
+    assert query("select status from alerts where alert_id = ?", [resolved]) == [("firing",)]
     with WebhookReceiver() as hook:
-        deliver_pending(con, url=hook.url, **FAST)
+        deliver_pending(url=hook.url, **FAST)
         texts = [b["text"] for b in hook.received]
     assert len(texts) == 4 and texts[-1].startswith(":white_check_mark: [RESOLVED]")
 
@@ -119,11 +119,8 @@ def test_a_failed_run_raises_an_alert(data_root):
     context = dg.build_run_status_sensor_context(sensor_name=failed_run_alerts.name, dagster_event=failure,
                                                  dagster_instance=instance, dagster_run=result.dagster_run)
     failed_run_alerts(context.for_run_failure())
-    con = connect(paths.warehouse_path())
-    try:
-        rows = con.execute("select rule, subject, severity, summary from alerts").fetchall()
-        assert deliveries(con)[0]["status"] == "pending"
-    finally:
-        con.close()
+    assert not paths.warehouse_path().exists()  # alerting never touches the warehouse
+    rows = query("select rule, subject, severity, summary from alerts")
+    assert deliveries()[0]["status"] == "pending"
     assert len(rows) == 1 and rows[0][0] == "pipeline_run_failed" and rows[0][2] == "critical"
     assert rows[0][1].startswith("doomed run ") and result.run_id in rows[0][3]

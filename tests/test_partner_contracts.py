@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from orchestration.alerts import alert_store
 from orchestration.partners import contracts, loading
 from orchestration.partners.contracts import ContractError
 from pitwall.duck import connect
@@ -102,13 +103,19 @@ def test_the_generated_suite_catches_each_rule():
         0: "unique:order_id+version", **{3 + n: rule for n, rule in enumerate(bad)}}
 
 
-def alerts(con) -> list[dict]:
-    """The alerts raised so far, through the real alert path (orchestration/alerts)."""
-    cur = con.execute("select rule, subject, status from alerts order by first_fired_at")
-    return [dict(zip(("rule", "subject", "status"), row)) for row in cur.fetchall()]
+def alerts() -> list[dict]:
+    """The alerts raised so far, through the real alert path (orchestration/alerts, its own file in the data root)."""
+    with alert_store() as con:
+        rows = con.execute("select rule, subject, status from alerts order by first_fired_at").fetchall()
+    return [dict(zip(("rule", "subject", "status"), row)) for row in rows]
 
 
-def test_every_load_enforces_the_contract():
+def deliveries_count(kind: str | None = None) -> int:
+    with alert_store() as con:
+        return con.execute("select count(*) from alert_deliveries where kind = coalesce(?, kind)", [kind]).fetchall()[0][0]
+
+
+def test_every_load_enforces_the_contract(data_root):
     con = connect()
     loading.ensure_tables(con)
     records = [{**GOOD_ORDER, "order_id": "SO-good"}, {**GOOD_ORDER, "order_id": "SO-good"},  # a duplicate
@@ -129,8 +136,8 @@ def test_every_load_enforces_the_contract():
     assert breaches == {"missing:amount": 1, "type:amount": 1, "type:version": 2, "type:service_date": 1,
                         "type:created_at": 1, "required:currency": 1, "enum:status": 1, "pattern:vin": 1,
                         "pattern:amount": 1, "range:version": 1}
-    assert sorted(a["subject"] for a in alerts(con)) == sorted(f"oem/service_orders/{rule}" for rule in breaches)
-    assert {a["rule"] for a in alerts(con)} == {loading.ALERT_RULE} and result.alerts
+    assert sorted(a["subject"] for a in alerts()) == sorted(f"oem/service_orders/{rule}" for rule in breaches)
+    assert {a["rule"] for a in alerts()} == {loading.ALERT_RULE} and result.alerts
 
     # a replay adds nothing; another bad record of a known rule counts into its breach without a new alert
     again = loading.load_batch(con, ORDERS, incoming, sync_id="s2")
@@ -139,8 +146,8 @@ def test_every_load_enforces_the_contract():
                                                               "landing/y.json", 1)], sync_id="s3")
     assert late.quarantined == 1 and late.new_breaches == []
     assert con.execute(f"select records from {loading.BREACHES_TABLE} where rule = 'enum:status'").fetchall() == [(2,)]
-    assert len(alerts(con)) == len(breaches)
-    assert con.execute("select count(*) from alert_deliveries").fetchall() == [(len(breaches),)]
+    assert len(alerts()) == len(breaches)
+    assert deliveries_count() == len(breaches)
 
 
 def test_partner_tables_are_the_contract_columns_plus_lineage():
@@ -174,7 +181,7 @@ def test_contract_tables_are_written_idempotently():
     assert slas[("roadside", "dispatch_events", "freshness")] == (5.0, "5", "min")
 
 
-def test_sla_breaches_are_recorded_from_the_sla_checks_once_each():
+def test_sla_breaches_are_recorded_from_the_sla_checks_once_each(data_root):
     from datetime import date
 
     from orchestration.partners import breaches
@@ -197,14 +204,14 @@ def test_sla_breaches_are_recorded_from_the_sla_checks_once_each():
         ("oem", "service_orders", "availability", "generalAvailability", date(2026, 1, 7), 0.9, 0.95, None),
         ("roadside", "dispatch_events", "latency", "latency", date(2026, 1, 7), 42.5, 5.0, None)]
     assert rows[0][0] == loading.breach_id("warranty", "claims", "volume", "volume", date(2026, 1, 5))
-    assert {a["rule"] for a in alerts(con)} == {breaches.ALERT_RULE}
+    assert {a["rule"] for a in alerts()} == {breaches.ALERT_RULE}
     assert breaches.record_sla_breaches(con) == (3, [])  # the same breaches again: updated, no new alert
-    assert len(alerts(con)) == 3
+    assert len(alerts()) == 3
     # warranty's volume was met again on the next day: its alert is resolved, with a resolve message
-    status = {a["subject"]: a["status"] for a in alerts(con)}
+    status = {a["subject"]: a["status"] for a in alerts()}
     assert status == {"warranty/claims/volume": "resolved", "oem/service_orders/generalAvailability": "firing",
                       "roadside/dispatch_events/latency": "firing"}
-    assert con.execute("select count(*) from alert_deliveries where kind = 'resolve'").fetchall() == [(1,)]
+    assert deliveries_count("resolve") == 1
 
 
 def test_the_staging_models_dbt_contracts_agree_with_the_data_contracts():

@@ -61,9 +61,14 @@ def test_sla_breaches_are_flagged_on_the_planted_days_and_alerted(con, world):
         "select partner, dataset, day, rule from partner_contract_breaches").fetchall()}
     assert recorded == planted  # no schema breach: the demo's partners send clean records
     # one alert per breached SLA, each queued for delivery (no webhook URL in the test world: they wait)
-    alerts = set(con.execute("select subject from alerts where rule = 'partner_sla_breach'").fetchall())
+    # alerts live in their own file beside the warehouse (orchestration/alerts/store.py)
+    alerts_con = connect(world[0] / "alerts.duckdb", read_only=True)
+    try:
+        alerts = set(alerts_con.execute("select subject from alerts where rule = 'partner_sla_breach'").fetchall())
+        waiting = alerts_con.execute("select count(*) from alert_deliveries where status = 'pending'").fetchall()[0][0]
+    finally:
+        alerts_con.close()
     assert alerts == {(f"{p}/{d}/{s}",) for p, d, _, s in planted}
-    waiting = con.execute("select count(*) from alert_deliveries where status = 'pending'").fetchall()[0][0]
     assert waiting >= len(alerts)
 
 

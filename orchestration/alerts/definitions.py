@@ -1,29 +1,57 @@
-"""Alert delivery in Dagster: a small job that sends queued messages, a sensor that starts it when messages
-wait, and a run-failure sensor that turns any failed run into an alert on the same path."""
+"""Alerting in Dagster: the near-real-time crash path (a sensor that notices new crash files and a small job that
+ingests them, evaluates the crash rules and delivers), a delivery job with a sensor that starts it when messages
+wait, and a run-failure sensor that turns any failed run into an alert on the same path.
 
+Nothing here touches the warehouse: alerts live in their own file (store.py), so these runs never wait for a dbt
+build. The ops that send messages share the `alerts` pool (one at a time), so a message is never sent twice by
+two runs at once."""
+
+import hashlib
 import time
 
 import duckdb
 import dagster as dg
 
-from orchestration.dbt.assets import WAREHOUSE_POOL
-from pitwall import paths
-from pitwall.duck import connect
-
+from .crashes import new_landing_files, run_crash_alerting
 from .delivery import deliver_pending
-from .store import raise_alert
+from .store import open_alerts, raise_alert
 
+ALERTS_POOL = "alerts"
+CRASH_SENSOR_INTERVAL_SECONDS = 30  # with a run's start-up, a crash file is alerted on well within 2 minutes
 PENDING_SQL = "select count(*), max(created_at) from alert_deliveries where status <> 'delivered'"
 
 
-@dg.op(pool=WAREHOUSE_POOL, description="Send every queued alert message to the webhook (retried; failures stay queued).")
+@dg.op(pool=ALERTS_POOL, description="Ingest new crash (and event) files, evaluate the crash rules, send alerts.")
+def evaluate_crash_alerts(context: dg.OpExecutionContext) -> None:
+    outcome = run_crash_alerting()
+    for summary in outcome.ingested:
+        context.log.info(summary.describe())
+    context.log.info(outcome.evaluation.message)
+    context.log.info(outcome.delivery.message)
+
+
+@dg.job(description="Near-real-time crash alerting: new crash files to raw, crash rules (rules.yaml), webhook.")
+def crash_alerting():
+    evaluate_crash_alerts()
+
+
+@dg.sensor(job=crash_alerting, minimum_interval_seconds=CRASH_SENSOR_INTERVAL_SECONDS,
+           default_status=dg.DefaultSensorStatus.RUNNING,
+           description="Starts crash_alerting when crash files land that the ingestion ledger has not seen.")
+def new_crash_files_sensor(context: dg.SensorEvaluationContext):
+    waiting = new_landing_files("crashes")
+    if not waiting:
+        return dg.SkipReason("no new crash files")
+    # one run per new set of files; the same set again only after 5 minutes (its earlier run failed)
+    retry_slot = int(time.time() // 300)
+    files = hashlib.sha1("\n".join(waiting).encode()).hexdigest()[:16]
+    return dg.RunRequest(run_key=f"{files}:{len(waiting)}:{retry_slot}",
+                         tags={"pitwall/crash_files": str(len(waiting))})
+
+
+@dg.op(pool=ALERTS_POOL, description="Send every queued alert message to the webhook (retried; failures stay queued).")
 def send_pending_alerts(context: dg.OpExecutionContext) -> None:
-    con = connect(paths.warehouse_path())
-    try:
-        report = deliver_pending(con)
-    finally:
-        con.close()
-    context.log.info(report.message)
+    context.log.info(deliver_pending().message)
 
 
 @dg.job(description="Deliver queued alerts (partner breaches, crash rules, failed runs) to the alert webhook.")
@@ -34,13 +62,10 @@ def deliver_alerts():
 @dg.sensor(job=deliver_alerts, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
            description="Starts deliver_alerts when messages wait in alert_deliveries.")
 def pending_alerts_sensor(context: dg.SensorEvaluationContext):
-    path = paths.warehouse_path()
-    if not path.exists():
-        return dg.SkipReason("no warehouse yet")
     try:
-        con = connect(path, read_only=True)
-    except duckdb.IOException as exc:  # a run holds the write lock; look again next tick
-        return dg.SkipReason(f"warehouse busy: {exc}")
+        con = open_alerts(read_only=True)
+    except duckdb.IOException as exc:  # no alerts file yet, or a writer held it for longer than the wait
+        return dg.SkipReason(f"alerts file not readable: {exc}")
     try:
         waiting, newest = con.execute(PENDING_SQL).fetchall()[0]
     except duckdb.CatalogException:
@@ -61,13 +86,10 @@ def failed_run_alerts(context: dg.RunFailureSensorContext):
     run = context.dagster_run
     if run.job_name == deliver_alerts.name:
         return  # the delivery job failing must not feed itself
-    con = connect(paths.warehouse_path())
-    try:
-        raise_alert(con, rule="pipeline_run_failed", subject=f"{run.job_name} run {run.run_id[:8]}",
-                    summary=f"Dagster run {run.run_id} of {run.job_name} failed: {context.failure_event.message}",
-                    details={"run_id": run.run_id, "job": run.job_name})
-    finally:
-        con.close()
+    raise_alert(rule="pipeline_run_failed", subject=f"{run.job_name} run {run.run_id[:8]}",
+                summary=f"Dagster run {run.run_id} of {run.job_name} failed: {context.failure_event.message}",
+                details={"run_id": run.run_id, "job": run.job_name})
 
 
-defs = dg.Definitions(jobs=[deliver_alerts], sensors=[pending_alerts_sensor, failed_run_alerts])
+defs = dg.Definitions(jobs=[crash_alerting, deliver_alerts],
+                      sensors=[new_crash_files_sensor, pending_alerts_sensor, failed_run_alerts])

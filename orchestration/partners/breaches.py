@@ -71,7 +71,7 @@ def record_sla_breaches(con) -> tuple[int, list[str]]:
         "details": {"breach_id": breach, "partner": partner, "dataset": dataset, "sla": rule, "day": day.isoformat()},
         **loading.day_window(day),
     } for breach, partner, dataset, rule, day, observed, threshold, detail in new]
-    fired = loading.raise_breach_alerts(con, alerts) if alerts else []
+    fired = loading.raise_breach_alerts(alerts) if alerts else []
     resolved = resolve_recovered(con)
     log.info("partner SLAs: %d breach(es), %d new, %d alert(s), %d resolved", seen, len(new), len(fired), len(resolved))
     return seen, fired
@@ -85,7 +85,7 @@ def resolve_recovered(con) -> list[str]:
         group by all having arg_max(is_ok, day)""").fetchall()
     resolved = []
     for partner, dataset, sla, day in recovered:
-        alert_id = resolve_alert(con, rule=ALERT_RULE, subject=f"{partner}/{dataset}/{sla}",
+        alert_id = resolve_alert(rule=ALERT_RULE, subject=f"{partner}/{dataset}/{sla}",
                                  summary=f"{partner} {dataset} met its {sla} SLA again on {day}")
         if alert_id:
             resolved.append(alert_id)

@@ -430,11 +430,11 @@ def _physical_misfits(con, dataset: Dataset) -> dict[int, str]:
     return {int(row): column for row, column in rows}
 
 
-def raise_breach_alerts(con, alerts: list[dict]) -> list[str]:
-    """Alert on new breaches: each dict has the keyword arguments of ``orchestration.alerts.raise_alert`` but con.
+def raise_breach_alerts(alerts: list[dict]) -> list[str]:
+    """Alert on new breaches: each dict has the keyword arguments of ``orchestration.alerts.raise_alert``.
     Returns the ids of the alerts that sent a message (None in cooldown is left out). An error here fails the
     run, which alerts through the same path."""
-    fired = [raise_alert(con, **alert) for alert in alerts]
+    fired = [raise_alert(**alert) for alert in alerts]
     return [alert_id for alert_id in fired if alert_id]
 
 
@@ -552,7 +552,7 @@ def load_batch(con, dataset: Dataset, records: list[Incoming], *, sync_id: str, 
                 pass
     result.new_breaches = [b[0] for b in breaches]
     if breaches:
-        result.alerts = raise_breach_alerts(con, _schema_breach_alerts(dataset, breaches))
+        result.alerts = raise_breach_alerts(_schema_breach_alerts(dataset, breaches))
     return result
 
 

@@ -22,6 +22,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestration.alerts.store import ALERT_TABLES, waiting_for_lock
 from pitwall import paths
 from pitwall.duck import connect
 
@@ -80,12 +81,32 @@ def stage_publication() -> Published:
         for name in relations:
             con.execute(f'create table published.main."{name}" as select * from "{source}".main."{name}"')
             tables[name] = con.execute(f'select count(*) from published.main."{name}"').fetchall()[0][0]
-        con.execute("detach published")
         con.execute(f"detach {source}")
+        tables.update(_copy_alerts(con))
+        con.execute("detach published")
     finally:
         con.close()
     os.replace(tmp, staged)
     return Published(staged, tables)
+
+
+def _copy_alerts(con) -> dict[str, int]:
+    """Alerts live in a file of their own (orchestration/alerts/store.py): copy its tables beside the warehouse's
+    so dashboards see them. Its writers hold it for milliseconds; a copy that finds it busy waits briefly."""
+    if not paths.alerts_path().exists():
+        return {}
+    waiting_for_lock(lambda: con.execute(f"attach '{_quote(paths.alerts_path())}' as alerts_snapshot (read_only)"))
+    try:
+        present = {name for (name,) in con.execute(
+            "select table_name from information_schema.tables where table_catalog = 'alerts_snapshot'").fetchall()}
+        copied = {}
+        for name in ALERT_TABLES:
+            if name in present:
+                con.execute(f'create or replace table published.main."{name}" as select * from alerts_snapshot.main."{name}"')
+                copied[name] = con.execute(f'select count(*) from published.main."{name}"').fetchall()[0][0]
+        return copied
+    finally:
+        con.execute("detach alerts_snapshot")
 
 
 def promote_publication(serving_tables: list[str] = ()) -> Published:

@@ -4,6 +4,7 @@ Every safeguard lives in dashboards/support/ (``SupportConsole`` authorizes and 
 lays out what it returns. Identity comes from the auth proxy's header, never from a widget here.
 """
 
+import polars as pl
 import streamlit as st
 
 from dashboards import data
@@ -53,8 +54,13 @@ def show_frames(sections: dict, empty: str = "Nothing.") -> None:
         st.subheader(title)
         if frame.is_empty():
             st.caption(empty)
-        else:
-            st.dataframe(frame, hide_index=True, width="stretch")
+            continue
+        config = {}
+        if "trace_id" in frame.columns:  # open the request's trace in the Trace Explorer (url_path "traces")
+            frame = frame.with_columns(pl.when(pl.col("trace_id").is_not_null())
+                                       .then(pl.lit("/traces?trace_id=") + pl.col("trace_id")).alias("trace_id"))
+            config["trace_id"] = st.column_config.LinkColumn("trace", display_text="open trace")
+        st.dataframe(frame, hide_index=True, width="stretch", column_config=config)
 
 
 # --- an active "view as user" session takes over the page: read-only, bannered, until it ends or expires ----------

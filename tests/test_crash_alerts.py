@@ -282,6 +282,7 @@ def test_end_to_end_a_landing_crash_file_reaches_the_webhook_within_two_minutes(
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(ROOT / "orchestration" / "instance" / "dagster.yaml", home / "dagster.yaml")
+    _create_the_instance_storage(home)
     with WebhookReceiver() as hook:
         env = {**os.environ, "DAGSTER_HOME": str(home), "PITWALL_DATA_DIR": str(data_root),
                "PITWALL_ALERT_WEBHOOK_URL": hook.url}
@@ -304,6 +305,7 @@ def test_end_to_end_a_landing_crash_file_reaches_the_webhook_within_two_minutes(
                 assert daemon.poll() is None, (tmp_path / "daemon.log").read_text()[-3000:]
                 time.sleep(0.2)
             arrivals = [(b, t) for b, t in zip(hook.received, hook.arrivals) if b["pitwall"]["rule"] == "crash_spike"]
+            _wait_for_runs_to_finish(home)  # stopping the daemon under a run would fail it
         finally:
             _stop(daemon)
             log.close()
@@ -318,6 +320,29 @@ def test_end_to_end_a_landing_crash_file_reaches_the_webhook_within_two_minutes(
     assert len([b for b in hook.received if b["pitwall"]["rule"] == "crash_spike" and b["pitwall"]["kind"] == "fire"]) == 1
 
 
+def _create_the_instance_storage(home: Path) -> None:
+    """Create the instance's sqlite storage before any process starts: the daemon and its code server opening a
+    fresh DAGSTER_HOME at once both stamp its schema version (alembic then finds two heads and fails)."""
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        instance.get_runs(limit=1)
+        instance.get_daemon_heartbeats()
+
+
+def _wait_for_runs_to_finish(home: Path, timeout: float = 60) -> None:
+    import dagster as dg
+
+    from orchestration.alerts.definitions import IN_FLIGHT
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        deadline = time.time() + timeout
+        while time.time() < deadline and instance.get_runs(filters=dg.RunsFilter(statuses=IN_FLIGHT), limit=1):
+            time.sleep(0.5)
+        runs = instance.get_runs(filters=dg.RunsFilter(job_name="crash_alerting"))
+        assert runs and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs), [r.status for r in runs]
+
+
 def _wait_for_the_sensor_daemon(home: Path, daemon: subprocess.Popen, timeout: float = 90) -> None:
     import dagster as dg
 
@@ -329,3 +354,21 @@ def _wait_for_the_sensor_daemon(home: Path, daemon: subprocess.Popen, timeout: f
                 return
             time.sleep(0.5)
     raise TimeoutError("the sensor daemon did not start")
+
+
+def test_publishing_copies_the_alerts_beside_the_warehouse(raw):
+    from orchestration.publish.publish import stage_publication
+
+    warehouse = connect(paths.warehouse_path())
+    warehouse.execute("create table mart_example as select 1 as x")
+    warehouse.close()
+    raw.crashes(steady(NEW, JOBS, T0, 3, 60) + burst(NEW, CHECKLIST, T0 + timedelta(hours=3), 5))
+    evaluate_crash_rules(rules=("crash_spike",))
+    published = stage_publication()
+    assert published.tables["alerts"] == 1 and published.tables["alert_deliveries"] == 1
+    assert published.tables["mart_example"] == 1
+    con = connect(published.path, read_only=True)
+    try:
+        assert con.execute("select rule, release, group_key from alerts").fetchall() == [("crash_spike", NEW, CHECKLIST)]
+    finally:
+        con.close()

@@ -69,7 +69,9 @@ dashboards: venv
 # published file of PITWALL_DATA_DIR (`make demo` first). Playwright never downloads a browser.
 screenshots: venv
 	test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
-	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/python -m dashboards.screenshots --out docs/screenshots
+	# The support console shot signs in as the demo agent in development mode (no auth proxy on a laptop).
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 PITWALL_SUPPORT_DEV_MODE=1 PITWALL_SUPPORT_DEV_USER=sam.agent@example.com \
+		$(BIN)/python -m dashboards.screenshots --out docs/screenshots
 
 # Each part appends its tables to docs/benchmarks.md: ingestion, the warehouse build and the dashboard pages, the NBA model.
 bench: venv manifest

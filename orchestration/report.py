@@ -46,9 +46,41 @@ def main() -> None:
     finally:
         con.close()
     published = paths.published_path()
+    if published.exists():
+        decisions(published)
     print("\nLook at it: `make dashboards` (Streamlit on http://127.0.0.1:8501), or query the published copy:")
     print(f"  .venv/bin/python -c \"import duckdb; print(duckdb.connect('{published}', "
           "read_only=True).sql('from mart_release_health limit 5'))\"")
+
+
+# What the run decided and raised, read from the published copy (each part only once its table exists).
+DECISIONS = {
+    "Release gate (release_gate)": ("release_gate", "select app_namespace, platform, release, decision from release_gate "
+                                                    "order by all"),
+    "Open reconciliation breaks (mart_reconciliation_breaks)": (
+        "mart_reconciliation_breaks", "select partner, break_class, count(*) from mart_reconciliation_breaks "
+                                      "where status = 'open' group by all order by all"),
+    "Partner SLA breaches (mart_partner_sla_daily)": (
+        "mart_partner_sla_daily", "select partner, day, breached_slas from mart_partner_sla_daily "
+                                  "where not sla_met order by all"),
+    "Alerts (alerts; webhook deliveries wait without PITWALL_ALERT_WEBHOOK_URL)": (
+        "alerts", "select rule, status, count(*) from alerts group by all order by all"),
+}
+
+
+def decisions(published) -> None:
+    con = connect(published, read_only=True)
+    try:
+        present = {name for (name,) in con.execute("select table_name from information_schema.tables").fetchall()}
+        for title, (table, sql) in DECISIONS.items():
+            if table not in present:
+                continue
+            rows = con.execute(sql).fetchall()
+            print(f"\n{title}:")
+            for row in rows or [("none",)]:
+                print("  " + "  ".join(str(v) for v in row))
+    finally:
+        con.close()
 
 
 if __name__ == "__main__":

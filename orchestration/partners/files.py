@@ -15,8 +15,7 @@ import csv
 import hashlib
 import io
 import logging
-import uuid
-from datetime import date, datetime, timezone
+from datetime import date
 from pathlib import Path
 
 from pitwall import paths
@@ -72,9 +71,7 @@ def load_dataset(dataset: contracts.Dataset) -> loading.FileLoadResult:
     file was rewritten."""
     if dataset.connector != "file":
         raise ValueError(f"{dataset.partner}.{dataset.name} is not a file drop in its contract")
-    now = datetime.now(timezone.utc)
-    result = loading.FileLoadResult(dataset.partner, dataset.name,
-                                    sync_id=f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}")
+    result = loading.FileLoadResult(dataset.partner, dataset.name, sync_id=loading.new_sync_id())
     paths.warehouse_path().parent.mkdir(parents=True, exist_ok=True)
     con = connect(paths.warehouse_path())
     try:
@@ -103,13 +100,4 @@ def load_dataset(dataset: contracts.Dataset) -> loading.FileLoadResult:
             result.files_loaded += 1
     finally:
         con.close()
-    b = result.batch
-    result.message = (f"{dataset.partner}.{dataset.name}: {result.files_loaded} new file(s) of {result.files_seen}, "
-                      f"{b.loaded} loaded, {b.duplicates} duplicates skipped, {b.quarantined} quarantined"
-                      f"{f', {len(result.changed_files)} changed after loading' if result.changed_files else ''}")
-    log.info(result.message)
-    if result.changed_files:
-        raise loading.PartnerFileChanged(
-            f"{dataset.partner}.{dataset.name}: {len(result.changed_files)} file(s) changed after they were loaded "
-            f"(partners send corrections as new files): {', '.join(result.changed_files)}")
-    return result
+    return result.finish("new file(s)", "partners send corrections as new files")

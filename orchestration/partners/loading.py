@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 import re
+import uuid
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -635,6 +636,23 @@ class FileLoadResult:
     @property
     def quarantined(self) -> int:
         return self.batch.quarantined
+
+    def finish(self, loaded_what: str, why_no_rewrite: str) -> "FileLoadResult":
+        """Log the summary; raise PartnerFileChanged (the other files are loaded by then) if a loaded file changed."""
+        b, name = self.batch, f"{self.partner}.{self.dataset}"
+        self.message = (f"{name}: {self.files_loaded} {loaded_what} of {self.files_seen}, {b.loaded} loaded, "
+                        f"{b.duplicates} duplicates skipped, {b.quarantined} quarantined"
+                        f"{f', {len(self.changed_files)} changed after loading' if self.changed_files else ''}")
+        log.info(self.message)
+        if self.changed_files:
+            raise PartnerFileChanged(f"{name}: {len(self.changed_files)} file(s) changed after they were loaded "
+                                     f"({why_no_rewrite}): {', '.join(self.changed_files)}")
+        return self
+
+
+def new_sync_id() -> str:
+    """A load's id: sortable by start time, unique across concurrent runs."""
+    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
 
 
 class PartnerFileChanged(RuntimeError):

@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -307,7 +306,7 @@ def sync_dataset(dataset: contracts.Dataset, *, page_size: int = 100, timeout: f
     else:
         high = _unmark(state.get("high_water"))
         now = datetime.now(timezone.utc)
-        progress = {"sync_id": f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}", "dt": f"{now:%Y-%m-%d}",
+        progress = {"sync_id": loading.new_sync_id(), "dt": f"{now:%Y-%m-%d}",
                     "updated_since": None if high is None else _mark((high[0] - overlap,))["updated_at"],
                     "cursor": None, "next_page": 0, "max_seen": state.get("high_water")}
     result.sync_id = progress["sync_id"]

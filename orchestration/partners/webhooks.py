@@ -23,8 +23,6 @@ import hmac
 import json
 import logging
 import os
-import uuid
-from datetime import datetime, timezone
 from pathlib import Path
 
 from pitwall import paths
@@ -107,9 +105,7 @@ def load_dataset(dataset: contracts.Dataset) -> loading.FileLoadResult:
         log.info("partner %s: not configured (%s is not set); skipping", name, secret_env)
         return loading.FileLoadResult(dataset.partner, dataset.name, configured=False,
                                       message=f"not configured: {secret_env} is not set")
-    now = datetime.now(timezone.utc)
-    result = loading.FileLoadResult(dataset.partner, dataset.name,
-                                    sync_id=f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}")
+    result = loading.FileLoadResult(dataset.partner, dataset.name, sync_id=loading.new_sync_id())
     paths.warehouse_path().parent.mkdir(parents=True, exist_ok=True)
     con = connect(paths.warehouse_path())
     try:
@@ -142,13 +138,4 @@ def load_dataset(dataset: contracts.Dataset) -> loading.FileLoadResult:
             result.files_loaded += 1
     finally:
         con.close()
-    b = result.batch
-    result.message = (f"{name}: {result.files_loaded} file(s) with new lines of {result.files_seen}, {b.loaded} loaded, "
-                      f"{b.duplicates} duplicates skipped, {b.quarantined} quarantined"
-                      f"{f', {len(result.changed_files)} changed after loading' if result.changed_files else ''}")
-    log.info(result.message)
-    if result.changed_files:
-        raise loading.PartnerFileChanged(
-            f"{name}: {len(result.changed_files)} file(s) changed after they were loaded (a receiver only appends): "
-            f"{', '.join(result.changed_files)}")
-    return result
+    return result.finish("file(s) with new lines", "a receiver only appends")

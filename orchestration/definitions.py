@@ -1,4 +1,9 @@
-"""Pitwall's Dagster code location: a table of contents of its domains, nothing else."""
+"""Pitwall's Dagster code location: a table of contents of its domains, nothing else.
+
+On ``PITWALL_ENGINE=spark`` (pitwall/engine.py) the location holds what Spark builds: ingestion into the
+raw Parquet layer and the portable dbt models; the domains that read ``warehouse.duckdb`` stay with the
+embedded engine (docs/scale-out.md).
+"""
 
 import dagster as dg
 
@@ -11,5 +16,10 @@ from orchestration.pipeline import definitions as pipeline
 from orchestration.publish import definitions as publish
 from orchestration.recommendations import definitions as recommendations
 
-defs = dg.Definitions.merge(ingestion.defs, partners.defs, dbt.defs, experiments.defs, recommendations.defs, publish.defs,
-                            pipeline.defs, alerts.defs)
+from pitwall import engine
+
+if engine.engine() == "spark":
+    defs = dg.Definitions.merge(ingestion.defs, dbt.defs, pipeline.defs)
+else:
+    defs = dg.Definitions.merge(ingestion.defs, partners.defs, dbt.defs, experiments.defs, recommendations.defs,
+                                publish.defs, pipeline.defs, alerts.defs)

@@ -3,13 +3,13 @@
     DuckDB from 1; these macros never use [] so callers need not care.
 -#}
 
-{#- list_length(list): number of elements (null for a null list). -#}
+{#- list_length(list): number of elements, a bigint (null for a null list). -#}
 {%- macro list_length(list) -%}
     {{ return(adapter.dispatch('list_length', 'pitwall')(list)) }}
 {%- endmacro -%}
 
 {%- macro duckdb__list_length(list) -%} len({{ list }}) {%- endmacro -%}
-{%- macro spark__list_length(list) -%} size({{ list }}) {%- endmacro -%}
+{%- macro spark__list_length(list) -%} cast(size({{ list }}) as bigint) {%- endmacro -%}
 {%- macro default__list_length(list) -%} cardinality({{ list }}) {%- endmacro -%}
 
 
@@ -41,3 +41,14 @@
 {%- macro duckdb__list_min(list) -%} list_min({{ list }}) {%- endmacro -%}
 {%- macro spark__list_min(list) -%} array_min({{ list }}) {%- endmacro -%}
 {%- macro default__list_min(list) -%} array_min({{ list }}) {%- endmacro -%}
+
+
+{#- split_to_list(expr, separator): a string cut at every occurrence of a literal separator, as a list.
+    Spark's split takes a regular expression: the separator is quoted (\Q…\E) so '|' means '|'. -#}
+{%- macro split_to_list(expr, separator) -%}
+    {{ return(adapter.dispatch('split_to_list', 'pitwall')(expr, separator)) }}
+{%- endmacro -%}
+
+{%- macro duckdb__split_to_list(expr, separator) -%} string_split({{ expr }}, '{{ separator }}') {%- endmacro -%}
+{%- macro spark__split_to_list(expr, separator) -%} split({{ expr }}, '\\Q{{ separator }}\\E') {%- endmacro -%}
+{%- macro default__split_to_list(expr, separator) -%} string_to_array({{ expr }}, '{{ separator }}') {%- endmacro -%}

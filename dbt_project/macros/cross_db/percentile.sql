@@ -1,12 +1,20 @@
 {#-
-    percentile(column, p, approximate=false): the p-th quantile (0 ≤ p ≤ 1) of a column, as an
-    aggregate, interpolated, as a double (DuckDB keeps a DECIMAL's scale otherwise).
-    approximate=true uses the engine's sketch (t-digest on DuckDB, Greenwald-Khanna on Spark): use it
-    for large groups where an exact sort is too costly.
+    percentile(column, p, approximate=none): the p-th quantile (0 ≤ p ≤ 1) of a column, as an aggregate,
+    as a double (DuckDB keeps a DECIMAL's scale otherwise).
+
+    Exact (interpolated, as quantile_cont / percentile_cont) unless approximate. approximate=none takes the
+    engine's default, var approximate_percentiles: exact on DuckDB, approximate on Spark, where an exact
+    percentile collects every value of a group in one task's memory. Spark's percentile_approx
+    (Greenwald-Khanna) returns a value of the column whose rank is within n / percentile_accuracy of
+    p × n (var percentile_accuracy, Spark's default 10000): the tolerance the engine-equivalence test
+    holds it to. DuckDB's approximate is approx_quantile (a t-digest).
 -#}
 
-{%- macro percentile(column, p, approximate=false) -%}
-    {{ return(adapter.dispatch('percentile', 'pitwall')(column, p, approximate)) }}
+{%- macro percentile(column, p, approximate=none) -%}
+    {%- if approximate is none -%}
+        {%- set approximate = var('approximate_percentiles', target.type != 'duckdb') -%}
+    {%- endif -%}
+    {{ return(adapter.dispatch('percentile', 'pitwall')(column, p, approximate in (true, 'true', 'True', 1, '1'))) }}
 {%- endmacro -%}
 
 {%- macro duckdb__percentile(column, p, approximate) -%}
@@ -19,7 +27,7 @@
 
 {%- macro spark__percentile(column, p, approximate) -%}
     {%- if approximate -%}
-        percentile_approx(cast({{ column }} as double), {{ p }})
+        percentile_approx(cast({{ column }} as double), {{ p }}, {{ var('percentile_accuracy', 10000) }})
     {%- else -%}
         percentile(cast({{ column }} as double), {{ p }})
     {%- endif -%}

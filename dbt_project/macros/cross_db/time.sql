@@ -58,3 +58,13 @@
 {%- macro default__days_from_to(start_date, end_date) -%}
     cast(generate_series(cast({{ start_date }} as date), cast({{ end_date }} as date), interval '1 day') as date)
 {%- endmacro -%}
+
+
+{#- epoch_micros(ts): microseconds since 1970-01-01 UTC, as a bigint. -#}
+{%- macro epoch_micros(ts) -%}
+    {{ return(adapter.dispatch('epoch_micros', 'pitwall')(ts)) }}
+{%- endmacro -%}
+
+{%- macro duckdb__epoch_micros(ts) -%} epoch_us({{ ts }}) {%- endmacro -%}
+{%- macro spark__epoch_micros(ts) -%} unix_micros({{ ts }}) {%- endmacro -%}
+{%- macro default__epoch_micros(ts) -%} cast(extract(epoch from {{ ts }}) * 1000000 as bigint) {%- endmacro -%}

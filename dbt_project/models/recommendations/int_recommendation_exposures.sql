@@ -68,7 +68,7 @@ purchase_credit as (
         purchases.message_id,
         purchases.action_id,
         any_value(purchases.occurred_at) as occurred_at,
-        arg_max(shown.exposure_id, shown.shown_at) as exposure_id
+        max_by(shown.exposure_id, shown.shown_at) as exposure_id
     from purchases
     inner join shown
         on shown.user_id = purchases.user_id
@@ -99,7 +99,7 @@ credited as (
         outcomes.message_id,
         any_value(outcomes.event_name) as event_name,
         any_value(outcomes.occurred_at) as occurred_at,
-        arg_max(shown.exposure_id, shown.shown_at) as exposure_id
+        max_by(shown.exposure_id, shown.shown_at) as exposure_id
     from outcomes
     inner join shown
         on shown.user_id = outcomes.user_id

@@ -16,8 +16,8 @@ latest_session as (
 
     select
         user_id,
-        arg_max(platform, started_at) as platform,
-        arg_max(app_version, started_at) as app_version,
+        max_by(platform, started_at) as platform,
+        max_by(app_version, started_at) as app_version,
         min(started_at) as first_seen_at,
         max(started_at) as last_seen_at,
         count(*) as sessions

@@ -12,6 +12,7 @@ entries as (
         cast(occurred_at as date) as entry_day,
         occurred_at as entered_at,
         message_id as entry_message_id,
+        dt as entry_arrival_dt,
         platform,
         app_version,
         role

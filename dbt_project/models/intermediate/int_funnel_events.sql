@@ -27,6 +27,7 @@ events as (
         {{ json_str('properties', 'job_id') }} as job_id,
         occurred_at,
         received_at,
+        dt,
         platform,
         app_version,
         app_namespace
@@ -48,6 +49,7 @@ joined as (
         events.message_id,
         events.occurred_at,
         events.received_at,
+        events.dt,
         events.platform,
         events.app_version,
         coalesce(apps.role, 'unknown') as role

@@ -1,8 +1,23 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy=partition_replace_strategy(),
+    unique_key='dt',
+    partition_by=['dt'],
+    file_format='parquet',
+    on_schema_change='fail',
+) }}
+
+-- Incremental by arrival day (macros/engine/incremental.sql): a run rebuilds the arrival partitions
+-- from the latest one it already holds.
+
 with
 
 source as (
 
     select * from {{ source('raw', 'events') }}
+    {%- if is_incremental() %}
+    where dt >= {{ incremental_floor('dt') }}
+    {%- endif %}
 
 ),
 
@@ -72,8 +87,9 @@ repeated_ids as (
 
 deduplicated as (
 
-    -- Clients retry, so a messageId may arrive more than once: keep its first delivery. Most arrive
-    -- once, so only the repeated ids are ordered (a window over every event costs twice as much).
+    -- Clients retry, so a messageId may arrive more than once: keep its first delivery (the earliest
+    -- arrival day first, so a day rebuilt alone keeps what a full build keeps). Most arrive once, so
+    -- only the repeated ids are ordered (a window over every event costs twice as much).
     select * from renamed
     where message_id not in (select message_id from repeated_ids)
 
@@ -83,9 +99,17 @@ deduplicated as (
     where message_id in (select message_id from repeated_ids)
     qualify row_number() over (
         partition by message_id
-        order by received_at, landing_path, line_no
+        order by dt, received_at, landing_path, line_no
     ) = 1
 
 )
 
 select * from deduplicated
+{%- if is_incremental() %}
+-- a retry delivered on a later day than its first delivery, which an earlier run kept
+where not exists (
+    select 1 from {{ this }} as kept
+    where kept.message_id = deduplicated.message_id
+        and kept.dt < {{ incremental_floor('dt') }}
+)
+{%- endif %}

@@ -1,8 +1,23 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy=partition_replace_strategy(),
+    unique_key='dt',
+    partition_by=['dt'],
+    file_format='parquet',
+    on_schema_change='fail',
+) }}
+
+-- Incremental by arrival day (macros/engine/incremental.sql): a run rebuilds the arrival partitions
+-- from the latest one it already holds.
+
 with
 
 source as (
 
     select * from {{ source('raw', 'spans') }}
+    {%- if is_incremental() %}
+    where dt >= {{ incremental_floor('dt') }}
+    {%- endif %}
 
 ),
 
@@ -80,6 +95,21 @@ deduplicated as (
 
 ),
 
+new_spans as (
+
+    select * from deduplicated
+    {%- if is_incremental() %}
+    -- a retry delivered on a later day than its first delivery, which an earlier run kept
+    where not exists (
+        select 1 from {{ this }} as kept
+        where kept.trace_id = deduplicated.trace_id
+            and kept.span_id = deduplicated.span_id
+            and kept.dt < {{ incremental_floor('dt') }}
+    )
+    {%- endif %}
+
+),
+
 server_routes as (
 
     -- the route the server matched for a request, keyed by the client span that made it
@@ -87,7 +117,7 @@ server_routes as (
         trace_id,
         parent_span_id as client_span_id,
         min(http_route_attribute) as server_route
-    from deduplicated
+    from new_spans
     where kind_code = 2
         and parent_span_id is not null
         and http_route_attribute is not null
@@ -123,7 +153,7 @@ derived as (
         -- app version and platform exist only for mobile resources (those that report an OS)
         case when spans.os_name is not null then spans.service_version end as app_version,
         {{ platform_from_os('spans.os_name') }} as platform
-    from deduplicated as spans
+    from new_spans as spans
     left join server_routes
         on spans.trace_id = server_routes.trace_id
         and spans.span_id = server_routes.client_span_id

@@ -2,10 +2,33 @@
 -- cut into sessions by 30 minutes of inactivity per actor, device and app, as Firebase and Amplitude
 -- do. A session crashed when a Sentry event names it (tags.session_id).
 
+{{ config(
+    materialized='incremental',
+    incremental_strategy=partition_replace_strategy(),
+    unique_key='started_on',
+    partition_by=['started_on'],
+    file_format='parquet',
+    on_schema_change='fail',
+) }}
+
+-- Incremental by session start day (macros/engine/incremental.sql): a run rebuilds the start days of the
+-- events that arrived since the previous run, reading one more day before them so a session that ran
+-- over midnight is seen whole. (A session that started earlier and got events late keeps its first cut.)
+
 {% set inactivity_seconds = 1800 %}
 
 with
+{% if is_incremental() %}
+rebuild as (
 
+    -- the first event day among the events that arrived since the latest arrival day already in
+    -- the model (that day included: it may have received more since)
+    select min(cast(occurred_at as date)) as from_day
+    from {{ ref('stg_events') }}
+    where dt >= {{ incremental_floor('last_arrival_dt') }}
+
+),
+{% endif %}
 events as (
 
     select
@@ -19,8 +42,12 @@ events as (
         app_build,
         platform,
         event_name,
-        occurred_at
+        occurred_at,
+        dt
     from {{ ref('stg_events') }}
+    {%- if is_incremental() %}
+    where occurred_at >= (select {{ dbt.dateadd('day', -1, 'from_day') }} from rebuild)
+    {%- endif %}
 
 ),
 
@@ -42,23 +69,43 @@ without_sdk_session as (
 inferred as (
 
     select
-        * exclude (starts_session),
-        sum(starts_session) over (
+        actor_id,
+        user_id,
+        anonymous_id,
+        device_id,
+        app_namespace,
+        app_version,
+        app_build,
+        platform,
+        event_name,
+        occurred_at,
+        dt,
+        -- the session's first event: the latest event so far that started a session
+        max(case when starts_session = 1 then occurred_at end) over (
             partition by actor_id, device_id, app_namespace order by occurred_at
             rows between unbounded preceding and current row
-        ) as session_number
+        ) as session_started_at
     from without_sdk_session
 
 ),
 
 sessionized as (
 
-    select *, 'sdk' as session_source from events where session_id is not null
-    union all by name
     select
-        * exclude (session_id, session_number),
-        -- a stable id for an inferred session: its actor, device, app and ordinal
-        'inferred-' || {{ dbt.hash("concat_ws('|', actor_id, coalesce(device_id, ''), coalesce(app_namespace, ''), cast(session_number as varchar))") }} as session_id,
+        session_id, actor_id, user_id, anonymous_id, device_id, app_namespace, app_version, app_build,
+        platform, event_name, occurred_at, dt,
+        'sdk' as session_source
+    from events
+    where session_id is not null
+
+    union all
+
+    select
+        -- a stable id for an inferred session: its actor, device, app and first event time (the same
+        -- whichever run cuts it)
+        'inferred-' || {{ dbt.hash("concat_ws('|', actor_id, coalesce(device_id, ''), coalesce(app_namespace, ''), cast(" ~ epoch_micros('session_started_at') ~ " as " ~ dbt.type_string() ~ "))") }} as session_id,
+        actor_id, user_id, anonymous_id, device_id, app_namespace, app_version, app_build,
+        platform, event_name, occurred_at, dt,
         'inactivity' as session_source
     from inferred
 
@@ -72,15 +119,16 @@ sessions as (
         -- a session may start anonymous and end identified: keep the identified user
         max(user_id) as user_id,
         min(anonymous_id) as anonymous_id,
-        arg_min(device_id, occurred_at) as device_id,
-        arg_min(app_namespace, occurred_at) as app_namespace,
-        arg_min(app_version, occurred_at) as app_version,
-        arg_min(app_build, occurred_at) as app_build,
-        arg_min(platform, occurred_at) as platform,
+        min_by(device_id, occurred_at) as device_id,
+        min_by(app_namespace, occurred_at) as app_namespace,
+        min_by(app_version, occurred_at) as app_version,
+        min_by(app_build, occurred_at) as app_build,
+        min_by(platform, occurred_at) as platform,
         min(occurred_at) as started_at,
         max(occurred_at) as ended_at,
         count(*) as events,
-        cast(count_if(event_name = 'app_opened') as bigint) as app_opens
+        cast(count_if(event_name = 'app_opened') as bigint) as app_opens,
+        max(dt) as last_arrival_dt
     from sessionized
     group by session_id
 
@@ -119,7 +167,9 @@ final as (
         sessions.app_opens,
         coalesce(crashes.crashes, 0) as crashes,
         crashes.session_id is not null as crashed,
-        crashes.first_crash_at
+        crashes.first_crash_at,
+        sessions.last_arrival_dt,
+        cast(sessions.started_at as date) as started_on
     from sessions
     left join crashes on crashes.session_id = sessions.session_id
     left join {{ ref('apps') }} as apps on apps.app_namespace = sessions.app_namespace
@@ -127,3 +177,6 @@ final as (
 )
 
 select * from final
+{%- if is_incremental() %}
+where started_on >= (select from_day from rebuild)
+{%- endif %}

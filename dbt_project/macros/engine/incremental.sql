@@ -1,0 +1,26 @@
+{#-
+    Incremental models by day (stg_events, stg_spans, fct_sessions, int_funnel_entry_steps): a run
+    rebuilds whole day partitions and leaves the others alone, so a daily run touches one day.
+
+    partition_replace_strategy(): how a day partition is replaced — delete+insert on the day key on
+    DuckDB (unique_key = the day column: the batch's days are deleted, then inserted), insert_overwrite
+    on Spark (dynamic partition overwrite of the days the batch holds, partition_by = the day column).
+-#}
+
+{%- macro partition_replace_strategy() -%}
+    {{ return('insert_overwrite' if target.type == 'spark' else 'delete+insert') }}
+{%- endmacro -%}
+
+{#-
+    incremental_floor(column): the first day a run of an incremental model rebuilds, as a SQL date
+    expression: the latest `column` already in the model (that day may have received more since, so it is
+    rebuilt whole), or var reprocess_from ('YYYY-MM-DD') to rebuild from an earlier day (a backfill).
+    `dbt run --full-refresh` rebuilds everything.
+-#}
+{%- macro incremental_floor(column) -%}
+    {%- if var('reprocess_from', none) -%}
+        cast('{{ var("reprocess_from") }}' as date)
+    {%- else -%}
+        (select coalesce(max({{ column }}), cast('1970-01-01' as date)) from {{ this }})
+    {%- endif -%}
+{%- endmacro -%}

@@ -1,0 +1,146 @@
+"""The same dbt models on Spark and on DuckDB, from the same raw Parquet layer, give the same tables
+(docs/scale-out.md), and day-by-day incremental runs give what a full rebuild gives.
+
+A tiny simulated world lands its first days; both engines build the portable models (Spark with the data
+tests, as Dagster runs it on PITWALL_ENGINE=spark); the last days land and both engines run again,
+incrementally. A full DuckDB rebuild of everything is the reference: the incremental DuckDB build must equal it
+row for row, and so must Spark's, except Spark's approximate percentiles, held to their rank tolerance.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from conftest import ROOT, run_python, subprocess_env
+from orchestration.scale_out import (
+    PERCENTILES, TABLES, compare_engines, compare_table, compare_warehouses, spark_table_dir,
+)
+
+pytestmark = pytest.mark.slow
+
+DAYS = 5
+FIRST_DAYS = 3  # land first; the other days arrive before the incremental run
+DBT = str(Path(sys.executable).parent / "dbt")
+
+
+def dbt(root: Path, engine: str, *args: str) -> None:
+    run = subprocess.run([DBT, *args, "--selector", "portable", "--project-dir", ".", "--profiles-dir", "."],
+                         cwd=ROOT / "dbt_project", capture_output=True, text=True,
+                         env={**subprocess_env(), "PITWALL_DATA_DIR": str(root), "PITWALL_ENGINE": engine})
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+
+
+def spark_build(root: Path) -> None:
+    # what orchestration.dbt.assets runs on Spark: dbt build without the DuckDB-dialect unit tests
+    dbt(root, "spark", "build", "--exclude-resource-type", "unit_test")
+
+
+def land_raw(source: Path, target: Path, before: str | None) -> None:
+    """Copy the raw layer's partitions (all, or those with dt < ``before``) from ``source`` to ``target``."""
+    for partition in sorted(source.glob("raw/*/dt=*")):
+        if before is None or partition.name.removeprefix("dt=") < before:
+            destination = target / partition.relative_to(source)
+            if not destination.exists():
+                shutil.copytree(partition, destination)
+
+
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory):
+    base = tmp_path_factory.mktemp("engines")
+    full, daily = base / "full", base / "daily"
+    env = {"PITWALL_DATA_DIR": str(full)}
+    run_python("-m", "simulator", "--out", str(full / "landing"), "--customers", "40", "--technicians", "6",
+               "--days", str(DAYS), "--seed", "3", "--no-progress", env=env)
+    run_python("-m", "orchestration.ingestion", env=env)
+    dbt(full, "duckdb", "build")  # the reference: every day at once (data and unit tests included)
+
+    days = sorted({p.name.removeprefix("dt=") for p in full.glob("raw/events/dt=*")} - {"1970-01-01"})
+    assert len(days) >= DAYS
+    cut = days[FIRST_DAYS]
+    land_raw(full, daily, before=cut)
+    dbt(daily, "duckdb", "build")
+    spark_build(daily)
+    first_days_events = duckdb.connect(str(daily / "warehouse.duckdb"), read_only=True).execute(
+        "select count(*) from stg_events").fetchone()[0]
+    land_raw(full, daily, before=None)
+    dbt(daily, "duckdb", "run")
+    dbt(daily, "spark", "run")
+    return full, daily, first_days_events
+
+
+def test_the_incremental_run_had_new_days_to_add(builds):
+    full, daily, first_days_events = builds
+    with duckdb.connect(str(full / "warehouse.duckdb"), read_only=True) as con:
+        all_events = con.execute("select count(*) from stg_events").fetchone()[0]
+    assert 0 < first_days_events < all_events
+
+
+def test_spark_builds_the_same_tables_as_duckdb(builds):
+    full, daily, _ = builds
+    comparisons = compare_engines(full / "warehouse.duckdb", daily / "spark" / "warehouse")
+    assert {c.table for c in comparisons} >= {"stg_events", "stg_crashes", "stg_spans", "fct_sessions",
+                                              "mart_release_health", "mart_api_latency_daily",
+                                              "mart_funnel_daily", "mart_recommendation_efficacy"}
+    for comparison in comparisons:
+        assert comparison.duckdb_rows > 0, comparison.describe()
+        assert comparison.spark_rows == comparison.duckdb_rows, comparison.describe()
+        assert comparison.type_mismatches == [], comparison.describe()
+        assert (comparison.only_duckdb, comparison.only_spark) == (0, 0), comparison.describe()
+    checked = {c.table: c for c in comparisons if c.table in PERCENTILES}
+    for table, comparison in checked.items():
+        assert comparison.percentile_checks > 0, table
+        assert comparison.percentile_violations == 0, comparison.describe()
+
+
+def test_spark_partitions_the_incremental_facts_by_day(builds):
+    _, daily, _ = builds
+    warehouse = daily / "spark" / "warehouse"
+    for table, column in [("stg_events", "dt"), ("stg_spans", "dt"), ("fct_sessions", "started_on"),
+                          ("int_funnel_entry_steps", "entry_day")]:
+        partitions = sorted(p.name for p in spark_table_dir(warehouse, table).glob(f"{column}=*"))
+        assert len(partitions) >= DAYS, (table, partitions)
+
+
+def test_duckdb_incremental_runs_equal_a_full_rebuild(builds):
+    full, daily, _ = builds
+    for comparison in compare_warehouses(daily / "warehouse.duckdb", full / "warehouse.duckdb"):
+        assert comparison.equal, comparison.describe()
+
+
+def test_the_comparison_sees_a_changed_row_and_an_out_of_tolerance_percentile(builds, tmp_path):
+    """The checks above can fail: a copy with one event gone and one p95 moved past its rank window differs."""
+    full, _, _ = builds
+    changed = tmp_path / "changed.duckdb"
+    shutil.copy(full / "warehouse.duckdb", changed)
+    with duckdb.connect(str(changed)) as con:
+        con.execute("delete from stg_events where message_id = (select min(message_id) from stg_events)")
+        con.execute("""
+            update mart_api_latency_daily set p95_ms = p95_ms + 10 * (p99_ms - p50_ms) + 1000
+            where rowid = (select rowid from mart_api_latency_daily order by requests desc, p95_ms limit 1)""")
+    by_table = {c.table: c for c in compare_warehouses(changed, full / "warehouse.duckdb",
+                                                        tables=("stg_events", "fct_sessions"))}
+    assert (by_table["stg_events"].only_duckdb, by_table["stg_events"].only_spark) == (0, 1)
+    assert by_table["fct_sessions"].equal  # a table not built from the copy is untouched
+
+    with duckdb.connect() as con:
+        con.execute(f"attach '{full / 'warehouse.duckdb'}' as duck (read_only)")
+        con.execute(f"attach '{changed}' as other (read_only)")
+        moved = compare_table(con, "mart_api_latency_daily", "duck.main", "other.main", 1e-9,
+                              approximate_percentiles=True)
+    assert moved.percentile_checks > 0
+    assert moved.percentile_violations == 1
+
+
+def test_no_spark_files_outside_the_data_root(builds):
+    for stray in ("spark-warehouse", "metastore_db", "derby.log"):
+        assert not (ROOT / stray).exists() and not (ROOT / "dbt_project" / stray).exists(), stray
+
+
+assert set(PERCENTILES) <= set(TABLES)

@@ -15,7 +15,7 @@ DEMO_ARGS ?= --customers 300 --technicians 40 --days 14 --seed 7
 # relative to the working directory (seeds fail to load when two places disagree).
 DBT := cd dbt_project && $(CURDIR)/$(BIN)/dbt --no-use-colors
 
-.PHONY: demo test dagster dashboards bench venv manifest clean-data validate screenshots
+.PHONY: demo test dagster dashboards bench venv manifest clean-data validate screenshots spark-demo
 
 $(BIN)/activate: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,21 @@ test: venv manifest $(DAGSTER_HOME)/dagster.yaml gbstats-venv
 
 validate: venv manifest $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster definitions validate -m orchestration.definitions
+
+# The same pipeline's transformations on Apache Spark (local, in process; Java 17+), one env var apart
+# (docs/scale-out.md): a small world lands, Dagster ingests it and builds the portable dbt models on Spark
+# with their data tests, DuckDB builds the same models from the same raw layer, and the two are compared
+# table by table. Its own data root, beside the demo's.
+SPARK_DEMO_DIR ?= $(PITWALL_DATA_DIR)/spark-demo
+SPARK_DEMO_ARGS ?= --customers 120 --technicians 16 --days 7 --seed 7
+spark-demo: venv manifest $(DAGSTER_HOME)/dagster.yaml
+	rm -rf $(SPARK_DEMO_DIR)
+	$(BIN)/python -m simulator --out $(SPARK_DEMO_DIR)/landing $(SPARK_DEMO_ARGS)
+	PITWALL_DATA_DIR=$(SPARK_DEMO_DIR) PITWALL_ENGINE=spark \
+		$(BIN)/dagster asset materialize --select '*' -m orchestration.definitions
+	cd dbt_project && PITWALL_DATA_DIR=$(SPARK_DEMO_DIR) $(CURDIR)/$(BIN)/dbt --no-use-colors --quiet \
+		build --selector portable --project-dir . --profiles-dir .
+	PITWALL_DATA_DIR=$(SPARK_DEMO_DIR) $(BIN)/python -m orchestration.scale_out
 
 dagster: venv manifest $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -m orchestration.definitions --host 127.0.0.1 --port 3000

@@ -95,6 +95,7 @@ bench: venv manifest
 	$(BIN)/python -m benchmarks.nba
 	$(BIN)/python -m benchmarks.serving
 	$(BIN)/python -m benchmarks.flags
+	$(BIN)/python -m benchmarks.scale_out --sizes 1000000 3000000
 
 clean-data:
 	rm -rf $(PITWALL_DATA_DIR)/landing $(PITWALL_DATA_DIR)/raw $(PITWALL_DATA_DIR)/quarantine $(PITWALL_DATA_DIR)/warehouse.duckdb

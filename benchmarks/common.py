@@ -26,6 +26,50 @@ def timed_child(args: list[str], env: dict, cwd: Path = ROOT) -> tuple[float, fl
     return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
+def timed_tree(args: list[str], env: dict, cwd: Path = ROOT, every: float = 0.25) -> tuple[float, float, float]:
+    """Like timed_child, but the peak is the summed RSS of the whole process tree, sampled from /proc every
+    ``every`` seconds: a Spark step's JVM is a grandchild that is killed, not waited for, so wait4 never
+    counts it."""
+    import threading
+
+    start = time.perf_counter()
+    proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.DEVNULL)
+    peak = [0]
+    done = threading.Event()
+
+    def tree_rss() -> int:
+        parents: dict[int, int] = {}
+        rss: dict[int, int] = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            pid = int(stat.parent.name)
+            parents[pid], rss[pid] = int(fields[1]), int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+        tree, frontier = {proc.pid}, [proc.pid]
+        while frontier:
+            parent = frontier.pop()
+            children = [pid for pid, ppid in parents.items() if ppid == parent and pid not in tree]
+            tree.update(children)
+            frontier += children
+        return sum(rss.get(pid, 0) for pid in tree)
+
+    def sample() -> None:
+        while not done.wait(every):
+            peak[0] = max(peak[0], tree_rss())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    _, status, usage = os.wait4(proc.pid, 0)
+    done.set()
+    sampler.join()
+    seconds = time.perf_counter() - start
+    if status != 0:
+        raise SystemExit(f"{args} failed with status {status}")
+    return seconds, usage.ru_utime + usage.ru_stime, max(peak[0] / 2**20, usage.ru_maxrss / 1024)
+
+
 def machine() -> str:
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return f"{platform.machine()}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, Python {platform.python_version()}"

@@ -1,0 +1,78 @@
+"""PITWALL_ENGINE switches the engine by configuration alone: the Dagster code location and the dbt target
+follow it, and Spark's set of dbt models is dbt's own `portable` selector (docs/scale-out.md)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, subprocess_env
+
+LIST_ASSETS = """
+import json
+from orchestration.definitions import defs
+from orchestration.dbt.assets import build_command, dbt_resource
+graph = defs.resolve_asset_graph()
+print(json.dumps({
+    "assets": sorted(k.to_user_string() for k in graph.get_all_asset_keys() if graph.get(k).is_materializable),
+    "target": dbt_resource().target,
+    "command": build_command(),
+}))
+"""
+
+
+def code_location(engine: str | None, dbt_manifest) -> dict:
+    env = {k: v for k, v in subprocess_env().items() if k not in ("PITWALL_ENGINE", "PITWALL_DBT_TARGET")}
+    if engine is not None:
+        env["PITWALL_ENGINE"] = engine
+    run = subprocess.run([sys.executable, "-c", LIST_ASSETS], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def dbt_ls(*args: str) -> set[str]:
+    run = subprocess.run([str(Path(sys.executable).parent / "dbt"), "--quiet", "ls", "--resource-type", "model",
+                          "--resource-type", "seed", "--output", "name", *args, "--project-dir", ".",
+                          "--profiles-dir", "."], cwd=ROOT / "dbt_project", env=subprocess_env(),
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    return set(run.stdout.split())
+
+
+@pytest.fixture(scope="module")
+def locations(dbt_manifest):
+    return {engine: code_location(engine, dbt_manifest) for engine in (None, "duckdb", "spark")}
+
+
+def test_duckdb_is_the_default_and_builds_every_model(locations):
+    assert locations[None] == locations["duckdb"]
+    assert locations["duckdb"]["target"] == "duckdb"
+    assert locations["duckdb"]["command"] == ["build"]
+    assert dbt_ls() <= set(locations["duckdb"]["assets"])
+
+
+def test_spark_builds_the_portable_selector_and_the_ingestion_it_reads(locations):
+    spark = locations["spark"]
+    assert spark["target"] == "spark"
+    assert "unit_test" in spark["command"]  # DuckDB-dialect fixtures stay on DuckDB
+    portable = dbt_ls("--selector", "portable")
+    assert {"stg_events", "stg_spans", "stg_crashes", "fct_sessions", "mart_funnel_daily", "mart_release_health",
+            "mart_api_latency_daily", "mart_recommendation_efficacy"} <= portable
+    dbt_assets = set(spark["assets"]) & dbt_ls()
+    assert dbt_assets == portable
+    # the domains that read warehouse.duckdb are not in the Spark location
+    duckdb_only = set(locations["duckdb"]["assets"]) - set(spark["assets"])
+    assert {"fct_nba_features", "mart_experiment_results", "recommendations"} <= duckdb_only
+    assert "raw/events" in spark["assets"]
+
+
+def test_an_unknown_engine_is_refused_with_its_name(dbt_manifest):
+    env = {**subprocess_env(), "PITWALL_ENGINE": "snowflake"}
+    run = subprocess.run([sys.executable, "-c", "import orchestration.definitions"], cwd=ROOT, env=env,
+                         capture_output=True, text=True)
+    assert run.returncode != 0
+    assert "PITWALL_ENGINE='snowflake'" in run.stderr and "duckdb, spark" in run.stderr

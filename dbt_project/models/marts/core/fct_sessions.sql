@@ -179,4 +179,10 @@ final as (
 select * from final
 {%- if is_incremental() %}
 where started_on >= (select from_day from rebuild)
+    -- a session already kept on an earlier day (one that ran for more than a day) keeps that row
+    and not exists (
+        select 1 from {{ this }} as kept
+        where kept.session_id = final.session_id
+            and kept.started_on < (select from_day from rebuild)
+    )
 {%- endif %}

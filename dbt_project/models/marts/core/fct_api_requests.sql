@@ -3,13 +3,28 @@
 -- time is network and device overhead. The one definition of a request: mart_api_latency_daily and the
 -- dashboards' exact percentiles over any filter both read this table.
 
+{{ config(
+    materialized='incremental',
+    incremental_strategy=partition_replace_strategy(),
+    unique_key='dt',
+    partition_by=['dt'],
+    file_format='parquet',
+    on_schema_change='fail',
+) }}
+
+-- Incremental by the client span's arrival day (macros/engine/incremental.sql), reading server spans from
+-- the day before too (a server span may land a day before its client's).
+
 with
 
 spans as (
 
     select trace_id, span_id, parent_span_id, kind, http_route, http_method, http_status_code, app_version,
-           platform, session_id, started_at, duration_ms, is_error
+           platform, session_id, started_at, duration_ms, is_error, dt
     from {{ ref('stg_spans') }}
+    {%- if is_incremental() %}
+    where dt >= {{ dbt.dateadd('day', -1, incremental_floor('dt')) }}
+    {%- endif %}
 
 ),
 
@@ -17,6 +32,9 @@ requests as (
 
     select * from spans
     where kind = 'client' and http_route is not null
+    {%- if is_incremental() %}
+        and dt >= {{ incremental_floor('dt') }}
+    {%- endif %}
 
 ),
 
@@ -44,7 +62,8 @@ select
     requests.duration_ms,
     requests.is_error,
     server_children.server_ms,
-    requests.duration_ms - server_children.server_ms as overhead_ms
+    requests.duration_ms - server_children.server_ms as overhead_ms,
+    requests.dt
 from requests
 left join server_children
     on server_children.trace_id = requests.trace_id

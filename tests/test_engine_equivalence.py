@@ -104,7 +104,8 @@ def test_spark_partitions_the_incremental_facts_by_day(builds):
     warehouse = daily / "spark" / "warehouse"
     for table, column in [("stg_events", "dt"), ("stg_spans", "dt"), ("fct_sessions", "started_on"),
                           ("fct_api_requests", "dt"), ("int_funnel_entries", "entry_day"),
-                          ("int_funnel_entry_steps", "entry_day")]:
+                          ("int_funnel_entry_steps", "entry_day"), ("mart_api_latency_daily", "day"),
+                          ("mart_release_health", "day"), ("mart_funnel_daily", "day")]:
         partitions = sorted(p.name for p in spark_table_dir(warehouse, table).glob(f"{column}=*"))
         assert len(partitions) >= DAYS, (table, partitions)
 

@@ -1,11 +1,34 @@
 -- API latency as the apps experience it. Grain: day × route × method × app_version × platform, over the
 -- requests of fct_api_requests (the apps' CLIENT spans; server time from their SERVER child span).
 
-with
+{{ config(
+    materialized='incremental',
+    incremental_strategy=partition_replace_strategy(),
+    unique_key='day',
+    partition_by=['day'],
+    file_format='parquet',
+    on_schema_change='fail',
+) }}
 
+-- Incremental by day (macros/engine/incremental.sql): a run re-aggregates the days of the requests that
+-- arrived since the previous run.
+
+with
+{% if is_incremental() %}
+rebuild as (
+
+    select min(day) as from_day
+    from {{ ref('fct_api_requests') }}
+    where dt >= {{ incremental_floor('last_arrival_dt') }}
+
+),
+{% endif %}
 requests as (
 
     select * from {{ ref('fct_api_requests') }}
+    {%- if is_incremental() %}
+    where day >= (select from_day from rebuild)
+    {%- endif %}
 
 )
 
@@ -26,6 +49,7 @@ select
     avg(case when server_ms is not null then duration_ms end) as mean_client_ms_with_server_span,
     avg(server_ms) as mean_server_ms,
     -- network + device: what the client waited beyond the server's own time
-    avg(overhead_ms) as mean_overhead_ms
+    avg(overhead_ms) as mean_overhead_ms,
+    max(dt) as last_arrival_dt
 from requests
 group by all

@@ -3,12 +3,40 @@
 -- how long reaching the step took from the entry (exact median and p90). Every step of a funnel has a
 -- row for each breakdown that had entries that day, with entered = 0 when none got that far.
 
-with
+{{ config(
+    materialized='incremental',
+    incremental_strategy=partition_replace_strategy(),
+    unique_key='day',
+    partition_by=['day'],
+    file_format='parquet',
+    on_schema_change='fail',
+) }}
 
+-- Incremental by entry day (macros/engine/incremental.sql): a run re-counts the entry days that entries
+-- or steps arrived since the previous run belong to.
+
+with
+{% if is_incremental() %}
+rebuild as (
+
+    select min(entry_day) as from_day
+    from (
+        select entry_day from {{ ref('int_funnel_entries') }}
+        where entry_arrival_dt >= {{ incremental_floor('last_arrival_dt') }}
+        union all
+        select entry_day from {{ ref('int_funnel_entry_steps') }}
+        where arrival_dt >= {{ incremental_floor('last_arrival_dt') }}
+    ) as arrived
+
+),
+{% endif %}
 entries as (
 
-    select funnel, entity_id, entry_day, platform, app_version, role
+    select funnel, entity_id, entry_day, platform, app_version, role, entry_arrival_dt
     from {{ ref('int_funnel_entries') }}
+    {%- if is_incremental() %}
+    where entry_day >= (select from_day from rebuild)
+    {%- endif %}
 
 ),
 
@@ -23,7 +51,9 @@ entry_steps as (
         entries.platform,
         entries.app_version,
         entries.role,
-        reached.seconds_from_entry
+        reached.seconds_from_entry,
+        coalesce(reached.arrival_dt, entries.entry_arrival_dt) as arrival_dt,
+        entries.entry_arrival_dt
     from entries
     inner join {{ ref('funnel_steps') }} as steps
         on steps.funnel = entries.funnel
@@ -47,7 +77,9 @@ counted as (
         role,
         count(seconds_from_entry) as entered,
         {{ percentile('seconds_from_entry', 0.5) }} as median_seconds_from_entry,
-        {{ percentile('seconds_from_entry', 0.9) }} as p90_seconds_from_entry
+        {{ percentile('seconds_from_entry', 0.9) }} as p90_seconds_from_entry,
+        -- every row of a day's funnel counts toward that day's watermark: the entries' and steps' arrivals
+        max(case when arrival_dt > entry_arrival_dt then arrival_dt else entry_arrival_dt end) as last_arrival_dt
     from entry_steps
     group by entry_day, funnel, step_order, event_name, platform, app_version, role
 
@@ -82,5 +114,6 @@ select
     end as converted_from_previous,
     cast(entered as double) / entered_first as converted_from_first,
     median_seconds_from_entry,
-    p90_seconds_from_entry
+    p90_seconds_from_entry,
+    last_arrival_dt
 from rated

@@ -2,8 +2,28 @@
 -- crash-free sessions (sessions not ending crashed), crash-free users (users none of whose sessions
 -- crashed that day) and adoption (the release's share of the app's users on that platform that day).
 
-with
+{{ config(
+    materialized='incremental',
+    incremental_strategy=partition_replace_strategy(),
+    unique_key='day',
+    partition_by=['day'],
+    file_format='parquet',
+    on_schema_change='fail',
+) }}
 
+-- Incremental by day (macros/engine/incremental.sql): a run re-aggregates the start days of the sessions
+-- that took in data since the previous run.
+
+with
+{% if is_incremental() %}
+rebuild as (
+
+    select min(started_on) as from_day
+    from {{ ref('fct_sessions') }}
+    where last_arrival_dt >= {{ incremental_floor('last_arrival_dt') }}
+
+),
+{% endif %}
 sessions as (
 
     select
@@ -13,9 +33,13 @@ sessions as (
         platform,
         cast(started_at as date) as day,
         user_key,
-        crashed
+        crashed,
+        last_arrival_dt
     from {{ ref('fct_sessions') }}
     where release is not null
+    {%- if is_incremental() %}
+        and started_on >= (select from_day from rebuild)
+    {%- endif %}
 
 ),
 
@@ -30,7 +54,8 @@ by_release as (
         count(*) as sessions,
         count_if(crashed) as crashed_sessions,
         count(distinct user_key) as users,
-        count(distinct case when crashed then user_key end) as crashed_users
+        count(distinct case when crashed then user_key end) as crashed_users,
+        max(last_arrival_dt) as last_arrival_dt
     from sessions
     group by all
 
@@ -56,7 +81,8 @@ select
     cast(by_release.users as bigint) as users,
     cast(by_release.crashed_users as bigint) as crashed_users,
     1 - by_release.crashed_users / by_release.users as crash_free_users_rate,
-    by_release.users / app_users.app_users as adoption_rate
+    by_release.users / app_users.app_users as adoption_rate,
+    by_release.last_arrival_dt
 from by_release
 inner join app_users
     on app_users.day = by_release.day

@@ -15,7 +15,6 @@ from orchestration.partners import definitions as partners
 from orchestration.pipeline import definitions as pipeline
 from orchestration.publish import definitions as publish
 from orchestration.recommendations import definitions as recommendations
-
 from pitwall import engine
 
 if engine.engine() == "spark":

@@ -24,3 +24,21 @@
         (select coalesce(max({{ column }}), cast('1970-01-01' as date)) from {{ this }})
     {%- endif -%}
 {%- endmacro -%}
+
+
+{#-
+    incremental_by_day(day_column): the config of a model incremental by day, the one definition:
+        {{ config(**incremental_by_day('dt')) }}
+    Whole days are replaced (partition_replace_strategy), keyed and partitioned by `day_column`; a change
+    of columns fails the run rather than drifting (run with --full-refresh).
+-#}
+{%- macro incremental_by_day(day_column) -%}
+    {{ return({
+        'materialized': 'incremental',
+        'incremental_strategy': partition_replace_strategy(),
+        'unique_key': day_column,
+        'partition_by': [day_column],
+        'file_format': 'parquet',
+        'on_schema_change': 'fail',
+    }) }}
+{%- endmacro -%}

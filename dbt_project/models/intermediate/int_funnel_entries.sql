@@ -4,14 +4,7 @@
 -- Incremental by entry day (macros/engine/incremental.sql): a run rebuilds the days of the step-1 events
 -- that arrived since the previous run; an entry day depends on that day's events only.
 
-{{ config(
-    materialized='incremental',
-    incremental_strategy=partition_replace_strategy(),
-    unique_key='entry_day',
-    partition_by=['entry_day'],
-    file_format='parquet',
-    on_schema_change='fail',
-) }}
+{{ config(**incremental_by_day('entry_day')) }}
 
 with
 {% if is_incremental() %}

@@ -11,14 +11,7 @@
 -- events arrived since the previous run can reach (their day back to the longest conversion window).
 
 -- depends_on: {{ ref('funnels') }}
-{{ config(
-    materialized='incremental',
-    incremental_strategy=partition_replace_strategy(),
-    unique_key='entry_day',
-    partition_by=['entry_day'],
-    file_format='parquet',
-    on_schema_change='fail',
-) }}
+{{ config(**incremental_by_day('entry_day')) }}
 
 {%- set max_steps = var('funnel_max_steps') | int %}
 

@@ -1,14 +1,7 @@
 -- API latency as the apps experience it. Grain: day × route × method × app_version × platform, over the
 -- requests of fct_api_requests (the apps' CLIENT spans; server time from their SERVER child span).
 
-{{ config(
-    materialized='incremental',
-    incremental_strategy=partition_replace_strategy(),
-    unique_key='day',
-    partition_by=['day'],
-    file_format='parquet',
-    on_schema_change='fail',
-) }}
+{{ config(**incremental_by_day('day')) }}
 
 -- Incremental by day (macros/engine/incremental.sql): a run re-aggregates the days of the requests that
 -- arrived since the previous run.

@@ -3,14 +3,7 @@
 -- how long reaching the step took from the entry (exact median and p90). Every step of a funnel has a
 -- row for each breakdown that had entries that day, with entered = 0 when none got that far.
 
-{{ config(
-    materialized='incremental',
-    incremental_strategy=partition_replace_strategy(),
-    unique_key='day',
-    partition_by=['day'],
-    file_format='parquet',
-    on_schema_change='fail',
-) }}
+{{ config(**incremental_by_day('day')) }}
 
 -- Incremental by entry day (macros/engine/incremental.sql): a run re-counts the entry days that entries
 -- or steps arrived since the previous run belong to.

@@ -2,14 +2,7 @@
 -- crash-free sessions (sessions not ending crashed), crash-free users (users none of whose sessions
 -- crashed that day) and adoption (the release's share of the app's users on that platform that day).
 
-{{ config(
-    materialized='incremental',
-    incremental_strategy=partition_replace_strategy(),
-    unique_key='day',
-    partition_by=['day'],
-    file_format='parquet',
-    on_schema_change='fail',
-) }}
+{{ config(**incremental_by_day('day')) }}
 
 -- Incremental by day (macros/engine/incremental.sql): a run re-aggregates the start days of the sessions
 -- that took in data since the previous run.

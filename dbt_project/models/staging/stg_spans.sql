@@ -1,11 +1,4 @@
-{{ config(
-    materialized='incremental',
-    incremental_strategy=partition_replace_strategy(),
-    unique_key='dt',
-    partition_by=['dt'],
-    file_format='parquet',
-    on_schema_change='fail',
-) }}
+{{ config(**incremental_by_day('dt')) }}
 
 -- Incremental by arrival day (macros/engine/incremental.sql): a run rebuilds the arrival partitions
 -- from the latest one it already holds.

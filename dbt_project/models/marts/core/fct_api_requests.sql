@@ -3,14 +3,7 @@
 -- time is network and device overhead. The one definition of a request: mart_api_latency_daily and the
 -- dashboards' exact percentiles over any filter both read this table.
 
-{{ config(
-    materialized='incremental',
-    incremental_strategy=partition_replace_strategy(),
-    unique_key='dt',
-    partition_by=['dt'],
-    file_format='parquet',
-    on_schema_change='fail',
-) }}
+{{ config(**incremental_by_day('dt')) }}
 
 -- Incremental by the client span's arrival day (macros/engine/incremental.sql), reading server spans from
 -- the day before too (a server span may land a day before its client's).

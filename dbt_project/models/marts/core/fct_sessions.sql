@@ -2,14 +2,7 @@
 -- cut into sessions by 30 minutes of inactivity per actor, device and app, as Firebase and Amplitude
 -- do. A session crashed when a Sentry event names it (tags.session_id).
 
-{{ config(
-    materialized='incremental',
-    incremental_strategy=partition_replace_strategy(),
-    unique_key='started_on',
-    partition_by=['started_on'],
-    file_format='parquet',
-    on_schema_change='fail',
-) }}
+{{ config(**incremental_by_day('started_on')) }}
 
 -- Incremental by session start day (macros/engine/incremental.sql): a run rebuilds the start days of the
 -- events that arrived since the previous run, reading one more day before them so a session that ran

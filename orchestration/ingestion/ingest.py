@@ -1,11 +1,14 @@
 """Exactly-once ingestion of landing files into the Parquet raw layer.
 
 For each landing file that is new or changed since the ledger last saw it:
-  1. read it (lines split in C/numpy for JSON lines; DuckDB for Parquet),
-  2. normalize and validate it in one set-based DuckDB query (the format's SQL),
+  1. read it (JSON lines: decompressed and split in C/numpy a bounded batch of lines at a time;
+     Parquet: DuckDB),
+  2. normalize and validate it in one set-based DuckDB query (the format's SQL), in one pass,
   3. stream good records to ``raw/<source>/dt=…/<file>.parquet`` and, if there are any, rejected
      ones to ``quarantine/<source>/dt=…/<file>.parquet``, each under a temporary name renamed into place,
   4. write the file's ledger entry last (the commit point).
+A JSON-lines file is never held whole: the query consumes its lines batch by batch and its result is
+split into good and rejected rows batch by batch, so memory stays bounded by the batch, not the file.
 Re-ingesting a file rewrites exactly its own outputs, so re-runs and runs after a kill converge on
 the rows of one clean run. Nothing here depends on the wall clock but ``ingested_at``.
 """
@@ -25,6 +28,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pitwall import paths
@@ -32,13 +36,15 @@ from pitwall.duck import connect
 
 from . import ledger
 from .formats.extracts import ExtractTable, extract_sql
-from .lines import read_lines
+from .lines import LINE_SCHEMA, LineStream
 from .sources import SOURCES, Source
 
 log = logging.getLogger(__name__)
 
 DT_DIR = re.compile(r"^dt=(\d{4}-\d{2}-\d{2})$")
 SCHEMA_DT = "1970-01-01"  # partition of the zero-row schema file; holds no data
+RESULT_BATCH_ROWS = 1 << 16  # rows per result batch (and Parquet row group) of a streamed JSON-lines file
+REASON_COLUMNS = ["_reason_code", "_reason", "_raw_text"]
 QUARANTINE_COLUMNS = """
     $source::VARCHAR as source,
     $dt::VARCHAR as dt,
@@ -143,7 +149,9 @@ def ingest_source(source_name: str, *, run_id: str | None = None, workers: int |
 
     def work(item: tuple[LandingFile, str, os.stat_result]) -> ledger.LedgerEntry | str:
         if not hasattr(local, "con"):
-            local.con = connect(threads=max(1, (os.cpu_count() or 2) // workers))
+            # A file's query streams from one source of batches, so it runs on one thread; files run in
+            # parallel across the workers.
+            local.con = connect(threads=1)
             with lock:
                 connections.append(local.con)
         landing_file, digest, stat = item
@@ -182,14 +190,13 @@ def _refreshed(previous: dict, mtime_ns: int) -> ledger.LedgerEntry:
 
 @dataclass(frozen=True)
 class Records:
-    """A landing file made ready for SQL: the SELECT of its records (typed columns plus ``_reason_code``,
-    ``_reason``, ``_raw_text``), its parameters, and how many records it holds when that is known
-    before parsing (one per line, one per Parquet row; unknown for OTLP, where a line holds spans)."""
+    """A Parquet extract made ready for SQL: the SELECT of its records (typed columns plus ``_reason_code``,
+    ``_reason``, ``_raw_text``), its parameters, and how many records it holds (one per row)."""
 
     sql: str
     params: dict
     lines_read: int
-    expected: int | None
+    expected: int
     file_error: str | None = None
     extra_columns: str | None = None
 
@@ -209,12 +216,14 @@ def ingest_file(
     params = {"landing_path": landing_file.relative, "ingested_at": ingested_at, "dt": landing_file.dt}
     raw_target = landing_file.output(paths.raw_dir())
     quarantine_target = landing_file.output(paths.quarantine_dir())
-    records = _extract_records(con, landing_file, params) if source.extract else _line_records(con, landing_file, params)
+    if source.extract is None:
+        lines_read, loaded, counts, file_error = _stream_json_lines(
+            con, landing_file, params, raw_target, quarantine_target, run_id)
+        return _commit(landing_file, stat, sha256, ingested_at, run_id, raw_target, lines_read=lines_read,
+                       loaded=loaded, counts=counts, file_error=file_error, extra_columns=None)
+    records = _extract_records(con, landing_file, params)
     try:
         sql = records.sql
-        if records.expected is None:
-            _execute(con, f"create or replace temp table parsed as {sql}", records.params)
-            sql = "select * from parsed"
         # Good records stream straight into the raw file: no copy of the whole file is kept.
         _copy_atomically(
             con, f"select * exclude (_reason_code, _reason, _raw_text) from ({sql}) where _reason_code is null",
@@ -222,7 +231,7 @@ def ingest_file(
         )
         loaded = pq.ParquetFile(raw_target).metadata.num_rows
         counts: dict[str, int] = {}
-        if records.expected is None or loaded < records.expected:
+        if loaded < records.expected:
             # Rejected records are rare: only files that have some pay for this second pass.
             _execute(con, f"create or replace temp table rejected as select * from ({sql}) "
                           "where _reason_code is not null", records.params)
@@ -233,29 +242,35 @@ def ingest_file(
         elif quarantine_target.exists():
             quarantine_target.unlink()  # the file changed and its bad records are gone
     finally:
-        con.execute("drop table if exists parsed; drop table if exists rejected")
-        if source.extract is None:
-            con.unregister("lines")
-    quarantined = sum(counts.values())
-    records_read = loaded + quarantined
-    if records.expected is not None and records_read != records.expected:
+        con.execute("drop table if exists rejected")
+    if loaded + sum(counts.values()) != records.expected:
         raise RuntimeError(f"{landing_file.relative}: {records.expected} records read but {loaded} loaded "
-                           f"and {quarantined} quarantined")
+                           f"and {sum(counts.values())} quarantined")
+    return _commit(landing_file, stat, sha256, ingested_at, run_id, raw_target, lines_read=records.lines_read,
+                   loaded=loaded, counts=counts, file_error=records.file_error,
+                   extra_columns=records.extra_columns)
+
+
+def _commit(landing_file: LandingFile, stat: os.stat_result, sha256: str, ingested_at: datetime, run_id: str,
+            raw_target: Path, *, lines_read: int, loaded: int, counts: dict[str, int], file_error: str | None,
+            extra_columns: str | None) -> ledger.LedgerEntry:
+    """Write the file's ledger entry: its outputs are in place, so this is the commit point."""
+    quarantined = sum(counts.values())
     entry = ledger.LedgerEntry(
-        source=source.name,
+        source=landing_file.source.name,
         dt=landing_file.dt,
         landing_path=landing_file.relative,
         size_bytes=stat.st_size,
         mtime_ns=stat.st_mtime_ns,
         sha256=sha256,
-        lines_read=records.lines_read,
-        records_read=records_read,
+        lines_read=lines_read,
+        records_read=loaded + quarantined,
         records_loaded=loaded,
         records_quarantined=quarantined,
         quarantined_by_reason=ledger.reason_counts_json(counts),
         raw_path=raw_target.relative_to(paths.data_dir()).as_posix(),
-        file_error=records.file_error,
-        extra_columns=records.extra_columns,
+        file_error=file_error,
+        extra_columns=extra_columns,
         ingested_at=ingested_at,
         run_id=run_id,
         reason_counts=counts,
@@ -264,37 +279,110 @@ def ingest_file(
     return entry
 
 
-def _line_records(con: duckdb.DuckDBPyConnection, landing_file: LandingFile, params: dict) -> Records:
-    """JSON lines: split the file and register its lines as the table ``lines``."""
-    lines = read_lines(landing_file.path)
-    table = lines.table
-    lines_read = table.num_rows
-    truncated_line = -1
-    if lines.truncated:
-        last = table.column("raw")[-1].as_py() if lines_read else b"\n"
-        if last.endswith(b"\n"):
-            # The cut fell on a line boundary: record the lost tail as one record of its own.
-            table = pa.concat_tables([table, pa.table({
-                "line_no": pa.array([lines_read + 1], pa.int64()),
-                "raw": pa.array([b""], pa.large_binary()),
-                "raw_bytes": pa.array([0], pa.int64()),
-            })])
-        truncated_line = table.num_rows
-    con.register("lines", table)
-    sql = f"""
-        select * replace (
-            case when _line_no = $truncated_line then 'truncated_file' else _reason_code end as _reason_code,
-            case when _line_no = $truncated_line then $file_error else _reason end as _reason
-        )
-        from ({landing_file.source.sql})"""
-    return Records(
-        sql=sql,
-        params={**params, "truncated_line": truncated_line,
-                "file_error": f"{lines.error}: the line is cut and the rest of the file is lost"},
-        lines_read=lines_read,
-        expected=table.num_rows if landing_file.source.one_record_per_line else None,
-        file_error=lines.error,
-    )
+def _stream_json_lines(
+    con: duckdb.DuckDBPyConnection, landing_file: LandingFile, params: dict, raw_target: Path,
+    quarantine_target: Path, run_id: str,
+) -> tuple[int, int, dict[str, int], str | None]:
+    """One pass over a JSON-lines file: its lines stream into the format's query batch by batch, and
+    each result batch is split into good rows (to the raw file) and rejected rows (to the quarantine
+    file). Returns (lines read, records loaded, quarantined records by reason, the file's error)."""
+    source = landing_file.source
+    stream = LineStream(landing_file.path)
+    con.register("lines", stream.reader())
+    raw = _ParquetOutput(raw_target)
+    quarantine = _ParquetOutput(quarantine_target)
+    counts: Counter = Counter()
+    loaded = 0
+    try:
+        sql = source.sql
+        result = con.sql(sql, params={k: v for k, v in params.items() if re.search(rf"\${k}\b", sql)})
+        reader = result.to_arrow_reader(RESULT_BATCH_ROWS)
+        raw_names = [n for n in reader.schema.names if n not in REASON_COLUMNS]
+        raw.open(pa.schema([reader.schema.field(n) for n in raw_names]))
+        for batch in reader:
+            codes = batch.column("_reason_code")
+            if codes.null_count == len(batch):  # the usual batch: nothing rejected
+                raw.write(batch.select(raw_names))
+                loaded += len(batch)
+                continue
+            good = pc.is_null(codes)
+            raw.write(batch.filter(good).select(raw_names))
+            loaded += codes.null_count
+            rejected = batch.filter(pc.invert(good))
+            by_reason = pc.value_counts(rejected.column("_reason_code"))
+            counts.update(dict(zip(by_reason.field("values").to_pylist(), by_reason.field("counts").to_pylist())))
+            if quarantine.writer is None:
+                quarantine.open(QUARANTINE_SCHEMA)
+            quarantine.write(_quarantine_batch(rejected, source.name, landing_file.dt, run_id))
+        raw.commit()
+        if quarantine.writer is not None:
+            quarantine.commit()
+        elif quarantine_target.exists():
+            quarantine_target.unlink()  # the file changed and its bad records are gone
+    finally:
+        raw.abandon()
+        quarantine.abandon()
+        con.unregister("lines")
+    if not stream.done:
+        raise RuntimeError(f"{landing_file.relative}: the query stopped before the end of the file")
+    records = loaded + sum(counts.values())
+    if source.one_record_per_line and records != stream.records:
+        raise RuntimeError(f"{landing_file.relative}: {stream.records} records read but {loaded} loaded "
+                           f"and {sum(counts.values())} quarantined")
+    return stream.lines_read, loaded, dict(counts), stream.error
+
+
+QUARANTINE_SCHEMA = pa.schema([
+    ("source", pa.string()), ("dt", pa.string()), ("landing_path", pa.string()), ("line_no", pa.int64()),
+    ("record_index", pa.int64()), ("reason_code", pa.string()), ("reason", pa.string()),
+    ("raw_text", pa.string()), ("raw_bytes", pa.int64()), ("ingested_at", pa.timestamp("us", tz="UTC")),
+    ("run_id", pa.string()),
+])
+
+
+def _quarantine_batch(rejected: pa.RecordBatch, source: str, dt: str, run_id: str) -> pa.RecordBatch:
+    """Rejected rows in the quarantine's columns (as ``QUARANTINE_COLUMNS`` selects them)."""
+    n = len(rejected)
+    names = rejected.schema.names
+
+    def column(name: str, type_: pa.DataType) -> pa.Array:
+        return rejected.column(name).cast(type_) if name in names else pa.nulls(n, type_)
+
+    return pa.record_batch([
+        pa.array([source] * n, pa.string()), pa.array([dt] * n, pa.string()),
+        column("_landing_path", pa.string()), column("_line_no", pa.int64()), column("_record_index", pa.int64()),
+        column("_reason_code", pa.string()), column("_reason", pa.string()), column("_raw_text", pa.string()),
+        column("_raw_bytes", pa.int64()), column("_ingested_at", pa.timestamp("us", tz="UTC")),
+        pa.array([run_id] * n, pa.string()),
+    ], schema=QUARANTINE_SCHEMA)
+
+
+class _ParquetOutput:
+    """A Parquet file written batch by batch under a temporary dot-name, renamed into place on commit."""
+
+    def __init__(self, target: Path):
+        self.target = target
+        self.tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{threading.get_ident()}"
+        self.writer: pq.ParquetWriter | None = None
+
+    def open(self, schema: pa.Schema) -> None:
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        self.writer = pq.ParquetWriter(self.tmp, schema, compression="zstd", compression_level=1)
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if len(batch):
+            self.writer.write_batch(batch)
+
+    def commit(self) -> None:
+        self.writer.close()
+        self.writer = None
+        os.replace(self.tmp, self.target)
+
+    def abandon(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+            self.tmp.unlink(missing_ok=True)
 
 
 def _extract_records(con: duckdb.DuckDBPyConnection, landing_file: LandingFile, params: dict) -> Records:
@@ -371,9 +459,7 @@ def write_schema_file(con: duckdb.DuckDBPyConnection, source: Source) -> Path:
         _execute(con, "create or replace temp table rejected as "
                  + extract_sql(source.extract, set(source.extract.column_names)), params)
     else:
-        empty = pa.table({"line_no": pa.array([], pa.int64()), "raw": pa.array([], pa.large_binary()),
-                          "raw_bytes": pa.array([], pa.int64())})
-        con.register("lines", empty)
+        con.register("lines", LINE_SCHEMA.empty_table())
         _execute(con, f"create or replace temp table rejected as {source.sql}", params)
         con.unregister("lines")
     _copy_atomically(con, "select * exclude (_reason_code, _reason, _raw_text) from rejected", target)

@@ -1,9 +1,11 @@
 """SQL pieces shared by the JSON-lines formats.
 
-Every format's SQL reads the registered Arrow table ``lines`` (line_no, raw, raw_bytes) and yields one
-row per record with the format's typed columns plus ``_reason_code``/``_reason`` (null when the record
-is good). The checks run in a fixed order so that each bad record gets exactly one reason:
-invalid_utf8, oversized_payload, invalid_json, then the format's field checks.
+Every format's SQL reads the registered Arrow table or stream ``lines`` (line_no, raw, raw_bytes,
+cut_reason) and yields one row per record with the format's typed columns plus ``_reason_code``/``_reason``
+(null when the record is good). ``cut_reason`` is set only on the last line of a damaged file (why the
+file ends early). The checks run in a fixed order so that each bad record gets exactly one reason:
+truncated_file, invalid_utf8, oversized_payload, invalid_json, then the format's field checks.
+The SQL reads ``lines`` once and keeps nothing across lines, so it streams over batches of lines.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ MAX_PAYLOAD_BYTES = 1 << 20  # 1 MiB per line: more is a broken client, not an e
 QUARANTINE_TEXT_CHARS = 1 << 16  # keep 64 KiB of a rejected line; the pointer (file, line) has the rest
 FUTURE_TOLERANCE_HOURS = 24
 FUTURE_TOLERANCE = f"INTERVAL {FUTURE_TOLERANCE_HOURS} HOUR"
+TRUNCATED_TEXT = "cut_reason || ': the line is cut and the rest of the file is lost'"
 
 
 
@@ -45,6 +48,7 @@ decoded as (
     select
         line_no,
         raw_bytes,
+        cut_reason,
         try(decode(raw)) as txt
     from lines
 ),
@@ -52,13 +56,15 @@ parsed as (
     select
         line_no,
         raw_bytes,
+        cut_reason,
         txt,
         case
-            when txt is null or raw_bytes > {MAX_PAYLOAD_BYTES} then null
+            when cut_reason is not null or txt is null or raw_bytes > {MAX_PAYLOAD_BYTES} then null
             when left(ltrim(txt), 1) <> '{{' then null
             else try(from_json(txt, {json_struct(structure)}))
         end as j,
         case
+            when cut_reason is not null then 'truncated_file'
             when txt is null then 'invalid_utf8'
             when raw_bytes > {MAX_PAYLOAD_BYTES} then 'oversized_payload'
             when left(ltrim(txt), 1) <> '{{' or j is null then 'invalid_json'
@@ -95,6 +101,7 @@ def reason_case(checks: list[tuple[str, str, str]], code_alias: str = "_reason_c
     # The sentence is built only for rejected rows: good rows skip the second pass over the checks.
     text = [
         f"case when {code_alias} is null then null",
+        f"when line_reason = 'truncated_file' then {TRUNCATED_TEXT}",
         "when line_reason = 'invalid_utf8' then 'line is not valid UTF-8'",
         f"when line_reason = 'oversized_payload' then 'line is ' || raw_bytes || ' bytes, over the {MAX_PAYLOAD_BYTES} byte limit'",
         "when line_reason = 'invalid_json' then 'line is not a JSON object'",

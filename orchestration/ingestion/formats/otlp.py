@@ -6,6 +6,12 @@ integers may be strings or numbers, enums are integers (names are accepted too),
 ``{key, value: {stringValue|intValue|doubleValue|boolValue|arrayValue|kvlistValue|bytesValue}}``.
 The raw table has one row per span, with attributes flattened into a JSON object.
 A record is a span; a line that cannot be read as a request at all is one record.
+
+Each line is parsed once, into the whole nested request (resources, scopes, spans, attributes typed
+by ``REQUEST``); every span is then a list element, so nothing is parsed twice. Fields whose JSON kind
+is checked (ids, times, enums) are kept as JSON text. The JSON text of a rejected span (for the
+quarantine) is cut out of its line only for rejected spans. The query reads ``lines`` once and keeps
+no state across lines (no window, no union), so it streams: a file can be fed in batches of lines.
 """
 
 from __future__ import annotations
@@ -13,19 +19,34 @@ from __future__ import annotations
 from .common import (
     FUTURE_TOLERANCE,
     LOAD_COLUMNS,
-    decoded_lines_cte,
+    MAX_PAYLOAD_BYTES,
+    QUARANTINE_TEXT_CHARS,
+    TRUNCATED_TEXT,
     json_struct,
     missing,
     not_string,
-    quarantine_text,
     reason_case,
 )
 
-SPAN_STRUCTURE = {
+# An AnyValue: exactly one of these is set. Scalars come out as what they are in JSON; arrays,
+# key/value lists and bytes stay JSON (kept as the value object, as before).
+ANY_VALUE = {
+    "stringValue": "VARCHAR", "intValue": "VARCHAR", "doubleValue": "JSON", "boolValue": "JSON",
+    "arrayValue": "JSON", "kvlistValue": "JSON", "bytesValue": "JSON",
+}
+KEY_VALUES = [{"key": "VARCHAR", "value": ANY_VALUE}]
+SPAN = {
     "traceId": "JSON", "spanId": "JSON", "parentSpanId": "VARCHAR", "traceState": "VARCHAR",
     "name": "VARCHAR", "kind": "JSON", "startTimeUnixNano": "JSON", "endTimeUnixNano": "JSON",
-    "attributes": "JSON", "status": {"code": "JSON", "message": "VARCHAR"}, "events": "JSON",
-    "links": "JSON", "flags": "JSON",
+    "attributes": KEY_VALUES, "status": {"code": "JSON", "message": "VARCHAR"},
+    # only counted: the cheapest element type that any event object converts to
+    "events": [{"name": "VARCHAR"}],
+}
+REQUEST = {
+    "resourceSpans": [{
+        "resource": {"attributes": KEY_VALUES},
+        "scopeSpans": [{"scope": {"name": "VARCHAR", "version": "VARCHAR"}, "spans": [SPAN]}],
+    }],
 }
 
 SPAN_KINDS = {"SPAN_KIND_UNSPECIFIED": 0, "SPAN_KIND_INTERNAL": 1, "SPAN_KIND_SERVER": 2,
@@ -34,38 +55,44 @@ STATUS_CODES = {"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR"
 
 
 def _enum(field: str, names: dict[str, int]) -> str:
-    whens = " ".join(f"when '{name}' then {value}" for name, value in names.items())
+    """An enum kept as JSON text: an integer, or its name as a string."""
+    whens = " ".join(f"when '\"{name}\"' then {value}" for name, value in names.items())
     return (
-        f"case when json_type({field}) in ('UBIGINT', 'BIGINT') then ({field})::INTEGER "
-        f"else (case {field} ->> '$' {whens} end) end"
+        f"case when regexp_full_match({field}, '-?[0-9]+') then try_cast({field} as INTEGER) "
+        f"else (case {field} {whens} end) end"
     )
 
 
 def _any_value(v: str) -> str:
-    """An OTLP AnyValue as a plain JSON value (int64 strings become numbers)."""
+    """An OTLP AnyValue (parsed to ``ANY_VALUE``) as JSON text of a plain value (int64 strings become
+    numbers); an array, key/value list or bytes value stays the value object."""
     return f"""case
-        when json_exists({v}, '$.stringValue') then to_json({v} ->> '$.stringValue')
-        when json_exists({v}, '$.intValue') then to_json(try_cast({v} ->> '$.intValue' as BIGINT))
-        when json_exists({v}, '$.doubleValue') then json_extract({v}, '$.doubleValue')
-        when json_exists({v}, '$.boolValue') then json_extract({v}, '$.boolValue')
-        else {v} end"""
+        when {v}.stringValue is not null then to_json({v}.stringValue)::VARCHAR
+        when {v}.intValue is not null then coalesce(try_cast({v}.intValue as BIGINT)::VARCHAR, 'null')
+        when {v}.doubleValue is not null then {v}.doubleValue::VARCHAR
+        when {v}.boolValue is not null then {v}.boolValue::VARCHAR
+        when {v}.arrayValue is not null then '{{"arrayValue":' || {v}.arrayValue || '}}'
+        when {v}.kvlistValue is not null then '{{"kvlistValue":' || {v}.kvlistValue || '}}'
+        when {v}.bytesValue is not null then '{{"bytesValue":' || {v}.bytesValue || '}}'
+        else '{{}}' end"""
 
 
 def attributes_object(list_sql: str) -> str:
-    """OTLP key/value attribute list → JSON object {key: value}."""
-    return f"""to_json(map_from_entries(list_transform(
-        try(from_json({list_sql}, '[{{"key": "VARCHAR", "value": "JSON"}}]')),
-        lambda a: {{'k': a.key, 'v': {_any_value('a.value')}}})))"""
+    """A parsed OTLP key/value list → the text of a JSON object {key: value} (null when absent)."""
+    return f"""case when {list_sql} is not null then '{{' || array_to_string(list_transform({list_sql},
+        lambda a: to_json(a.key) || ':' || {_any_value('a.value')}), ',') || '}}' end"""
 
 
 def _nanos(field: str) -> str:
     return f"try_cast({field} ->> '$' as BIGINT)"
 
 
+# resourceSpans parses to null when it is absent, null or not a list: only then is the line looked at again.
+_RESOURCE_SPANS_TYPE = "json_type(txt, '$.resourceSpans')"
 LINE_CHECKS = [
-    (missing("j.resourceSpans"), "missing_field", "'required field resourceSpans is missing'"),
-    ("json_type(j.resourceSpans) <> 'ARRAY'", "wrong_type",
-     "'resourceSpans must be a list, got ' || json_type(j.resourceSpans)"),
+    (f"(case when j.resourceSpans is not null then false else coalesce({_RESOURCE_SPANS_TYPE}, 'NULL') = 'NULL' end)",
+     "missing_field", "'required field resourceSpans is missing'"),
+    ("j.resourceSpans is null", "wrong_type", f"'resourceSpans must be a list, got ' || {_RESOURCE_SPANS_TYPE}"),
 ]
 
 SPAN_CHECKS = [
@@ -83,38 +110,96 @@ SPAN_CHECKS = [
      "'span start ' || started_at || ' is more than 24 h after the day it arrived'"),
 ]
 
-_line_code, _line_text = reason_case(LINE_CHECKS, code_alias="line_code")
+
+def _line_reason_case() -> tuple[str, str]:
+    """Reasons of a line that yields no spans: unreadable, cut, or not a request."""
+    code = [
+        "case when cut_reason is not null then 'truncated_file'",
+        "when txt is null then 'invalid_utf8'",
+        f"when raw_bytes > {MAX_PAYLOAD_BYTES} then 'oversized_payload'",
+        "when j is null then 'invalid_json'",
+    ]
+    text = [
+        "case when line_code is null then null",
+        f"when line_code = 'truncated_file' then {TRUNCATED_TEXT}",
+        "when line_code = 'invalid_utf8' then 'line is not valid UTF-8'",
+        f"when line_code = 'oversized_payload' then 'line is ' || raw_bytes || ' bytes, over the {MAX_PAYLOAD_BYTES} byte limit'",
+        "when line_code = 'invalid_json' then 'line is not a JSON object'",
+    ]
+    for condition, reason_code, reason_text in LINE_CHECKS:
+        code.append(f"when {condition} then '{reason_code}'")
+        text.append(f"when line_code = '{reason_code}' then {reason_text}")
+    return "\n        ".join(code) + " end", "\n        ".join(text) + " end"
+
+
+_line_code, _line_text = _line_reason_case()
 _span_code, _span_text = reason_case(SPAN_CHECKS)
 
 SQL = f"""
-with {decoded_lines_cte({"resourceSpans": "JSON"})},
+with decoded as (
+    select line_no, raw_bytes, cut_reason, try(decode(raw)) as txt
+    from lines
+),
+parsed as (
+    select
+        line_no, raw_bytes, cut_reason, txt,
+        case
+            when cut_reason is not null or txt is null or raw_bytes > {MAX_PAYLOAD_BYTES} then null
+            when left(ltrim(txt), 1) <> '{{' then null
+            else try(from_json(txt, {json_struct(REQUEST)}))
+        end as j
+    from decoded
+),
 checked_lines as (
-    select *, {_line_code} as line_code, {_line_text} as line_text
+    select line_no, raw_bytes, cut_reason, txt, j, {_line_code} as line_code
     from parsed
 ),
+-- One level per step (DuckDB unnests one level at a time). A line with a reason goes through every
+-- level as the one-element list [null]: it stays one record, with no span, and no union is needed.
+resource_lists as (
+    select
+        line_no, raw_bytes, cut_reason, txt, line_code,
+        case when line_code is null then j.resourceSpans else [null] end as resources,
+        -- spans per resource, for each span's index in its line
+        list_transform(j.resourceSpans,
+                       lambda r: list_sum(list_transform(r.scopeSpans, lambda sc: len(sc.spans)))) as resource_counts
+    from checked_lines
+),
 resources as (
-    select line_no, raw_bytes, r, ri
-    from checked_lines,
-         unnest(from_json(j.resourceSpans, '["JSON"]')) with ordinality as u(r, ri)
-    where line_code is null
+    select
+        line_no, raw_bytes, cut_reason, txt, line_code,
+        unnest(resources) as r, generate_subscripts(resources, 1) as ri, resource_counts
+    from resource_lists
+),
+scope_lists as (
+    select
+        line_no, raw_bytes, cut_reason, txt, line_code, ri,
+        -- flattened once per resource, not once per span
+        {attributes_object('r.resource.attributes')} as resource_attributes,
+        coalesce(list_sum(resource_counts[:ri - 1]), 0) as resource_base,
+        case when line_code is null then r.scopeSpans else [null] end as scopes,
+        list_transform(r.scopeSpans, lambda sc: len(sc.spans)) as scope_counts
+    from resources
 ),
 scopes as (
-    select line_no, raw_bytes, ri, json_extract(r, '$.resource.attributes') as resource_attributes, sc, si
-    from resources,
-         unnest(coalesce(try(from_json(json_extract(r, '$.scopeSpans'), '["JSON"]')), [])) with ordinality as u(sc, si)
+    select
+        * exclude (scopes),
+        unnest(scopes) as sc, generate_subscripts(scopes, 1) as si
+    from scope_lists
+),
+span_lists as (
+    select
+        line_no, raw_bytes, cut_reason, txt, line_code, ri, si, resource_attributes,
+        sc.scope.name as scope_name, sc.scope.version as scope_version,
+        resource_base + coalesce(list_sum(scope_counts[:si - 1]), 0) as scope_base,
+        case when line_code is null then sc.spans else [null] end as spans
+    from scopes
 ),
 spans as (
     select
-        line_no, raw_bytes, resource_attributes,
-        json_extract_string(sc, '$.scope.name') as scope_name,
-        json_extract_string(sc, '$.scope.version') as scope_version,
-        sp, ri, si, spi
-    from scopes,
-         unnest(coalesce(try(from_json(json_extract(sc, '$.spans'), '["JSON"]')), [])) with ordinality as u(sp, spi)
-),
-span_structs as (
-    select *, try(from_json(sp, {json_struct(SPAN_STRUCTURE)})) as s
-    from spans
+        * exclude (spans),
+        unnest(spans) as s, generate_subscripts(spans, 1) as spi
+    from span_lists
 ),
 typed as (
     select
@@ -122,56 +207,46 @@ typed as (
         {_nanos("s.startTimeUnixNano")} as start_ns,
         {_nanos("s.endTimeUnixNano")} as end_ns,
         make_timestamp(start_ns // 1000)::TIMESTAMPTZ as started_at,
-        row_number() over (partition by line_no order by ri, si, spi) - 1 as record_index,
-        null as line_reason
-    from span_structs
+        case when line_code is null then scope_base + spi - 1 end as record_index,
+        line_code as line_reason
+    from spans
 ),
 span_rows as (
     select
-        lower(s.traceId ->> '$') as trace_id,
-        lower(s.spanId ->> '$') as span_id,
-        lower(nullif(s.parentSpanId, '')) as parent_span_id,
-        s.traceState as trace_state,
-        s.name as span_name,
-        {_enum("s.kind", SPAN_KINDS)} as kind,
-        start_ns as start_time_unix_nano,
-        end_ns as end_time_unix_nano,
-        started_at,
-        (end_ns - start_ns) / 1e6 as duration_ms,
-        coalesce({_enum("s.status.code", STATUS_CODES)}, 0) as status_code,
-        s.status.message as status_message,
-        {attributes_object("s.attributes")}::VARCHAR as attributes,
-        {attributes_object("resource_attributes")}::VARCHAR as resource_attributes,
-        scope_name,
-        scope_version,
-        coalesce(json_array_length(s.events), 0) as event_count,
-        raw_bytes as _raw_bytes,
-        {LOAD_COLUMNS},
-        record_index as _record_index,
-        {_span_code} as _reason_code,
-        {_span_text} as _reason,
-        {quarantine_text('sp')} as _raw_text
+        *,
+        {_span_code} as _reason_code
     from typed
-),
-line_rows as (
-    select
-        null::VARCHAR as trace_id, null::VARCHAR as span_id, null::VARCHAR as parent_span_id,
-        null::VARCHAR as trace_state, null::VARCHAR as span_name, null::INTEGER as kind,
-        null::BIGINT as start_time_unix_nano, null::BIGINT as end_time_unix_nano,
-        null::TIMESTAMPTZ as started_at, null::DOUBLE as duration_ms, null::INTEGER as status_code,
-        null::VARCHAR as status_message, null::VARCHAR as attributes,
-        null::VARCHAR as resource_attributes, null::VARCHAR as scope_name, null::VARCHAR as scope_version,
-        null::BIGINT as event_count,
-        raw_bytes as _raw_bytes,
-        {LOAD_COLUMNS},
-        null::BIGINT as _record_index,
-        line_code as _reason_code,
-        line_text as _reason,
-        {quarantine_text()} as _raw_text
-    from checked_lines
-    where line_code is not null
 )
-select * from span_rows
-union all by name
-select * from line_rows
+select
+    lower(s.traceId ->> '$') as trace_id,
+    lower(s.spanId ->> '$') as span_id,
+    lower(nullif(s.parentSpanId, '')) as parent_span_id,
+    s.traceState as trace_state,
+    s.name as span_name,
+    {_enum("s.kind", SPAN_KINDS)} as kind,
+    start_ns as start_time_unix_nano,
+    end_ns as end_time_unix_nano,
+    started_at,
+    (end_ns - start_ns) / 1e6 as duration_ms,
+    case when line_code is null then coalesce({_enum("s.status.code", STATUS_CODES)}, 0) end as status_code,
+    s.status.message as status_message,
+    {attributes_object("s.attributes")} as attributes,
+    resource_attributes,
+    scope_name,
+    scope_version,
+    case when line_code is null then coalesce(len(s.events), 0) end::DOUBLE as event_count,
+    raw_bytes as _raw_bytes,
+    {LOAD_COLUMNS},
+    record_index as _record_index,
+    _reason_code,
+    case when _reason_code is null then null
+         when line_code is not null then {_line_text}
+         else {_span_text} end as _reason,
+    case when _reason_code is null then null
+         when line_code is not null then left(rtrim(txt, chr(10) || chr(13)), {QUARANTINE_TEXT_CHARS})
+         -- a rejected span's own JSON text, cut out of its line (rejected spans are rare)
+         else left(json_extract(txt, '$.resourceSpans[' || (ri - 1) || '].scopeSpans[' || (si - 1)
+                                || '].spans[' || (spi - 1) || ']')::VARCHAR, {QUARANTINE_TEXT_CHARS})
+    end as _raw_text
+from span_rows
 """

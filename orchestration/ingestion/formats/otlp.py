@@ -207,7 +207,7 @@ typed as (
         {_nanos("s.startTimeUnixNano")} as start_ns,
         {_nanos("s.endTimeUnixNano")} as end_ns,
         make_timestamp(start_ns // 1000)::TIMESTAMPTZ as started_at,
-        case when line_code is null then scope_base + spi - 1 end as record_index,
+        case when line_code is null then (scope_base + spi - 1)::BIGINT end as record_index,
         line_code as line_reason
     from spans
 ),

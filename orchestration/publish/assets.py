@@ -1,6 +1,7 @@
-"""Write-audit-publish: stage a copy of the warehouse, check it with Great Expectations (blocking asset
-checks), then move it into place with the serving tables as Parquet. A failing check stops the run
-before the publish, so readers keep the last good copy."""
+"""Write-audit-publish: stage a copy of the warehouse (only what changed since the last publication is
+copied), check it (blocking asset checks: the expectations of expectations.py, as SQL in DuckDB), then move
+it into place with the serving tables as Parquet. A failing check stops the run before the publish, so
+readers keep the last good copy."""
 
 import dagster as dg
 
@@ -10,7 +11,7 @@ from orchestration.experiments.assets import EXPERIMENT_DAILY, EXPERIMENT_RESULT
 from orchestration.recommendations.assets import MAINTENANCE_REMINDERS, PARTS_SUGGESTIONS, RECOMMENDATIONS, UI_LAYOUTS
 
 from .expectations import validate_publication
-from .publish import SERVING_TAG, models_in, promote_publication, stage_publication, staged_path
+from .publish import SERVING_TAG, models_in, partitioned_models, promote_publication, stage_publication, staged_path
 
 STAGED = dg.AssetKey(["published", "staged"])
 # Serving tables written by Python assets rather than dbt.
@@ -34,9 +35,13 @@ AUDITED_TABLES = sorted(set(models_in(dbt_project.manifest_path, folders=("marts
     description="published/.pitwall.duckdb.staged: the next publication, waiting for its data-quality checks",
 )
 def staged_publication(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-    staged = stage_publication()
-    context.log.info(f"staged {len(staged.tables)} relations at {staged.path}")
-    return dg.MaterializeResult(metadata={"path": str(staged.path), "relations": len(staged.tables)})
+    staged = stage_publication(partitioned_models(dbt_project.manifest_path))
+    replaced = {name: days for name, days in staged.replaced_parts.items() if days}
+    context.log.info(f"staged {len(staged.tables)} relations at {staged.path}: {len(staged.copied)} copied whole, "
+                     f"{len(replaced)} with changed days replaced, {len(staged.carried)} unchanged carried over")
+    return dg.MaterializeResult(metadata={
+        "path": str(staged.path), "relations": len(staged.tables), "copied": list(staged.copied),
+        "days_replaced": {name: len(days) for name, days in replaced.items()}, "carried_over": len(staged.carried)})
 
 
 @dg.multi_asset_check(
@@ -69,7 +74,9 @@ def publication_expectations(context: dg.AssetCheckExecutionContext):
 )
 def published_warehouse(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     published = promote_publication(SERVING_TABLES)
-    context.log.info(f"published {len(published.tables)} relations to {published.path}")
+    context.log.info(f"published {len(published.tables)} relations to {published.path}; serving files: "
+                     f"{len(published.serving_files)} written, {len(published.serving_unchanged)} unchanged")
     return dg.MaterializeResult(metadata={
         "path": str(published.path), "rows": published.tables,
-        "serving_files": [str(p) for p in published.serving_files]})
+        "serving_files": [str(p) for p in published.serving_files],
+        "serving_unchanged": [str(p) for p in published.serving_unchanged]})

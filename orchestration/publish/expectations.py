@@ -1,5 +1,5 @@
-"""Data-quality rules the published marts and serving tables must pass, checked with Great Expectations
-on the staged publication before it replaces the published one.
+"""Data-quality rules the published marts and serving tables must pass, checked on the staged publication
+before it replaces the published one.
 
 The rules follow from each table's columns, so a new mart is checked without a line here:
 
@@ -10,8 +10,15 @@ The rules follow from each table's columns, so a new mart is checked without a l
   (``scheduled_for``, ``*_until``, ``planned_*``) are exempt;
 - counts (integer columns) are not negative.
 
-Tables are read into pandas with DuckDB and validated as DataFrames: GX's SQL path through
-duckdb-engine is broken in GX 1.24 (see FACTS).
+``expectations_for`` states the rules once, as Great Expectations' expectation types with their
+arguments. Two engines evaluate them:
+
+- ``sql`` (the pipeline's): each table's expectations as one set-based query in DuckDB over the staged
+  file — unexpected rows counted with ``count_if``, a few examples fetched only for a failing one. Nothing
+  is read into Python, so the big facts cost a scan, not a DataFrame.
+- ``gx``: Great Expectations itself on DataFrames fetched with DuckDB (its SQL path through duckdb-engine
+  is broken in GX 1.24, see FACTS). The tests hold the SQL engine to it: same verdicts and the same
+  unexpected counts on planted bad rows, GX semantics included (nulls, and NaN as missing, are ignored).
 """
 
 from __future__ import annotations
@@ -55,87 +62,180 @@ class TableValidation:
         return not self.failures
 
 
-def expectations_for(columns: dict[str, str], now: dt.datetime) -> list:
-    """The expectations a table with these columns (name -> DuckDB type) must meet."""
-    import great_expectations as gx
+@dataclass(frozen=True)
+class Expectation:
+    """One rule on one table, named and parameterized as Great Expectations names it."""
+    type: str                     # expect_column_values_to_be_between | expect_column_pair_values_a_to_be_greater_than_b
+    columns: tuple[str, ...]      # (column,) or (column_A, column_B)
+    min_value: object = None
+    max_value: object = None
 
+
+BETWEEN = "expect_column_values_to_be_between"
+PAIR_GREATER = "expect_column_pair_values_a_to_be_greater_than_b"
+
+
+def expectations_for(columns: dict[str, str], now: dt.datetime) -> list[Expectation]:
+    """The expectations a table with these columns (name -> DuckDB type) must meet."""
     out = []
     percentiles: dict[str, list[tuple[int, str]]] = {}
     for name, dtype in columns.items():
         if RATE.search(name):
-            out.append(gx.expectations.ExpectColumnValuesToBeBetween(column=name, min_value=0, max_value=1))
+            out.append(Expectation(BETWEEN, (name,), min_value=0, max_value=1))
         elif dtype in INTEGER_TYPES:
-            out.append(gx.expectations.ExpectColumnValuesToBeBetween(column=name, min_value=0))
-        # Dates and timestamps arrive as naive UTC timestamps (see _frame), so the bounds are naive UTC too.
+            out.append(Expectation(BETWEEN, (name,), min_value=0))
+        # Dates and timestamps compare as naive UTC timestamps, so the bounds are naive UTC too.
         # Values, not the max: a column that is all null (no crash yet) has nothing in the future.
         if PLANNED.search(name):
             pass
         elif dtype == "DATE":
-            out.append(gx.expectations.ExpectColumnValuesToBeBetween(
-                column=name, max_value=dt.datetime.combine(now.date(), dt.time())))
+            out.append(Expectation(BETWEEN, (name,), max_value=dt.datetime.combine(now.date(), dt.time())))
         elif dtype in TIMESTAMP_TYPES:
-            out.append(gx.expectations.ExpectColumnValuesToBeBetween(
-                column=name, max_value=(now + FUTURE_TOLERANCE).astimezone(dt.timezone.utc).replace(tzinfo=None)))
+            out.append(Expectation(BETWEEN, (name,), max_value=(now + FUTURE_TOLERANCE).astimezone(
+                dt.timezone.utc).replace(tzinfo=None)))
         if m := PERCENTILE.match(name):
             level = 50 if m.group(2) else int(m.group(1))
             percentiles.setdefault(m.group(3), []).append((level, name))
     for series in percentiles.values():
         ordered = sorted(series)
         for (_, lower), (_, higher) in zip(ordered, ordered[1:]):
-            out.append(gx.expectations.ExpectColumnPairValuesAToBeGreaterThanB(
-                column_A=higher, column_B=lower, or_equal=True, ignore_row_if="either_value_is_missing"))
+            out.append(Expectation(PAIR_GREATER, (higher, lower)))
     return out
+
+
+def _columns(con, table: str) -> dict[str, str]:
+    return dict(con.execute(
+        "select column_name, data_type from information_schema.columns where table_schema = 'main' "
+        "and table_name = ? order by ordinal_position", [table]).fetchall())
+
+
+# --- the SQL engine ---------------------------------------------------------------------------------------
+
+FLOAT_TYPES = {"FLOAT", "DOUBLE", "REAL"}
+
+
+def _value(column: str, dtype: str) -> str:
+    """A column as GX sees it after ``_frame``: dates and timestamps as naive UTC timestamps."""
+    if dtype == "TIMESTAMP WITH TIME ZONE":
+        return f"timezone('UTC', \"{column}\")"
+    if dtype == "DATE" or dtype in TIMESTAMP_TYPES:
+        return f"cast(\"{column}\" as timestamp)"
+    return f'"{column}"'
+
+
+def _present(column: str, dtype: str) -> str:
+    """Not missing, as pandas sees it: not null, and for floats not NaN."""
+    return f'("{column}" is not null and not isnan("{column}"))' if dtype in FLOAT_TYPES else f'"{column}" is not null'
+
+
+def _literal(value) -> str:
+    if isinstance(value, dt.datetime):
+        return f"timestamp '{value.isoformat(sep=' ')}'"
+    return repr(value)
+
+
+def unexpected_sql(e: Expectation, columns: dict[str, str]) -> str:
+    """A SQL condition true on exactly the rows GX counts as unexpected for ``e``."""
+    if e.type == BETWEEN:
+        (c,) = e.columns
+        value, bounds = _value(c, columns[c]), []
+        if e.min_value is not None:
+            bounds.append(f"{value} < {_literal(e.min_value)}")
+        if e.max_value is not None:
+            bounds.append(f"{value} > {_literal(e.max_value)}")
+        return f"({_present(c, columns[c])} and ({' or '.join(bounds)}))"
+    if e.type == PAIR_GREATER:
+        a, b = e.columns
+        return (f"({_present(a, columns[a])} and {_present(b, columns[b])} "
+                f"and not ({_value(a, columns[a])} >= {_value(b, columns[b])}))")
+    raise ValueError(f"no SQL for {e.type}")
+
+
+def _validate_sql(con, table: str, columns: dict[str, str], expectations: list[Expectation]) -> TableValidation:
+    conditions = [unexpected_sql(e, columns) for e in expectations]
+    counts = con.execute(f'select count(*){"".join(f", count_if({c})" for c in conditions)} from "{table}"').fetchall()[0]
+    validation = TableValidation(table, counts[0], len(expectations))
+    for e, condition, unexpected in zip(expectations, conditions, counts[1:]):
+        if unexpected:
+            shown = ", ".join(f'cast("{c}" as varchar)' for c in e.columns)
+            examples = con.execute(f'select {shown} from "{table}" where {condition} limit 3').fetchall()
+            validation.failures.append(Failure(e.type, e.columns, {
+                "unexpected": unexpected,
+                "examples": [row[0] if len(row) == 1 else list(row) for row in examples]}))
+    return validation
+
+
+# --- the Great Expectations engine ------------------------------------------------------------------------
+
+def to_gx(e: Expectation):
+    import great_expectations as gx
+
+    if e.type == BETWEEN:
+        return gx.expectations.ExpectColumnValuesToBeBetween(column=e.columns[0], min_value=e.min_value,
+                                                             max_value=e.max_value)
+    if e.type == PAIR_GREATER:
+        return gx.expectations.ExpectColumnPairValuesAToBeGreaterThanB(
+            column_A=e.columns[0], column_B=e.columns[1], or_equal=True, ignore_row_if="either_value_is_missing")
+    raise ValueError(f"no GX expectation for {e.type}")
 
 
 def _frame(con, table: str, columns: dict[str, str]):
     # Dates and timestamps as naive UTC timestamps: pandas gives them one dtype (datetime64) that GX compares
     # with the bounds; everything else as DuckDB gives it.
-    select = ", ".join(
-        f"timezone('UTC', \"{c}\") as \"{c}\"" if t == "TIMESTAMP WITH TIME ZONE"
-        else f"cast(\"{c}\" as timestamp) as \"{c}\"" if t == "DATE" or t in TIMESTAMP_TYPES
-        else f'"{c}"'
-        for c, t in columns.items())
+    select = ", ".join(f'{_value(c, t)} as "{c}"' for c, t in columns.items())
     return con.execute(f'select {select} from "{table}"').df()
 
 
-def validate_publication(path: Path, tables: list[str], now: dt.datetime | None = None) -> dict[str, TableValidation]:
-    """Validate the given tables of a DuckDB file; one result per table (a missing table fails)."""
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
+class _GX:
+    def __init__(self):
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
 
+        self.gx = gx
+        context = gx.get_context(mode="ephemeral")
+        context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        self.source = context.data_sources.add_pandas("publication")
+
+    def validate(self, con, table: str, columns: dict[str, str], expectations: list[Expectation]) -> TableValidation:
+        frame = _frame(con, table, columns)
+        if frame.empty:  # nothing to break a rule (and GX fails a max over no rows)
+            return TableValidation(table, 0, len(expectations))
+        suite = self.gx.ExpectationSuite(name=table, expectations=[to_gx(e) for e in expectations])
+        batch = self.source.add_dataframe_asset(name=table).add_batch_definition_whole_dataframe("all").get_batch(
+            batch_parameters={"dataframe": frame})
+        outcome = batch.validate(suite)
+        validation = TableValidation(table, len(frame), len(outcome.results))
+        for r in outcome.results:
+            if not r.success:
+                kwargs = r.expectation_config.kwargs
+                cols = tuple(kwargs[k] for k in ("column", "column_A", "column_B") if k in kwargs)
+                observed = r.result.get("observed_value")
+                if observed is None:
+                    observed = {"unexpected": r.result.get("unexpected_count"),
+                                "examples": [str(v) for v in (r.result.get("partial_unexpected_list") or [])[:3]]}
+                validation.failures.append(Failure(r.expectation_config.type, cols, observed))
+        return validation
+
+
+def validate_publication(path: Path, tables: list[str], now: dt.datetime | None = None,
+                         engine: str = "sql") -> dict[str, TableValidation]:
+    """Validate the given tables of a DuckDB file; one result per table (a missing table fails). ``engine``:
+    ``sql`` (set-based queries in DuckDB) or ``gx`` (Great Expectations on DataFrames)."""
+    if engine not in ("sql", "gx"):
+        raise ValueError(f"unknown engine {engine!r}: sql or gx")
     now = now or dt.datetime.now(dt.timezone.utc)
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    source = context.data_sources.add_pandas("publication")
+    gx_engine = _GX() if engine == "gx" else None
     results: dict[str, TableValidation] = {}
     con = connect(path, read_only=True)
     try:
         for table in tables:
-            columns = dict(con.execute(
-                "select column_name, data_type from information_schema.columns where table_schema = 'main' "
-                "and table_name = ? order by ordinal_position", [table]).fetchall())
+            columns = _columns(con, table)
             if not columns:
                 results[table] = TableValidation(table, 0, 0, [Failure("table_exists", (), "missing")])
                 continue
-            frame = _frame(con, table, columns)
-            if frame.empty:  # nothing to break a rule (and GX fails a max over no rows)
-                results[table] = TableValidation(table, 0, 0)
-                continue
-            suite = gx.ExpectationSuite(name=table, expectations=expectations_for(columns, now))
-            batch = source.add_dataframe_asset(name=table).add_batch_definition_whole_dataframe("all").get_batch(
-                batch_parameters={"dataframe": frame})
-            outcome = batch.validate(suite)
-            validation = TableValidation(table, len(frame), len(outcome.results))
-            for r in outcome.results:
-                if not r.success:
-                    kwargs = r.expectation_config.kwargs
-                    cols = tuple(kwargs[k] for k in ("column", "column_A", "column_B") if k in kwargs)
-                    observed = r.result.get("observed_value")
-                    if observed is None:
-                        observed = {"unexpected": r.result.get("unexpected_count"),
-                                    "examples": [str(v) for v in (r.result.get("partial_unexpected_list") or [])[:3]]}
-                    validation.failures.append(Failure(r.expectation_config.type, cols, observed))
-            results[table] = validation
+            expectations = expectations_for(columns, now)
+            results[table] = (gx_engine.validate(con, table, columns, expectations) if gx_engine
+                              else _validate_sql(con, table, columns, expectations))
     finally:
         con.close()
     return results

@@ -84,8 +84,12 @@ def test_a_switched_off_placement_gives_no_suggestions_and_inputs_fix_the_output
     from orchestration.recommendations.parts import build_parts_suggestions
     from pitwall.flags import parse_flags
 
-    built = build_parts_suggestions()
-    first, again = built.table, build_parts_suggestions().table
+    built = build_parts_suggestions(reuse=False)
+    reused = build_parts_suggestions()
+    first, again = built.table, reused.table
+    # the training rows have not changed: the second run scores with the kept fit instead of refitting
+    assert built.summary["model"].startswith("refit on ") and reused.summary["model"].startswith("reused model trained on")
+    assert reused.summary["mlflow_run_id"] == built.summary["mlflow_run_id"]
     # the fit is on record in the world's own MLflow store, under its experiment
     from mlflow import MlflowClient
     from models_ml.nba.tracking import configure
@@ -95,7 +99,10 @@ def test_a_switched_off_placement_gives_no_suggestions_and_inputs_fix_the_output
     assert run.info.artifact_uri.startswith((root / "mlflow").as_uri())
     assert run.data.metrics["holdout_auc"] > 0.5
     stable = [c for c in first.columns if c not in ("scoring_run_id", "generated_at", "mlflow_run_id")]
-    assert first.select(stable).equals(again.select(stable))
+    assert first.select(stable).equals(again.select(stable))  # the kept fit suggests what a refit does
+    refit = build_parts_suggestions(reuse=False)
+    assert refit.summary["mlflow_run_id"] != built.summary["mlflow_run_id"]
+    assert refit.table.select(stable).equals(again.select(stable))
 
     off = parse_flags({"features": [{"key": "rec-placement-pre_job_parts", "defaultValue": True, "rules": [
         {"id": "parts-off", "condition": {"role": "technician"}, "force": False}]}]})

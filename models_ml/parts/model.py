@@ -3,15 +3,21 @@
 Rows come from the dbt model `int_job_part_candidates` (past jobs labelled with whether they used the
 part; upcoming jobs to score). The classifier learns what the service's parts list alone cannot say: a
 failing battery needs a battery whatever job was booked, old vehicles need brake pads at inspections.
-It is refit on every run (a few seconds, fresh history) and logged to MLflow for the record; unlike the
-next-best-action model it serves no one directly, so it has no registry gate: its holdout metrics against
-the parts-list baseline (how often the service's past jobs used the part) are logged and reported.
+It is refit when its training rows change (``training_fingerprint``: the rows, the features and the
+fit's parameters) and logged to MLflow with the booster and its encoding; a run whose training rows are
+the same as an earlier fit's reuses that fit (``save``/``load``), so suggestions for the new day's jobs
+cost a scoring, not a training. Unlike the next-best-action model it serves no one directly, so it has no
+registry gate: its holdout metrics against the parts-list baseline (how often the service's past jobs
+used the part) are logged and reported.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -19,6 +25,9 @@ import xgboost as xgb
 from sklearn.metrics import log_loss, roc_auc_score
 
 from models_ml.nba.features import Encoding, encode, fit_encoding
+
+# Bump when the fit changes in a way the fingerprint's inputs do not show (a kept model is then refit).
+FIT_VERSION = 1
 
 FEATURES: tuple[tuple[str, str], ...] = (
     ("service_id", "categorical"), ("part_id", "categorical"), ("part_category", "categorical"),
@@ -117,3 +126,35 @@ def fit(training: pl.DataFrame, config: PartsConfig | None = None) -> PartsModel
         metrics.update({f"baseline_{k}": v for k, v in base_m.items()})
     booster, encoding = _fit(training, config)
     return PartsModel(booster=booster, encoding=encoding, metrics=metrics)
+
+
+def training_fingerprint(training: pl.DataFrame, config: PartsConfig | None = None) -> str:
+    """What a fit depends on: the training rows (as a multiset: the order they were read in does not count),
+    the features, the fit's parameters and the library version. Equal fingerprints, equal models."""
+    config = config or PartsConfig()
+    columns = sorted(training.columns)
+    rows = np.sort(training.select(columns).hash_rows(seed=0).to_numpy())
+    digest = hashlib.sha256()
+    digest.update(json.dumps({"fit_version": FIT_VERSION, "features": FEATURES, "config": asdict(config),
+                              "columns": [[c, str(training.schema[c])] for c in columns],
+                              "xgboost": xgb.__version__, "rows": len(training)}, sort_keys=True).encode())
+    digest.update(rows.tobytes())
+    return digest.hexdigest()
+
+
+BOOSTER_FILE, ENCODING_FILE, METRICS_FILE = "booster.ubj", "encoding.json", "metrics.json"
+
+
+def save(model: PartsModel, folder: Path) -> None:
+    """The booster, its encoding and its metrics as files (logged as the MLflow run's artifacts)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    model.booster.save_model(str(folder / BOOSTER_FILE))
+    (folder / ENCODING_FILE).write_text(model.encoding.to_json())
+    (folder / METRICS_FILE).write_text(json.dumps(model.metrics, sort_keys=True))
+
+
+def load(folder: Path) -> PartsModel:
+    booster = xgb.Booster()
+    booster.load_model(str(folder / BOOSTER_FILE))
+    return PartsModel(booster=booster, encoding=Encoding.from_json((folder / ENCODING_FILE).read_text()),
+                      metrics=json.loads((folder / METRICS_FILE).read_text()))

@@ -5,8 +5,12 @@ next door (and by tests without Dagster)."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import os
+import tempfile
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import mlflow
 import polars as pl
@@ -14,13 +18,15 @@ import polars as pl
 from models_ml.nba import explain
 from models_ml.nba.tracking import configure, log_json
 from models_ml.parts.model import (
-    FALLBACK_REASON, FEATURES, NOT_REASONS, REASON_TEMPLATES, REASON_WHEN_POSITIVE, PartsConfig, fit, predict,
+    FALLBACK_REASON, FEATURES, NOT_REASONS, REASON_TEMPLATES, REASON_WHEN_POSITIVE, PartsConfig, PartsModel, fit, load,
+    predict, save, training_fingerprint,
 )
 from pitwall.flags import Flags
 from pitwall.warehouse import read
 
 from .placements import placement_flags
 
+log = logging.getLogger(__name__)
 PLACEMENT = "pre_job_parts"
 EXPERIMENT = "pitwall-parts"
 PARTS_SCHEMA = {
@@ -46,9 +52,11 @@ class PartsSuggestions:
 
 
 def build_parts_suggestions(policy: PartsPolicy | None = None, config: PartsConfig | None = None,
-                            now: dt.datetime | None = None, flags: Flags | None = None) -> PartsSuggestions:
-    """Fit the parts model on past jobs, score the upcoming ones, keep each job's likeliest parts for the
-    technicians whose `pre_job_parts` placement is on (experiments/flags.yaml), with reasons."""
+                            now: dt.datetime | None = None, flags: Flags | None = None,
+                            reuse: bool = True) -> PartsSuggestions:
+    """Fit the parts model on past jobs (or reuse the fit of the same training rows), score the upcoming ones,
+    keep each job's likeliest parts for the technicians whose `pre_job_parts` placement is on
+    (experiments/flags.yaml), with reasons."""
     policy, config = policy or PartsPolicy(), config or PartsConfig()
     rows = read("select * from int_job_part_candidates")
     training = rows.filter(pl.col("purpose") == "training")
@@ -58,8 +66,8 @@ def build_parts_suggestions(policy: PartsPolicy | None = None, config: PartsConf
         why = "no past jobs with parts to learn from" if not len(training) else "no open job in the next 7 days"
         return PartsSuggestions(pl.DataFrame(schema=PARTS_SCHEMA), {"rows": 0, "why_empty": why})
 
-    model = fit(training, config)
-    run_id = _log_run(model.metrics, config)
+    model, run_id, trained = fitted(training, config, reuse=reuse)
+    log.info("parts model: %s", trained)
     typical = (training.filter(pl.col("used")).group_by("part_id")
                .agg(typical_quantity=pl.col("quantity").median().round().cast(pl.Int64)))
     scored = upcoming.with_columns(probability=pl.Series(predict(model, upcoming), dtype=pl.Float64))
@@ -87,16 +95,59 @@ def build_parts_suggestions(policy: PartsPolicy | None = None, config: PartsConf
     ).select(list(PARTS_SCHEMA)).sort("user_id", "scheduled_for", "job_id", "rank")
     summary = {"rows": len(table), "jobs": table.get_column("job_id").n_unique(),
                "upcoming_jobs": upcoming.get_column("job_id").n_unique(), "jobs_placement_off": switched_off,
-               "mlflow_run_id": run_id,
+               "mlflow_run_id": run_id, "model": trained,
                **{k: round(v, 4) if isinstance(v, float) else v for k, v in model.metrics.items()}}
     return PartsSuggestions(table, summary)
 
 
-def _log_run(metrics: dict, config: PartsConfig) -> str:
-    """The fit's parameters and holdout metrics, for the record (the parts model is refit every run)."""
+FINGERPRINT_TAG = "training_fingerprint"
+
+
+def fitted(training: pl.DataFrame, config: PartsConfig, reuse: bool = True) -> tuple[PartsModel, str, str]:
+    """The parts model for these training rows: the kept fit of an earlier run whose training rows had the same
+    fingerprint (unless ``reuse`` is off), else a new fit (logged with its booster). Returns (model, its MLflow
+    run id, how it came: ``reused model trained on …`` or ``refit on …``)."""
+    fingerprint = training_fingerprint(training, config)
+    if reuse and (kept := _kept_fit(fingerprint)):
+        return kept
+    model = fit(training, config)
+    run_id = _log_run(model, config, fingerprint, training)
+    return model, run_id, f"refit on {len(training)} rows through {training.get_column('as_of_date').max()}"
+
+
+def _kept_fit(fingerprint: str) -> tuple[PartsModel, str, str] | None:
+    """The latest finished fit logged with this training fingerprint, if its artifacts are still there."""
+    client, experiment_id = configure(EXPERIMENT)
+    runs = client.search_runs([experiment_id], filter_string=f"tags.{FINGERPRINT_TAG} = '{fingerprint}' "
+                              "and attributes.status = 'FINISHED'", max_results=1,
+                              order_by=["attributes.start_time DESC"])
+    if not runs:
+        return None
+    run = runs[0]
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a pipeline's logs are not a terminal
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            model = load(Path(client.download_artifacts(run.info.run_id, "model", tmp)))
+        except (OSError, ValueError, mlflow.exceptions.MlflowException):
+            return None  # its artifacts are gone or unreadable: fit again
+    started = dt.datetime.fromtimestamp(run.info.start_time / 1000, dt.timezone.utc)
+    return model, run.info.run_id, (
+        f"reused model trained on {run.data.tags.get('training_rows')} rows through "
+        f"{run.data.tags.get('trained_through')} (MLflow run {run.info.run_id}, {started:%Y-%m-%d %H:%M} UTC)")
+
+
+def _log_run(model: PartsModel, config: PartsConfig, fingerprint: str, training: pl.DataFrame) -> str:
+    """The fit's parameters, holdout metrics and the model itself (booster, encoding), tagged with the
+    fingerprint of its training rows so that a run on the same rows reuses it."""
     _, experiment_id = configure(EXPERIMENT)
     with mlflow.start_run(experiment_id=experiment_id, run_name="parts-suggestions") as run:
+        mlflow.set_tags({FINGERPRINT_TAG: fingerprint, "training_rows": str(len(training)),
+                         "trained_through": str(training.get_column("as_of_date").max())})
         mlflow.log_params({k: v for k, v in config.__dict__.items()})
+        metrics = model.metrics
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and v == v})
         log_json([name for name, _ in FEATURES], "features.json")
+        with tempfile.TemporaryDirectory() as tmp:
+            save(model, Path(tmp) / "model")
+            mlflow.log_artifacts(str(Path(tmp) / "model"), "model")
     return run.info.run_id

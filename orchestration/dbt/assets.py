@@ -6,16 +6,33 @@ writer of ``warehouse.duckdb``, in the ``warehouse`` pool (limit 1): DuckDB allo
 
 The engine is configuration, read when the code location loads (pitwall/engine.py): with
 ``PITWALL_ENGINE=spark`` the same assets build on Spark, limited to the portable models.
+
+One ``dbt build`` per run, so every data test runs once, as an asset check. What it tests follows what the
+run can change:
+
+- a build over an existing warehouse passes var ``tests_changed_since`` (each model incremental by day
+  and its arrival watermark before the run): the data tests of those models test the days the run can have
+  changed, not the whole history (dbt_project/macros/tests/changed_rows.sql); every other model, rebuilt
+  whole, is tested whole. A first build (no warehouse yet) tests everything.
+- unit tests check the SQL against fixed fixtures, not the data: they run when the dbt project's files (or
+  dbt's version) differ from those of the last build whose unit tests passed (recorded under the data root),
+  and are skipped otherwise.
 """
 
+import functools
+import hashlib
+import importlib.metadata
+import json
 import os
 import sys
 from pathlib import Path
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
+from packaging import version
 
 from pitwall import engine, paths
+from pitwall.duck import connect
 
 from .project import dbt_project
 
@@ -34,21 +51,114 @@ translator = DagsterDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_a
 def pitwall_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
     # dbt reads the data root from the environment; make it explicit for the subprocess.
     os.environ["PITWALL_DATA_DIR"] = str(paths.data_dir())
-    yield from dbt.cli(build_command(), context=context).stream()
+    since = changed_since(dbt_project.manifest_path) if engine.engine() == "duckdb" else {}
+    code = project_fingerprint()
+    unit_tests = engine.engine() == "duckdb" and code != _unit_tests_passed_for()
+    if since:
+        context.log.info(f"data tests of {len(since)} incremental models on the days this run can change")
+    if engine.engine() == "duckdb" and not unit_tests:
+        context.log.info("unit tests skipped: the dbt project is unchanged since they last passed")
+    invocation = dbt.cli(build_command(since, unit_tests=unit_tests), context=context)
+    yield from invocation.stream()
+    # Recorded only when every model (hence every unit test) was in the build.
+    if unit_tests and invocation.is_successful() and context.selected_asset_keys >= set(context.assets_def.keys):
+        unit_tests_record().write_text(json.dumps({"project": code}))
 
 
-def build_command() -> list[str]:
-    """``dbt build``; on Spark without the unit tests, whose fixtures are written in DuckDB's dialect (they pin
-    the models' logic, which is the same on every engine, and run on DuckDB in CI)."""
-    if engine.engine() == "duckdb":
-        return ["build"]
-    return ["build", "--exclude-resource-type", "unit_test"]
+def build_command(changed_since: dict[str, str] | None = None, unit_tests: bool | None = None) -> list[str]:
+    """``dbt build``, with var ``tests_changed_since`` when given. Unit tests run by default on DuckDB only:
+    their fixtures are written in DuckDB's dialect (they pin the models' logic, which is the same on every
+    engine, and run on DuckDB in CI)."""
+    unit_tests = engine.engine() == "duckdb" if unit_tests is None else unit_tests
+    command = ["build"]
+    if changed_since:
+        command += ["--vars", json.dumps({"tests_changed_since": changed_since}, sort_keys=True)]
+    if not unit_tests:
+        command += ["--exclude-resource-type", "unit_test"]
+    return command
+
+
+def incremental_models(manifest_path: Path) -> dict[str, str]:
+    """The models incremental by day (macros/engine/incremental.sql) with their arrival column."""
+    manifest = json.loads(Path(manifest_path).read_text())
+    out = {}
+    for node in manifest["nodes"].values():
+        config = node.get("config") or {}
+        arrival = (config.get("meta") or {}).get("arrival_column")
+        if node["resource_type"] == "model" and config.get("materialized") == "incremental" and arrival:
+            out[node.get("alias") or node["name"]] = arrival
+    return out
+
+
+def changed_since(manifest_path: Path) -> dict[str, str]:
+    """Each incremental-by-day model already in the warehouse with its arrival watermark (the latest arrival
+    day it holds): a run rebuilds from there, so its data tests need not look further back. Empty when there
+    is no warehouse yet (a first build tests everything)."""
+    if not paths.warehouse_path().exists():
+        return {}
+    models = incremental_models(manifest_path)
+    con = connect(paths.warehouse_path(), read_only=True)
+    try:
+        present = {name: {c for (c,) in con.execute(
+            "select column_name from information_schema.columns where table_schema = 'main' and table_name = ?",
+            [name]).fetchall()} for name in models}
+        out = {}
+        for name, arrival in models.items():
+            if arrival in present[name]:
+                (watermark,) = con.execute(f'select max("{arrival}") from "{name}"').fetchone()
+                if watermark is not None:
+                    out[name] = str(watermark)
+        return out
+    finally:
+        con.close()
+
+
+def unit_tests_record() -> Path:
+    return paths.data_dir() / "dbt_unit_tests_passed.json"
+
+
+def _unit_tests_passed_for() -> str | None:
+    try:
+        return json.loads(unit_tests_record().read_text())["project"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def project_fingerprint() -> str:
+    """The dbt project's files (models, macros, seeds, tests, project and profile settings) and the versions
+    of dbt and its adapter: what a unit test's outcome depends on."""
+    digest = hashlib.sha256()
+    for package in ("dbt-core", "dbt-duckdb"):
+        try:
+            digest.update(f"{package}=={importlib.metadata.version(package)}\n".encode())
+        except importlib.metadata.PackageNotFoundError:
+            digest.update(f"{package} absent\n".encode())
+    root = paths.DBT_PROJECT_DIR
+    files = [root / "dbt_project.yml", root / "profiles.yml", root / "selectors.yml"]
+    for folder in ("models", "macros", "seeds", "tests", "snapshots", "analyses"):
+        files += sorted(p for p in (root / folder).rglob("*") if p.is_file())
+    for path in files:
+        if path.exists():
+            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+class PitwallDbtCli(DbtCliResource):
+    """dagster-dbt's resource, less one dbt start-up per run: it asks ``dbt --version`` (a whole dbt process,
+    ~4 CPU-seconds) for the version; when the executable is the dbt installed beside this interpreter, the
+    installed package says the same."""
+
+    @functools.cached_property
+    def _cli_version(self) -> version.Version:
+        if Path(self.dbt_executable) == Path(sys.executable).parent / "dbt":
+            return version.parse(importlib.metadata.version("dbt-core"))
+        return super()._cli_version
 
 
 def dbt_resource() -> DbtCliResource:
     # The dbt installed beside this interpreter, so it works without the virtualenv on PATH.
     beside = Path(sys.executable).parent / "dbt"
-    return DbtCliResource(
+    return PitwallDbtCli(
         project_dir=dbt_project,
         profiles_dir=str(paths.DBT_PROJECT_DIR),
         target=engine.dbt_target(),

@@ -27,13 +27,18 @@
 
 
 {#-
-    incremental_by_day(day_column): the config of a model incremental by day, the one definition:
-        {{ config(**incremental_by_day('dt')) }}
+    incremental_by_day(day_column, arrival_column): the config of a model incremental by day, the one
+    definition:
+        {{ config(**incremental_by_day('started_on', 'last_arrival_dt')) }}
     Whole days are replaced (partition_replace_strategy), keyed and partitioned by `day_column`; a change
-    of columns fails the run rather than drifting (run with --full-refresh).
+    of columns fails the run rather than drifting (run with --full-refresh). `arrival_column` (default the
+    day column) is the arrival day of the newest data in a row, the watermark incremental_floor() reads:
+    the data tests of a daily run test the days a run can have changed (macros/tests/changed_rows.sql), and
+    the publish step replaces only the changed days.
 -#}
-{%- macro incremental_by_day(day_column) -%}
+{%- macro incremental_by_day(day_column, arrival_column=none) -%}
     {{ return({
+        'meta': {'arrival_column': arrival_column or day_column},
         'materialized': 'incremental',
         'incremental_strategy': partition_replace_strategy(),
         'unique_key': day_column,

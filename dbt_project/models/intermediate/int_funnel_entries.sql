@@ -4,7 +4,7 @@
 -- Incremental by entry day (macros/engine/incremental.sql): a run rebuilds the days of the step-1 events
 -- that arrived since the previous run; an entry day depends on that day's events only.
 
-{{ config(**incremental_by_day('entry_day')) }}
+{{ config(**incremental_by_day('entry_day', 'entry_arrival_dt')) }}
 
 with
 {% if is_incremental() %}

@@ -11,7 +11,7 @@
 -- events arrived since the previous run can reach (their day back to the longest conversion window).
 
 -- depends_on: {{ ref('funnels') }}
-{{ config(**incremental_by_day('entry_day')) }}
+{{ config(**incremental_by_day('entry_day', 'arrival_dt')) }}
 
 {%- set max_steps = var('funnel_max_steps') | int %}
 

@@ -1,7 +1,7 @@
 -- API latency as the apps experience it. Grain: day × route × method × app_version × platform, over the
 -- requests of fct_api_requests (the apps' CLIENT spans; server time from their SERVER child span).
 
-{{ config(**incremental_by_day('day')) }}
+{{ config(**incremental_by_day('day', 'last_arrival_dt')) }}
 
 -- Incremental by day (macros/engine/incremental.sql): a run re-aggregates the days of the requests that
 -- arrived since the previous run.

@@ -3,7 +3,7 @@
 -- how long reaching the step took from the entry (exact median and p90). Every step of a funnel has a
 -- row for each breakdown that had entries that day, with entered = 0 when none got that far.
 
-{{ config(**incremental_by_day('day')) }}
+{{ config(**incremental_by_day('day', 'last_arrival_dt')) }}
 
 -- Incremental by entry day (macros/engine/incremental.sql): a run re-counts the entry days that entries
 -- or steps arrived since the previous run belong to.

@@ -2,7 +2,7 @@
 -- crash-free sessions (sessions not ending crashed), crash-free users (users none of whose sessions
 -- crashed that day) and adoption (the release's share of the app's users on that platform that day).
 
-{{ config(**incremental_by_day('day')) }}
+{{ config(**incremental_by_day('day', 'last_arrival_dt')) }}
 
 -- Incremental by day (macros/engine/incremental.sql): a run re-aggregates the start days of the sessions
 -- that took in data since the previous run.

@@ -2,7 +2,7 @@
 -- cut into sessions by 30 minutes of inactivity per actor, device and app, as Firebase and Amplitude
 -- do. A session crashed when a Sentry event names it (tags.session_id).
 
-{{ config(**incremental_by_day('started_on')) }}
+{{ config(**incremental_by_day('started_on', 'last_arrival_dt')) }}
 
 -- Incremental by session start day (macros/engine/incremental.sql): a run rebuilds the start days of the
 -- events that arrived since the previous run, reading one more day before them so a session that ran

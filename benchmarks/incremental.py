@@ -1,0 +1,169 @@
+"""``make bench`` (incremental part): one more day after a full build, against the full build itself.
+
+The simulator writes a world of ``--days`` + 1 days ending yesterday (the publish checks refuse dates in the
+future). The landing zone of a fresh data root receives every file but the last day's (``dt=`` folders of the
+last day and later); the whole pipeline runs through Dagster in process (``pitwall_pipeline``, the in-process
+executor, under the partners' simulated API): the **full** build. Then the last day's folders land and the
+same job runs again on the same data root: the **day**. Both runs are timed as a whole process tree (the
+pipeline's process, dbt's subprocesses, the partner API), so the CPU seconds include Dagster's start-up.
+
+Reported: wall and CPU seconds of each run, **day CPU / full CPU** (goal < 0.10), the peak RSS of the whole
+process tree, and each run's slowest steps. Results are appended to docs/benchmarks.md with the machine,
+its load, date and commit.
+
+    python -m benchmarks.incremental [--days 13] [--customers 300 --technicians 40 | --target-events 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+from .common import ROOT, append_section, commit, machine, timed_tree
+
+def pipeline(report: Path) -> int:
+    """The child: run the whole pipeline in process and write what happened to ``report``. (A module, not
+    ``python -c``: pyspark, which Great Expectations imports, exits a process whose main module has no spec.)"""
+    import dagster as dg
+
+    from orchestration.definitions import defs
+
+    result = defs.get_job_def("pitwall_pipeline").execute_in_process(instance=dg.DagsterInstance.get(),
+                                                                     raise_on_error=False)
+    events = result.all_events
+    report.write_text(json.dumps({
+        "success": result.success,
+        "steps": {e.step_key: round(e.event_specific_data.duration_ms / 1000, 2)
+                  for e in events if e.event_type_value == "STEP_SUCCESS"},
+        "failed": [e.step_key for e in events if e.event_type_value == "STEP_FAILURE"],
+        "checks_failed": sorted(e.asset_check_evaluation_data.check_name for e in events
+                                if e.event_type_value == "ASSET_CHECK_EVALUATION"
+                                and not e.asset_check_evaluation_data.passed),
+        "published": any(e.asset_key.path == ["published", "pitwall"] for e in result.get_asset_materialization_events()),
+    }))
+    return 0 if result.success else 1
+
+
+def dt_of(path: Path) -> str | None:
+    """The day of a landing file's ``dt=YYYY-MM-DD`` folder (None outside one)."""
+    for part in path.parts:
+        if part.startswith("dt="):
+            return part.removeprefix("dt=")
+    return None
+
+
+def land(world: Path, landing: Path, *, before: str | None) -> int:
+    """Hard-link the world's landing files into ``landing``: those outside day folders and in days before
+    ``before`` (all when None); files already there are kept. Returns how many files were linked."""
+    linked = 0
+    for file in sorted(p for p in world.rglob("*") if p.is_file()):
+        day = dt_of(file.relative_to(world))
+        if before is not None and day is not None and day >= before:
+            continue
+        target = landing / file.relative_to(world)
+        if target.exists():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.link(file, target)
+        linked += 1
+    return linked
+
+
+def run_pipeline(data: Path, home: Path, workdir: Path, name: str) -> dict:
+    env = {**os.environ, "PITWALL_DATA_DIR": str(data), "DAGSTER_HOME": str(home)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    report = workdir / f"{name}.json"
+    wall, cpu, rss = timed_tree(
+        [sys.executable, "-m", "simulator.partners", "run", "--world", str(data / "landing" / "partners" / "world.json"),
+         "--", sys.executable, "-m", "benchmarks.incremental", "--pipeline-report", str(report)], env)
+    outcome = json.loads(report.read_text())
+    if not outcome["published"]:
+        raise SystemExit(f"{name}: the pipeline did not publish: {outcome}")
+    slowest = dict(sorted(outcome["steps"].items(), key=lambda kv: -kv[1])[:6])
+    return {"wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "tree_rss_mib": round(rss), "slowest_steps": slowest,
+            "steps_s": round(sum(outcome["steps"].values()), 1)}
+
+
+def bench(args) -> dict:
+    workdir = args.workdir
+    world, data, home = workdir / "world", workdir / "data", workdir / "dagster_home"
+    for path in (world, data, home):
+        shutil.rmtree(path, ignore_errors=True)
+    home.mkdir(parents=True)
+    shutil.copy(ROOT / "orchestration" / "instance" / "dagster.yaml", home / "dagster.yaml")
+    start = date.today() - timedelta(days=args.days + 1)
+    size = (["--target-events", str(args.target_events)] if args.target_events
+            else ["--customers", str(args.customers), "--technicians", str(args.technicians)])
+    subprocess.run([sys.executable, "-m", "simulator", "--out", str(world), *size, "--days", str(args.days + 1),
+                    "--seed", str(args.seed), "--start-date", start.isoformat(), "--no-progress"],
+                   cwd=ROOT, check=True, capture_output=True)
+    last_day = (start + timedelta(days=args.days)).isoformat()
+    land(world, data / "landing", before=last_day)
+    full = run_pipeline(data, home, workdir, "full")
+    new_files = land(world, data / "landing", before=None)
+    day = run_pipeline(data, home, workdir, "day")
+
+    import duckdb
+
+    with duckdb.connect(str(data / "published" / "pitwall.duckdb"), read_only=True) as con:
+        events = con.execute("select count(*) from stg_events").fetchone()[0]
+        day_events = con.execute("select count(*) from stg_events where dt >= ?", [last_day]).fetchone()[0]
+    result = {"days": args.days, "events": events, "day_events": day_events, "day_files": new_files,
+              "load_before": args.load, "full": full, "day": day,
+              "ratio_cpu": round(day["cpu_s"] / full["cpu_s"], 3), "ratio_wall": round(day["wall_s"] / full["wall_s"], 3)}
+    result["load_after"] = os.getloadavg()
+    if not args.keep:
+        for path in (world, data, home):
+            shutil.rmtree(path, ignore_errors=True)
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def append_results(r: dict, load: tuple[float, float, float]) -> None:
+    lines = [
+        f"\n## One more day after a full build — {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, commit {commit()}\n",
+        f"Machine: {machine()}; load average before the run {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} "
+        f"(1 / 5 / 15 min). The whole pipeline (`pitwall_pipeline`) through Dagster in process under the "
+        f"partners' simulated API: a full build of {r['days']} days, then the next day lands and the job runs "
+        "again on the same data root. Seconds and peak RSS of the whole process tree (Dagster, dbt, the API).\n",
+        "| events | day events | full wall s | full CPU s | day wall s | day CPU s | **day / full CPU** |"
+        " peak RSS full MiB | peak RSS day MiB |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {r['events']:,} | {r['day_events']:,} | {r['full']['wall_s']} | {r['full']['cpu_s']} | {r['day']['wall_s']} |"
+        f" {r['day']['cpu_s']} | **{r['ratio_cpu']}** | {r['full']['tree_rss_mib']:,} | {r['day']['tree_rss_mib']:,} |",
+        "\nSlowest steps (wall seconds): full — " + ", ".join(f"{k} {v}" for k, v in r["full"]["slowest_steps"].items())
+        + "; day — " + ", ".join(f"{k} {v}" for k, v in r["day"]["slowest_steps"].items()) + ".\n",
+    ]
+    append_section(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--days", type=int, default=13, help="days of the full build (the world has one more)")
+    parser.add_argument("--customers", type=int, default=300)
+    parser.add_argument("--technicians", type=int, default=40)
+    parser.add_argument("--target-events", type=int, default=None, help="size the world by events instead")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--workdir", type=Path, default=ROOT / ".tmp_bench" / "incremental")
+    parser.add_argument("--keep", action="store_true", help="keep the world and data root after the run")
+    parser.add_argument("--no-record", action="store_true", help="print only; do not append to docs/benchmarks.md")
+    parser.add_argument("--pipeline-report", type=Path, help=argparse.SUPPRESS)  # the child run_pipeline starts
+    args = parser.parse_args()
+    if args.pipeline_report:
+        raise SystemExit(pipeline(args.pipeline_report))
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    args.load = os.getloadavg()
+    result = bench(args)
+    if not args.no_record:
+        append_results(result, args.load)
+        print("appended to docs/benchmarks.md")
+
+
+if __name__ == "__main__":
+    main()

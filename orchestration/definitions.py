@@ -3,6 +3,10 @@
 On ``PITWALL_ENGINE=spark`` (pitwall/engine.py) the location holds what Spark builds: ingestion into the
 raw Parquet layer and the portable dbt models; the domains that read ``warehouse.duckdb`` stay with the
 embedded engine (docs/scale-out.md).
+
+Steps run in the run's own process (Dagster's in-process executor): the steps that write the warehouse
+run one at a time anyway (the ``warehouse`` pool), and a process per step cost ~10 s of re-importing
+the code location for each of some twenty steps.
 """
 
 import dagster as dg
@@ -17,8 +21,10 @@ from orchestration.publish import definitions as publish
 from orchestration.recommendations import definitions as recommendations
 from pitwall import engine
 
+execution = dg.Definitions(executor=dg.in_process_executor)
+
 if engine.engine() == "spark":
-    defs = dg.Definitions.merge(ingestion.defs, dbt.defs, pipeline.defs)
+    defs = dg.Definitions.merge(ingestion.defs, dbt.defs, pipeline.defs, execution)
 else:
     defs = dg.Definitions.merge(ingestion.defs, partners.defs, dbt.defs, experiments.defs, recommendations.defs,
-                                publish.defs, pipeline.defs, alerts.defs)
+                                publish.defs, pipeline.defs, alerts.defs, execution)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -232,17 +233,17 @@ def test_a_daily_build_tests_the_incremental_models_from_their_watermark(tmp_pat
     con.close()
     since = changed_since(dbt_project.manifest_path)
     assert since == {"stg_events": "2026-11-03"}
-    command = build_command(since, unit_tests=False)
-    assert command[0] == "build" and json.loads(command[command.index("--vars") + 1]) == {"tests_changed_since": since}
-    assert command[-2:] == ["--exclude-resource-type", "unit_test"]
-    assert build_command({}, unit_tests=True) == ["build"]
+    assert build_command(unit_tests=False) == ["build", "--exclude-resource-type", "unit_test"]
+    assert build_command(unit_tests=True) == ["build"]
 
 
 @pytest.mark.slow
 def test_the_daily_data_tests_catch_a_bad_row_in_the_new_days_and_leave_old_days_alone(world, tmp_path):
     """On a copy of the world's warehouse: a duplicate messageId planted in an old day is outside a daily run's
     tests (that day was tested when it was built); the same planted in the latest day fails them; a full
-    build's tests (no var) catch both."""
+    build's tests (without the watermarks) catch both."""
+    from orchestration.dbt.assets import CHANGED_SINCE_ENV
+
     root = tmp_path / "data"
     root.mkdir()
     shutil.copy(world[0] / "warehouse.duckdb", root / "warehouse.duckdb")
@@ -255,10 +256,10 @@ def test_the_daily_data_tests_catch_a_bad_row_in_the_new_days_and_leave_old_days
         args = [str(Path(sys.executable).parent / "dbt"), "--no-use-colors", "--quiet", "test", "--select",
                 "unique_stg_events_message_id", "--project-dir", ".", "--profiles-dir", ".",
                 "--target-path", str(tmp_path / "target")]
-        if since is not None:
-            args += ["--vars", json.dumps({"tests_changed_since": since})]
-        import os
-        return subprocess.run(args, cwd=ROOT / "dbt_project", env={**os.environ, **env}, capture_output=True).returncode
+        changed = {CHANGED_SINCE_ENV: json.dumps(since)} if since is not None else {}
+        base = {k: v for k, v in os.environ.items() if k != CHANGED_SINCE_ENV}
+        return subprocess.run(args, cwd=ROOT / "dbt_project", env={**base, **env, **changed},
+                              capture_output=True).returncode
 
     def plant(day) -> None:
         con = duckdb.connect(str(root / "warehouse.duckdb"))

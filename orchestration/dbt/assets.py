@@ -10,8 +10,8 @@ The engine is configuration, read when the code location loads (pitwall/engine.p
 One ``dbt build`` per run, so every data test runs once, as an asset check. What it tests follows what the
 run can change:
 
-- a build over an existing warehouse passes var ``tests_changed_since`` (each model incremental by day
-  and its arrival watermark before the run): the data tests of those models test the days the run can have
+- a build over an existing warehouse passes ``PITWALL_TESTS_CHANGED_SINCE`` (each model incremental by day
+  and its arrival watermark before the run, as JSON): the data tests of those models test the days the run can have
   changed, not the whole history (dbt_project/macros/tests/changed_rows.sql); every other model, rebuilt
   whole, is tested whole. A first build (no warehouse yet) tests everything.
 - unit tests check the SQL against fixed fixtures, not the data: they run when the dbt project's files (or
@@ -58,21 +58,36 @@ def pitwall_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
         context.log.info(f"data tests of {len(since)} incremental models on the days this run can change")
     if engine.engine() == "duckdb" and not unit_tests:
         context.log.info("unit tests skipped: the dbt project is unchanged since they last passed")
-    invocation = dbt.cli(build_command(since, unit_tests=unit_tests), context=context)
+    # The watermarks reach the data tests through the environment, not --vars: dbt re-parses the whole
+    # project when its vars change (tens of seconds), and they change every day. Read only when tests
+    # execute (never while parsing), so partial parsing is unaffected.
+    if since:
+        os.environ[CHANGED_SINCE_ENV] = json.dumps(since, sort_keys=True)
+    else:
+        os.environ.pop(CHANGED_SINCE_ENV, None)
+    invocation = dbt.cli(build_command(unit_tests=unit_tests), context=context, target_path=target_path())
     yield from invocation.stream()
     # Recorded only when every model (hence every unit test) was in the build.
     if unit_tests and invocation.is_successful() and context.selected_asset_keys >= set(context.assets_def.keys):
         unit_tests_record().write_text(json.dumps({"project": code}))
 
 
-def build_command(changed_since: dict[str, str] | None = None, unit_tests: bool | None = None) -> list[str]:
-    """``dbt build``, with var ``tests_changed_since`` when given. Unit tests run by default on DuckDB only:
-    their fixtures are written in DuckDB's dialect (they pin the models' logic, which is the same on every
-    engine, and run on DuckDB in CI)."""
+CHANGED_SINCE_ENV = "PITWALL_TESTS_CHANGED_SINCE"  # read by dbt_project/macros/tests/changed_rows.sql
+
+
+def target_path() -> Path:
+    """dbt's target folder for this data root, the same every run: its partial_parse.msgpack matches this
+    root's profile (the warehouse path), so a daily run parses only what changed. (dagster-dbt's default, a
+    new folder per invocation seeded from the project's, re-parses everything when the project was parsed
+    for another data root.) Runs do not overlap: dbt runs in the warehouse pool."""
+    return paths.data_dir() / "dbt_target"
+
+
+def build_command(unit_tests: bool | None = None) -> list[str]:
+    """``dbt build``. Unit tests run by default on DuckDB only: their fixtures are written in DuckDB's dialect
+    (they pin the models' logic, which is the same on every engine, and run on DuckDB in CI)."""
     unit_tests = engine.engine() == "duckdb" if unit_tests is None else unit_tests
     command = ["build"]
-    if changed_since:
-        command += ["--vars", json.dumps({"tests_changed_since": changed_since}, sort_keys=True)]
     if not unit_tests:
         command += ["--exclude-resource-type", "unit_test"]
     return command

@@ -1,12 +1,13 @@
 {#-
     Data tests on what a run changed. Every generic test reads the model it tests through
     get_where_subquery (dbt wraps the `model` argument in it); this override keeps dbt's own `where`
-    config and, for a model incremental by day (macros/engine/incremental.sql) named in var
-    `tests_changed_since` ({model: 'YYYY-MM-DD', ...}: the model's arrival watermark before this run, set
-    by the Dagster asset on a run over an existing warehouse), tests only the rows the run can have changed:
+    config and, for a model incremental by day (macros/engine/incremental.sql) named in env var
+    PITWALL_TESTS_CHANGED_SINCE (JSON {model: 'YYYY-MM-DD', ...}: the model's arrival watermark before this
+    run, set by the Dagster asset on a run over an existing warehouse; an env var read only at execution,
+    because a change of --vars makes dbt re-parse the whole project), tests only the rows the run can have changed:
     the days on and after the earliest day of a row holding data that arrived since the watermark. A model
     missing from the var (first build, a model new to the warehouse) and every other model are tested whole;
-    so are all models on a run without the var (a full build, `dbt build` by hand). A backfill
+    so are all models on a run without it (a full build, `dbt build` by hand). A backfill
     (var reprocess_from) tests from that day at the latest.
 -#}
 {% macro default__get_where_subquery(relation) -%}
@@ -33,8 +34,11 @@
 {% macro changed_rows_condition(relation) -%}
     {#- The condition selecting the rows of the tested model a run over new days can have changed; '' when
         the model is to be tested whole. -#}
-    {%- set since_by_model = var('tests_changed_since', none) -%}
-    {%- if not since_by_model or not execute or model is not mapping or not model.get('attached_node') -%}
+    {%- if not execute or model is not mapping or not model.get('attached_node') -%}
+        {%- do return('') -%}
+    {%- endif -%}
+    {%- set since_by_model = fromjson(env_var('PITWALL_TESTS_CHANGED_SINCE', '{}')) -%}
+    {%- if not since_by_model -%}
         {%- do return('') -%}
     {%- endif -%}
     {%- set node = graph.nodes.get(model.attached_node) -%}

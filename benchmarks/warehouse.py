@@ -6,7 +6,7 @@ ingestion loads it; then, each step in a fresh subprocess so its peak RSS is its
            database file, one statement each: reading and writing every row once, no logic;
   models   ``dbt seed`` + ``dbt run``: every staging, intermediate, mart and serving model;
   tests    ``dbt test``: every data test and unit test;
-  publish  the staged copy, its Great Expectations checks, the rename and the serving Parquet files;
+  publish  the staged copy, its expectations (set-based SQL in DuckDB), the rename and the serving Parquet files;
   pages    every dashboard page rendered through Streamlit's AppTest on the published file, cold (query
            cache cleared) and warm, against AppTest rendering a one-line page (benchmarks/pages.py).
 Results are appended to docs/benchmarks.md with the machine, date and commit.
@@ -19,7 +19,7 @@ import os
 import shutil
 import subprocess
 import sys
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from .common import ROOT, append_section, commit, machine, run_sizes, timed_child
@@ -98,10 +98,10 @@ def bench_size(target_events: int, workdir: Path, days: int, seed: int) -> dict:
 
 def append_results(results: list[dict]) -> None:
     lines = [
-        f"\n## Warehouse and dashboards — {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, commit {commit()}\n",
+        f"\n## Warehouse and dashboards — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit {commit()}\n",
         f"Machine: {machine()}. Floor: DuckDB copying the raw events, spans and crashes into tables, one statement "
-        "each. Models: `dbt seed` + `dbt run` (every model); tests: `dbt test`; publish: staged copy, Great "
-        "Expectations checks, rename, serving Parquet. Wall seconds; each step in its own process.\n",
+        "each. Models: `dbt seed` + `dbt run` (every model); tests: `dbt test`; publish: staged copy, its "
+        "expectations as SQL in DuckDB, rename, serving Parquet. Wall seconds; each step in its own process.\n",
         "| events | spans | warehouse MB | floor s | models s | **models / floor** | peak RSS models MiB | tests s |"
         " publish s | peak RSS publish MiB |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",

@@ -15,7 +15,7 @@ DEMO_ARGS ?= --customers 300 --technicians 40 --days 14 --seed 7
 # relative to the working directory (seeds fail to load when two places disagree).
 DBT := cd dbt_project && $(CURDIR)/$(BIN)/dbt --no-use-colors
 
-.PHONY: demo test dagster dashboards bench venv manifest clean-data validate screenshots spark-demo
+.PHONY: demo test test-fast lint dagster dashboards bench venv manifest clean-data validate screenshots spark-demo
 
 $(BIN)/activate: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,8 +53,20 @@ demo: venv manifest $(DAGSTER_HOME)/dagster.yaml
 		$(BIN)/dagster asset materialize --select '*' -m orchestration.definitions
 	$(BIN)/python -m orchestration.report
 
+# The whole suite (CI): two pytest-xdist workers, each test module kept on one worker (its module fixtures
+# are built once); the gbstats comparison must run, not skip.
 test: venv manifest $(DAGSTER_HOME)/dagster.yaml gbstats-venv
-	$(BIN)/python -m pytest
+	PITWALL_REQUIRE_GBSTATS=1 $(BIN)/python -m pytest -n 2 --dist loadscope --durations 25
+
+# The development loop: every module's logic on small data, without the end-to-end worlds (tests marked
+# slow); minutes, not tens of minutes.
+test-fast: venv manifest $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/python -m pytest -m "not slow" -n 2 --dist loadscope -q
+
+# ruff over the Python, sqlfluff over the dbt project's SQL (pyproject.toml [tool.ruff], .sqlfluff).
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/sqlfluff lint dbt_project/models dbt_project/tests dbt_project/macros
 
 validate: venv manifest $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster definitions validate -m orchestration.definitions

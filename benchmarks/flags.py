@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import resource
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import polars as pl
@@ -70,7 +70,7 @@ def main() -> None:
     if not args.no_record:
         features = list(result["features"])
         append_section([
-            f"\n## Feature flags — {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, commit {commit()}\n",
+            f"\n## Feature flags — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit {commit()}\n",
             f"Machine: {machine()}. `python -m benchmarks.flags`: `pitwall.flags.evaluate` on {args.users:,} synthetic "
             "users for each feature of experiments/flags.yaml, then `assignments` (all features); best of "
             f"{args.repeat}, wall seconds.\n",

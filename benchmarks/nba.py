@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import resource
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import polars as pl
 
@@ -19,7 +19,6 @@ from models_ml.nba.policy import PolicyConfig, rank
 from models_ml.nba.scoring import Champion, explain, score
 from models_ml.nba.synthetic import ACTIONS, SPEC, TEMPLATES, synthetic_candidates
 from models_ml.nba.train import TrainConfig, time_split, train_model
-
 from orchestration.recommendations.build import SCORING_CHUNK_USERS
 
 from .common import append_section, commit, machine
@@ -94,7 +93,7 @@ def main() -> None:
         print(f"{key:40s} {value:12.2f}")
     if not args.no_record:
         append_section([
-            f"\n## Next-best-action model — {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, commit {commit()}\n",
+            f"\n## Next-best-action model — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit {commit()}\n",
             f"Machine: {machine()}. `python -m benchmarks.nba`: synthetic candidates with a planted propensity, "
             f"one placement per user; XGBoost hist, 2 threads; scoring, the decision policy and approximate "
             f"reasons for every kept row, {args.chunk_users:,} users at a time as the pipeline does; exact "

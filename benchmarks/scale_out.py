@@ -21,7 +21,7 @@ import os
 import shutil
 import subprocess
 import sys
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from .common import ROOT, append_section, commit, machine, run_sizes, timed_child, timed_tree
@@ -161,7 +161,7 @@ def bench_size(target_events: int, workdir: Path, days: int, seed: int) -> dict:
 
 def append_results(results: list[dict]) -> None:
     lines = [
-        f"\n## Scale-out: DuckDB and local Spark — {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, commit {commit()}\n",
+        f"\n## Scale-out: DuckDB and local Spark — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit {commit()}\n",
         f"Machine: {machine()}; Spark local[{os.cpu_count()}], {SPARK_MEMORY} driver heap. Build: `dbt seed` + "
         "`dbt run --selector portable` from every day but the last; day: the last day lands, `dbt run` again "
         "(incremental models rebuild one day). Floor: the engine reading the raw events, spans and crashes and "

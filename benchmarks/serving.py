@@ -18,7 +18,7 @@ import resource
 import statistics
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -61,8 +61,8 @@ def run(users: int, lookups: int = 300) -> dict[str, float]:
     workdir = Path(tempfile.mkdtemp(prefix="pitwall_serving_"))
     os.environ["PITWALL_DATA_DIR"] = str(workdir)
     from orchestration.publish.publish import publish_warehouse
-    from pitwall.warehouse import write_table
     from pitwall import paths
+    from pitwall.warehouse import write_table
 
     out: dict[str, float] = {"users": float(users)}
     frame = synthetic_recommendations(users)
@@ -119,7 +119,7 @@ def main() -> None:
         return
     floor = r["floor_select_1_p50_ms"]
     lines = [
-        f"\n## Serving lookups — {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, commit {commit()}",
+        f"\n## Serving lookups — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit {commit()}",
         f"\n{machine()}. `recommendations` of {r['users']:,.0f} users ({r['rows']:,.0f} rows, sorted by user_id, "
         f"{r['parquet_mb']:.0f} MB of Parquet in {r['row_groups']:.0f} row groups), written and published by the "
         f"pipeline's own code in {r['write_s']:.1f} s + {r['publish_s']:.1f} s. One random user per lookup, "

@@ -16,9 +16,9 @@ convert): the very rows the mart aggregates.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
-from typing import Callable
 
 import duckdb
 import polars as pl

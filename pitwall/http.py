@@ -4,7 +4,7 @@ retrying, and a tenacity wait that honors the server's ``Retry-After``."""
 from __future__ import annotations
 
 import email.utils
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 from tenacity.wait import wait_base
@@ -37,7 +37,7 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
             when = email.utils.parsedate_to_datetime(value)
         except (TypeError, ValueError):
             return None
-        seconds = (when - datetime.now(timezone.utc)).total_seconds()
+        seconds = (when - datetime.now(UTC)).total_seconds()
     return min(MAX_RETRY_AFTER, max(0.0, seconds))
 
 

@@ -11,11 +11,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import ids, planted
-from .jobs import Jobs
 from .experiments import EXPOSED_ON_HOME, EXPOSED_ON_RECOMMENDATION, Experiments
+from .jobs import Jobs
 from .recommendations import PLACEMENTS, REC_ACTIONS, HiddenPropensity
 from .world import (
-    CUSTOMER, HOUR_US, MINUTE_US, REGION_UTC_OFFSET_H, TECH, US, World,
+    CUSTOMER,
+    HOUR_US,
+    MINUTE_US,
+    REGION_UTC_OFFSET_H,
+    TECH,
+    US,
+    World,
 )
 
 EVENTS = (

@@ -14,15 +14,15 @@ import polars as pl
 from tqdm import tqdm
 
 from .apps import E, expected_events_per_day, simulate_day
-from .recommendations import HiddenPropensity
-from .jobs import build_jobs
-from .landing import GZIP_LEVEL, Landing
 from .experiments import assign as assign_experiments
 from .experiments import truth as experiments_truth
+from .jobs import build_jobs
+from .landing import GZIP_LEVEL, Landing
 from .malformed import MalformedPlan
-from .parts import truth as parts_truth
 from .otlp import TraceBuilder
 from .partners.world import BookingLog, PartnerWorld
+from .parts import truth as parts_truth
+from .recommendations import HiddenPropensity
 from .segment import SegmentRenderer, deliver
 from .sentry import build_crashes
 from .sinks import CrashSink, EventSink, OpsSink, TraceSink
@@ -154,4 +154,4 @@ def _clear_partner_files(out: Path) -> None:
 
 
 def _dates(us) -> list[str]:
-    return [dt.datetime.fromtimestamp(int(t) / 1e6, dt.timezone.utc).isoformat().replace("+00:00", "Z") for t in us]
+    return [dt.datetime.fromtimestamp(int(t) / 1e6, dt.UTC).isoformat().replace("+00:00", "Z") for t in us]

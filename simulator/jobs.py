@@ -12,8 +12,15 @@ import numpy as np
 
 from . import ids, planted
 from .world import (
-    DAY_US, ESTIMATE_SERVICES, HOUR_US, MINUTE_US, REGION_UTC_OFFSET_H, SERVICE_BOOKING_WEIGHTS,
-    SERVICES, US, World,
+    DAY_US,
+    ESTIMATE_SERVICES,
+    HOUR_US,
+    MINUTE_US,
+    REGION_UTC_OFFSET_H,
+    SERVICE_BOOKING_WEIGHTS,
+    SERVICES,
+    US,
+    World,
 )
 
 JOBS_PER_TECHNICIAN_DAY = 2.2

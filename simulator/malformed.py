@@ -50,7 +50,7 @@ class MalformedPlan:
     truncated_files: list[dict] = field(default_factory=list)
 
     @classmethod
-    def make(cls, days: int, enabled: bool) -> "MalformedPlan":
+    def make(cls, days: int, enabled: bool) -> MalformedPlan:
         if not enabled:
             return cls(False, days)
         at = lambda f: min(days - 1, int(days * f))  # noqa: E731
@@ -74,7 +74,7 @@ class MalformedPlan:
 
 
 def _iso(us: int, suffix: str = "+00:00") -> str:
-    return dt.datetime.fromtimestamp(us / US, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f") + suffix
+    return dt.datetime.fromtimestamp(us / US, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + suffix
 
 
 class BadEvents:

@@ -21,15 +21,39 @@ import polars as pl
 
 from . import ids
 from .apps import (
-    CARDS, E, EVENTS, FEATURE_REQUESTS, IDENTIFY, LOGIN_FAIL_REASONS, PARTNERS, PLACEMENTS,
-    REC_ACTIONS, SCREEN, SCREENS, DayActivity,
+    CARDS,
+    EVENTS,
+    FEATURE_REQUESTS,
+    IDENTIFY,
+    LOGIN_FAIL_REASONS,
+    PARTNERS,
+    PLACEMENTS,
+    REC_ACTIONS,
+    SCREEN,
+    SCREENS,
+    DayActivity,
+    E,
 )
 from .experiments import EXPOSED_ON_RECOMMENDATION, Experiments
 from .jobs import Jobs, job_ids
 from .recommendations import LOGGED_POLICY, LOGGED_PROPENSITY
 from .world import (
-    APPS, CARRIERS, DEVICE_MODELS, HOUR_US, LIBRARY_VERSIONS, LOCALES, OS_NAMES, OS_VERSIONS, PLATFORMS,
-    REGION_TIMEZONES, REGIONS, RELEASES, RUDDER_LIB, US, World, job_type,
+    APPS,
+    CARRIERS,
+    DEVICE_MODELS,
+    HOUR_US,
+    LIBRARY_VERSIONS,
+    LOCALES,
+    OS_NAMES,
+    OS_VERSIONS,
+    PLATFORMS,
+    REGION_TIMEZONES,
+    REGIONS,
+    RELEASES,
+    RUDDER_LIB,
+    US,
+    World,
+    job_type,
 )
 
 OFFLINE_DELAY_MEDIAN_H = 5.0

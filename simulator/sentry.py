@@ -18,7 +18,19 @@ import numpy as np
 from . import ids, planted
 from .apps import DayActivity, in_spike_burst
 from .jobs import job_ids
-from .world import APPS, DEVICE_MODELS, HOUR_US, MINUTE_US, OS_NAMES, OS_VERSIONS, PLATFORMS, RELEASES, US, World, release_name
+from .world import (
+    APPS,
+    DEVICE_MODELS,
+    HOUR_US,
+    MINUTE_US,
+    OS_NAMES,
+    OS_VERSIONS,
+    PLATFORMS,
+    RELEASES,
+    US,
+    World,
+    release_name,
+)
 
 SDK = {
     "name": "sentry.python",
@@ -101,7 +113,7 @@ def build_crashes(world: World, act: DayActivity, sessions_opened: np.ndarray, n
             job = int(act.session_job[s]) if act.session_job[s] >= 0 else int(job_pick[i])
             value = value.format(job_id=job_ids([job])[0])
         t = int(crash_us[i])
-        timestamp = round(t / US, 6) if as_epoch[i] else dt.datetime.fromtimestamp(t / US, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        timestamp = round(t / US, 6) if as_epoch[i] else dt.datetime.fromtimestamp(t / US, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         event = {
             "level": "error" if handled[i] else "fatal",
             "exception": {"values": [{

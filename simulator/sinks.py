@@ -16,8 +16,8 @@ from . import ids, malformed, planted
 from .landing import GZIP_LEVEL, Landing, lines_to_bytes
 from .malformed import BadEvents, MalformedPlan
 from .ops import KEYS, OpsExtracts, Telemetry
-from .parts import draw_part_usage
 from .otlp import render_lines
+from .parts import draw_part_usage
 from .truth import TruthRecorder, day_name
 from .world import DAY_US, US, World
 

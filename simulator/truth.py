@@ -16,7 +16,16 @@ from . import planted
 from .apps import EVENTS, ROUTES, E, in_spike_burst, spike_burst_us
 from .jobs import Jobs
 from .world import (
-    APPS, DAY_US, PLATFORMS, RELEASES, SKEW_HOURS_CHOICES, SKEWED_DEVICE_SHARE, US, World, job_type, release_name,
+    APPS,
+    DAY_US,
+    PLATFORMS,
+    RELEASES,
+    SKEW_HOURS_CHOICES,
+    SKEWED_DEVICE_SHARE,
+    US,
+    World,
+    job_type,
+    release_name,
 )
 
 SKEW_SAMPLE_SIZE = 200
@@ -45,11 +54,11 @@ class _Grow:
 
 
 def iso(us: int) -> str:
-    return dt.datetime.fromtimestamp(us / US, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return dt.datetime.fromtimestamp(us / US, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def day_name(world: World, day: int) -> str:
-    return (dt.datetime.fromtimestamp(world.start_us / US, dt.timezone.utc) + dt.timedelta(days=day)).strftime("%Y-%m-%d")
+    return (dt.datetime.fromtimestamp(world.start_us / US, dt.UTC) + dt.timedelta(days=day)).strftime("%Y-%m-%d")
 
 
 class TruthRecorder:

@@ -242,7 +242,7 @@ def _vins(rng: np.random.Generator, wmi: list[str]) -> list[str]:
 
 def build_world(seed: int, start: dt.date, days: int, customers: int, technicians: int) -> World:
     rng = ids.rng_for(seed, ids.WORLD)
-    start_us = int(dt.datetime(start.year, start.month, start.day, tzinfo=dt.timezone.utc).timestamp()) * US
+    start_us = int(dt.datetime(start.year, start.month, start.day, tzinfo=dt.UTC).timestamp()) * US
     end_us = start_us + days * DAY_US
     n, m = customers, technicians
 

@@ -4,18 +4,17 @@ on 127.0.0.1."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
-import pytest
+from webhook_receiver import WebhookReceiver
 
 from orchestration.alerts import alert_store, deliver_pending, raise_alert, resolve_alert, rule_config
 from orchestration.alerts.definitions import failed_run_alerts
 from pitwall import paths
-from webhook_receiver import WebhookReceiver
 
 FAST = dict(backoff_initial=0.01, backoff_max=0.05, timeout=0.5)
-T0 = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 
 def query(sql: str, params: list | None = None) -> list[tuple]:

@@ -10,20 +10,19 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from webhook_receiver import WebhookReceiver
 
 from conftest import ROOT
 from orchestration.alerts import alert_store
-from orchestration.alerts.crashes import (evaluate_crash_rules, new_landing_files, rule_params,
-                                          run_crash_alerting)
+from orchestration.alerts.crashes import evaluate_crash_rules, new_landing_files, rule_params, run_crash_alerting
 from pitwall import paths
 from pitwall.duck import connect
-from webhook_receiver import WebhookReceiver
 
-T0 = datetime(2026, 11, 2, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 2, 0, 0, tzinfo=UTC)
 OLD, NEW = "com.acme.tech@3.4.0+340", "com.acme.tech@3.4.1+341"
 CHECKLIST, JOBS, PARTS = ("IndexError|tech_app.checklist.view.render", "KeyError|tech_app.jobs.repository.load",
                           "ValueError|tech_app.parts.order.order")

@@ -9,7 +9,6 @@ row for row, and so must Spark's, except Spark's approximate percentiles, held t
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -20,7 +19,12 @@ import pytest
 
 from conftest import ROOT, run_python, subprocess_env
 from orchestration.scale_out import (
-    PERCENTILES, TABLES, compare_engines, compare_table, compare_warehouses, spark_table_dir,
+    PERCENTILES,
+    TABLES,
+    compare_engines,
+    compare_table,
+    compare_warehouses,
+    spark_table_dir,
 )
 
 pytestmark = pytest.mark.slow

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 from pathlib import Path
 
@@ -225,7 +226,11 @@ def cases() -> dict[str, dict]:
 @pytest.fixture(scope="module")
 def gbstats_results(cases, tmp_path_factory) -> dict:
     if not GBSTATS_PYTHON.exists():
-        pytest.fail(f"{GBSTATS_PYTHON} is missing: run `make gbstats-venv` (gbstats 0.8.0 in its own virtualenv)")
+        reason = f"{GBSTATS_PYTHON} is missing: run `make gbstats-venv` (gbstats 0.8.0 in its own virtualenv)"
+        # `make test` (CI) builds the venv and sets this, so there the comparison can never be skipped quietly.
+        if os.environ.get("PITWALL_REQUIRE_GBSTATS") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
     folder = tmp_path_factory.mktemp("gbstats")
     cases_path, results_path = folder / "cases.json", folder / "results.json"
     specs = [c["spec"] for c in (*cases.values(), *QUANTILE_CASES.values())] + [_too_few_events_case()]

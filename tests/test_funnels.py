@@ -16,7 +16,7 @@ import json
 import math
 from bisect import bisect_right
 from collections import defaultdict
-from datetime import timedelta, timezone
+from datetime import UTC, timedelta
 
 import pytest
 
@@ -78,7 +78,7 @@ def funnel_entries(events: list[dict], funnel: str, spec: dict, window_seconds: 
             if e["event_name"] != name:
                 continue
             if k == 1:
-                day = e["occurred_at"].astimezone(timezone.utc).date()
+                day = e["occurred_at"].astimezone(UTC).date()
                 slot = (entity, day)
                 best = first_steps.get(slot)
                 if best is None or (e["occurred_at"], e["message_id"]) < (best["occurred_at"], best["message_id"]):

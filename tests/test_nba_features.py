@@ -33,7 +33,7 @@ def features_before(database: Path, cutoff) -> dict:
         columns = [c for (c,) in con.execute(
             "select column_name from information_schema.columns where table_name = 'fct_nba_features' "
             "order by ordinal_position").fetchall()]
-        rows = con.execute(f"""
+        rows = con.execute("""
             select * from fct_nba_features where purpose = 'training' and as_of_date <= ? order by all
         """, [cutoff]).fetchall()
     finally:

@@ -4,7 +4,6 @@ terms reach the warehouse."""
 
 from __future__ import annotations
 
-
 import pytest
 import yaml
 

@@ -5,7 +5,6 @@ updates, re-synced, resolve exactly the breaks they fix."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys

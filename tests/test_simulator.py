@@ -48,7 +48,7 @@ def truth(landing) -> dict:
 
 def parse_time(value) -> dt.datetime:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return dt.datetime.fromtimestamp(value, dt.timezone.utc)
+        return dt.datetime.fromtimestamp(value, dt.UTC)
     if not isinstance(value, str):
         raise ValueError(value)
     parsed = dt.datetime.fromisoformat(value)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import itertools
 import random
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import duckdb
 import pytest
@@ -14,7 +14,6 @@ import pytest
 from dashboards import queries
 from dashboards.queries import Filters
 from dashboards.traces import Segment, Span, critical_path, critical_time, find_root, waterfall_order
-
 
 # --- the critical path ---------------------------------------------------------------------------
 
@@ -144,7 +143,7 @@ def test_waterfall_order_is_depth_first_by_start_with_orphans_after():
 
 # --- lookups with bound parameters ---------------------------------------------------------------
 
-T0 = datetime(2026, 3, 10, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 TRACE_A, TRACE_B, TRACE_C = "a" * 32, "b" * 32, "c" * 32
 HOSTILE = ["' or 1=1 --", f"{TRACE_A}' or '1'='1", "'; drop table stg_spans; --", "%", "_", "*", "s1\0",
            'x" or "1"="1', "ü" * 5000, "s1 union select * from stg_spans", ")", "$value"]

@@ -65,7 +65,7 @@ def test_personalized_layouts_learn_what_similar_users_click(layouts):
     personalized = north.filter(pl.col("layout_source") == "personalized")
     assert personalized["user_id"].n_unique() >= 3
     assert all(before(personalized, "vehicle_health", "recommendations"))
-    elsewhere = customers.filter((pl.col("region") != "north"))
+    elsewhere = customers.filter(pl.col("region") != "north")
     assert all(before(elsewhere, "recommendations", "vehicle_health"))             # rules and personalized agree
     assert all(before(north.filter(pl.col("layout_source") == "rules"), "recommendations", "vehicle_health"))
 

@@ -60,7 +60,7 @@ class WebhookReceiver:
         host, port = self._httpd.server_address[:2]
         return f"http://{host}:{port}/hooks/alerts"
 
-    def __enter__(self) -> "WebhookReceiver":
+    def __enter__(self) -> WebhookReceiver:
         self._thread.start()
         return self
 

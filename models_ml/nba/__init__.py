@@ -7,8 +7,15 @@ from models_ml.nba.evaluate import HoldoutEvaluation, evaluate_holdout, populari
 from models_ml.nba.features import Encoding, Feature, encode, fit_encoding
 from models_ml.nba.gate import GateConfig, PromotionDecision
 from models_ml.nba.pipeline import TrainingOutcome, apply_decision, decide, train_evaluate_register
-from models_ml.nba.scoring import (POLICY_FALLBACK, POLICY_MODEL, Champion, ChampionUnavailable, explain,
-                                   load_champion, score)
+from models_ml.nba.scoring import (
+                                   POLICY_FALLBACK,
+                                   POLICY_MODEL,
+                                   Champion,
+                                   ChampionUnavailable,
+                                   explain,
+                                   load_champion,
+                                   score,
+)
 from models_ml.nba.tracking import MODEL_NAME, configure, tracking_uri
 from models_ml.nba.train import Split, TrainConfig, TrainedModel, encoding_of, predict, time_split, train_model
 

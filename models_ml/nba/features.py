@@ -9,8 +9,9 @@ branch. Numerics are cast to float32; nulls are missing.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Literal, Mapping, Sequence
+from typing import Literal
 
 import numpy as np
 import polars as pl
@@ -60,7 +61,7 @@ class Encoding:
                            "categories": {k: list(v) for k, v in self.categories.items()}}, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "Encoding":
+    def from_json(cls, text: str) -> Encoding:
         raw = json.loads(text)
         return cls(features=as_spec(raw["features"]),
                    categories={k: tuple(v) for k, v in raw["categories"].items()})

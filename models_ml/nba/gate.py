@@ -18,8 +18,9 @@ same holdout rows:
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Mapping
+from typing import Any
 
 import xgboost as xgb
 
@@ -40,7 +41,7 @@ class GateConfig:
     promote_if_champion_unscorable: bool = False
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any] | None) -> "GateConfig":
+    def from_mapping(cls, values: Mapping[str, Any] | None) -> GateConfig:
         """From a dict (Dagster run config, YAML); unknown keys are an error."""
         values = dict(values or {})
         known = {f.name for f in fields(cls)}

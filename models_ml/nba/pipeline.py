@@ -10,8 +10,8 @@ candidate, champion and baselines are compared on the same data.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import mlflow
 import mlflow.xgboost
@@ -21,8 +21,7 @@ from mlflow.exceptions import MlflowException
 
 from models_ml.nba.evaluate import HoldoutEvaluation, evaluate_holdout, score_metrics
 from models_ml.nba.features import Feature, encode
-from models_ml.nba.gate import (Check, GateConfig, PromotionDecision, comparison_checks, gain_shares,
-                                sanity_checks)
+from models_ml.nba.gate import Check, GateConfig, PromotionDecision, comparison_checks, gain_shares, sanity_checks
 from models_ml.nba.plots import holdout_figures
 from models_ml.nba.tracking import MODEL_NAME, configure, log_booster, log_json
 from models_ml.nba.train import Split, TrainConfig, TrainedModel, encoding_of, predict, time_split, train_model

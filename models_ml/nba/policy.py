@@ -15,8 +15,8 @@ date), so identical inputs and seed give identical tables.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import polars as pl
 
@@ -34,7 +34,7 @@ class PolicyConfig:
     seed: int = 7
 
     @classmethod
-    def from_mapping(cls, values: Mapping | None) -> "PolicyConfig":
+    def from_mapping(cls, values: Mapping | None) -> PolicyConfig:
         return cls(**dict(values or {}))
 
 

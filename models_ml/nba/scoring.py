@@ -14,8 +14,9 @@ exact version is loaded (never "the latest"), so an alias moved mid-run cannot m
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal, Mapping
+from typing import Literal
 
 import mlflow
 import mlflow.xgboost

@@ -22,8 +22,8 @@ This is distributed scoring only; to train on more rows than one machine holds, 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import partial
-from typing import Iterator
 
 import polars as pl
 import pyarrow as pa

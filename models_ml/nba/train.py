@@ -10,9 +10,10 @@ between training and scoring in production); no row dated in the holdout week is
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import polars as pl

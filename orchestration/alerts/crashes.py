@@ -20,18 +20,17 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
 import jinja2
 
-from pitwall import paths
-from pitwall.duck import connect
-
 from orchestration.ingestion import ledger
 from orchestration.ingestion.ingest import SourceSummary, discover, ingest_source
 from orchestration.ingestion.sources import SOURCES
+from pitwall import paths
+from pitwall.duck import connect
 
 from .delivery import DeliveryReport, deliver_pending
 from .store import alert_store, config, raise_alert_in, resolve_alert_in
@@ -284,7 +283,7 @@ def evaluation_ticks(now: datetime, since: datetime | None, earliest: datetime) 
     """Every step boundary after ``since`` (from the earliest arrival on a first evaluation) up to now, and now."""
     size = step()
     start = since if since is not None else earliest - size
-    epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
     tick = epoch + ((start - epoch) // size + 1) * size
     ticks = []
     while tick < now:
@@ -395,7 +394,7 @@ def _apply(findings: list[Finding], ticks: list[datetime], rules: tuple[str, ...
             firing = set(now_holding)
         store.execute("""insert into crash_rules_state values (true, ?, ?)
                          on conflict (singleton) do update set evaluated_until = excluded.evaluated_until,
-                             updated_at = excluded.updated_at""", [ticks[-1], datetime.now(timezone.utc)])
+                             updated_at = excluded.updated_at""", [ticks[-1], datetime.now(UTC)])
 
 
 def new_landing_files(source: str = "crashes") -> list[str]:

@@ -9,8 +9,8 @@ two runs at once."""
 import hashlib
 import time
 
-import duckdb
 import dagster as dg
+import duckdb
 
 from .crashes import new_landing_files, run_crash_alerting
 from .delivery import deliver_pending

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
@@ -64,7 +64,7 @@ def deliver_pending(*, url: str | None = None, max_attempts: int | None = None, 
             def attempt() -> None:
                 report.attempts += 1
                 record("update alert_deliveries set attempts = attempts + 1, last_attempt_at = ? where delivery_id = ?",
-                       [datetime.now(timezone.utc), delivery_id])
+                       [datetime.now(UTC), delivery_id])
                 response = client.post(url, content=payload.encode())
                 outcome["status_code"] = response.status_code
                 if is_retryable(response):
@@ -89,7 +89,7 @@ def deliver_pending(*, url: str | None = None, max_attempts: int | None = None, 
                 continue
             record("""update alert_deliveries set status = 'delivered', last_status_code = ?, last_error = null,
                       delivered_at = ? where delivery_id = ?""",
-                   [outcome["status_code"], datetime.now(timezone.utc), delivery_id])
+                   [outcome["status_code"], datetime.now(UTC), delivery_id])
             report.delivered += 1
             report.delivered_ids.append(delivery_id)
     report.message = f"alerts: {report.delivered} delivered, {report.failed} failed, {report.attempts} attempt(s)"

@@ -9,7 +9,7 @@ Schema breaches are written at load time by ``loading.load_batch``; both share t
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from orchestration.alerts import resolve_alert
 
@@ -27,7 +27,7 @@ BREACH_KIND = {"volume": "volume", "freshness": "freshness", "latency": "latency
 def record_sla_breaches(con) -> tuple[int, list[str]]:
     """Upsert the breaches of every SLA check not met; returns (breaches seen, alert ids fired for new ones)."""
     loading.ensure_tables(con, [])
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     kinds = " ".join(f"when '{sla}' then '{kind}'" for sla, kind in BREACH_KIND.items())
     con.execute("begin transaction")
     try:

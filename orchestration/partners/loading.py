@@ -28,10 +28,11 @@ import re
 import uuid
 import warnings
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -190,7 +191,7 @@ class BatchResult:
     new_breaches: list[str] = field(default_factory=list)
     alerts: list[str] = field(default_factory=list)
 
-    def add(self, other: "BatchResult") -> None:
+    def add(self, other: BatchResult) -> None:
         self.received += other.received
         self.loaded += other.loaded
         self.duplicates += other.duplicates
@@ -220,7 +221,7 @@ def parse_timestamp(text: str) -> datetime | None:
         ts = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return ts.astimezone(timezone.utc) if ts.tzinfo else None  # a partner's time without a zone is ambiguous
+    return ts.astimezone(UTC) if ts.tzinfo else None  # a partner's time without a zone is ambiguous
 
 
 def _decimal_text(value: Decimal) -> str | None:
@@ -440,8 +441,8 @@ def raise_breach_alerts(alerts: list[dict]) -> list[str]:
 
 
 def day_window(day: date) -> dict:
-    return {"window_start": datetime.combine(day, time(), timezone.utc),
-            "window_end": datetime.combine(day + timedelta(days=1), time(), timezone.utc)}
+    return {"window_start": datetime.combine(day, time(), UTC),
+            "window_end": datetime.combine(day + timedelta(days=1), time(), UTC)}
 
 
 def _schema_breach_alerts(dataset: Dataset, breaches: list[tuple[str, str, date, int]]) -> list[dict]:
@@ -465,7 +466,7 @@ def load_batch(con, dataset: Dataset, records: list[Incoming], *, sync_id: str, 
     records equal apart from them are duplicates and the first one is kept. ``before_commit(con)`` runs in the
     transaction (a file ledger entry, the API call log), so the batch and its bookkeeping commit together.
     """
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     rejected = list(rejected)
     result = BatchResult(received=len(records) + len(rejected))
     bad = [_quarantine_row(dataset, r.raw_text, None, r.rule, r.detail, r.landing_file, r.line_no, sync_id, now)
@@ -606,7 +607,7 @@ def read_ledger(con, dataset: Dataset) -> dict[str, LedgerEntry]:
 
 def write_ledger_entry(con, dataset: Dataset, landing_file: str, entry: LedgerEntry) -> None:
     """Record what of a file is loaded; meant for ``load_batch(before_commit=...)`` so it commits with the rows."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     con.execute(f"""
         insert into {FILE_LEDGER_TABLE} values (?, ?, ?, ?, ?, ?, ?, ?)
         on conflict (partner, dataset, landing_file) do update set
@@ -637,7 +638,7 @@ class FileLoadResult:
     def quarantined(self) -> int:
         return self.batch.quarantined
 
-    def finish(self, loaded_what: str, why_no_rewrite: str) -> "FileLoadResult":
+    def finish(self, loaded_what: str, why_no_rewrite: str) -> FileLoadResult:
         """Log the summary; raise PartnerFileChanged (the other files are loaded by then) if a loaded file changed."""
         b, name = self.batch, f"{self.partner}.{self.dataset}"
         self.message = (f"{name}: {self.files_loaded} {loaded_what} of {self.files_seen}, {b.loaded} loaded, "
@@ -652,7 +653,7 @@ class FileLoadResult:
 
 def new_sync_id() -> str:
     """A load's id: sortable by start time, unique across concurrent runs."""
-    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
 
 
 class PartnerFileChanged(RuntimeError):

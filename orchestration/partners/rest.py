@@ -26,18 +26,18 @@ import logging
 import os
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Callable
 
 import httpx
 import pyarrow as pa
 from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from pitwall import paths
-from pitwall.http import RetryableStatus, is_retryable, wait_retry_after
 from pitwall.duck import connect
+from pitwall.http import RetryableStatus, is_retryable, wait_retry_after
 
 from . import contracts, loading
 
@@ -132,7 +132,7 @@ def _mark(position: tuple | None) -> dict | None:
     if position is None:
         return None
     ts, *ids = position
-    return {"updated_at": ts.astimezone(timezone.utc).isoformat().replace("+00:00", "Z"), "ids": ids}
+    return {"updated_at": ts.astimezone(UTC).isoformat().replace("+00:00", "Z"), "ids": ids}
 
 
 def _unmark(mark: dict | None) -> tuple | None:
@@ -198,7 +198,7 @@ class _Fetcher:
 
     def _get(self, params: dict) -> httpx.Response:
         """One HTTP attempt, logged whatever happens."""
-        requested_at, started = datetime.now(timezone.utc), time.monotonic()
+        requested_at, started = datetime.now(UTC), time.monotonic()
         self.result.requests += 1
         try:
             response = self.client.get(self.dataset.endpoint, params=params)
@@ -305,7 +305,7 @@ def sync_dataset(dataset: contracts.Dataset, *, page_size: int = 100, timeout: f
         log.info("%s: resuming sync %s at page %d", name, progress["sync_id"], progress["next_page"])
     else:
         high = _unmark(state.get("high_water"))
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         progress = {"sync_id": loading.new_sync_id(), "dt": f"{now:%Y-%m-%d}",
                     "updated_since": None if high is None else _mark((high[0] - overlap,))["updated_at"],
                     "cursor": None, "next_page": 0, "max_seen": state.get("high_water")}
@@ -353,7 +353,7 @@ def sync_dataset(dataset: contracts.Dataset, *, page_size: int = 100, timeout: f
                 else:
                     state = {"high_water": progress["max_seen"], "in_progress": None,
                              "last_sync": {"sync_id": progress["sync_id"], "pages": page_no + 1,
-                                           "finished_at": datetime.now(timezone.utc).isoformat()}}
+                                           "finished_at": datetime.now(UTC).isoformat()}}
                 save_state(dataset, state)  # after the page's commit: the cursor never runs ahead of the data
                 if on_page_loaded:
                     on_page_loaded(page_no)

@@ -9,7 +9,6 @@ from dagster_dbt import get_asset_key_for_model
 from models_ml.nba import GateConfig, TrainConfig
 from models_ml.nba.policy import PolicyConfig
 from orchestration.dbt.assets import WAREHOUSE_POOL, pitwall_dbt_models
-
 from pitwall.flags import load_flags
 from pitwall.warehouse import write_table
 

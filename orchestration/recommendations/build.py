@@ -14,7 +14,14 @@ import numpy as np
 import polars as pl
 
 from models_ml.nba import (
-    Champion, GateConfig, TrainConfig, TrainingOutcome, explain, load_champion, score, train_evaluate_register,
+    Champion,
+    GateConfig,
+    TrainConfig,
+    TrainingOutcome,
+    explain,
+    load_champion,
+    score,
+    train_evaluate_register,
 )
 from models_ml.nba.policy import PolicyConfig, rank
 from models_ml.nba.scoring import render_reason
@@ -108,7 +115,7 @@ def build_serving(config: PolicyConfig | None = None, now: dt.datetime | None = 
         kept_chunks.append(kept)
         due_chunks.append(due)
     kept = pl.concat(kept_chunks, how="diagonal_relaxed").sort("user_id", "placement", "rank")
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     model_columns = dict(
         model_alias=pl.lit(champion.alias if by_model else None, pl.String),
         model_version=pl.lit(champion.version if by_model else None, pl.String),

@@ -28,7 +28,7 @@ def build_ui_layouts(flags: Flags | None = None, now: dt.datetime | None = None)
     flags = flags or load_flags()
     candidates = read("select * from int_ui_layout_candidates")
     switches = flag_assignments(candidates.get_column("user_id").unique(maintain_order=True), FLAG, flags)
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     layouts = (candidates.join(switches, on="user_id", how="left", maintain_order="left")
                .with_columns(personalized=pl.col("value").fill_null(False))
                .with_columns(

@@ -10,7 +10,7 @@ warehouse and the app agree on who saw what. A placement with no flag in the fil
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import polars as pl
 

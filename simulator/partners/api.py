@@ -29,7 +29,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
@@ -46,12 +46,12 @@ class Store(Protocol):
 
 
 def iso(ts: datetime) -> str:
-    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def parse_iso(value: str) -> datetime:
     ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
 def encode_cursor(updated_at: str, *ids: Any) -> str:
@@ -175,7 +175,7 @@ class PartnerApiServer:
             return None
         return kind
 
-    def start(self) -> "PartnerApiServer":
+    def start(self) -> PartnerApiServer:
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="partner-api", daemon=True)
         self._thread.start()
         return self
@@ -186,7 +186,7 @@ class PartnerApiServer:
         if self._thread:
             self._thread.join(timeout=5)
 
-    def __enter__(self) -> "PartnerApiServer":
+    def __enter__(self) -> PartnerApiServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

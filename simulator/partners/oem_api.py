@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Iterator
 
 from .api import (  # noqa: F401  (re-exported)
     DEFAULT_API_KEY,
@@ -50,7 +50,7 @@ class OemWorld:
     def __init__(self, seed: int = 1, n_orders: int = 200, start: datetime | None = None, *,
                  update_batches: int = 3, update_share: float = 0.15, new_per_batch: int = 5):
         self.seed = seed
-        self.start = start or datetime(2026, 1, 1, tzinfo=timezone.utc)
+        self.start = start or datetime(2026, 1, 1, tzinfo=UTC)
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._orders: dict[str, dict] = {}

@@ -28,16 +28,17 @@ import io
 import json
 import os
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pyarrow as pa
 
 from .. import ids
-from ..apps import E, PARTNERS as WIDGET_PARTNERS, booking_id
+from ..apps import PARTNERS as WIDGET_PARTNERS
+from ..apps import E, booking_id
 from ..jobs import Jobs, job_ids
 from ..ops import SCHEMAS as OPS_SCHEMAS
 from ..world import DAY_US, HOUR_US, MINUTE_US, REGION_UTC_OFFSET_H, SERVICES, US, World
@@ -85,11 +86,11 @@ WARRANTY_CSV_COLUMNS = ("partner_claim_id", "record_version", "claim_ref", "vin"
 # --- formatting ------------------------------------------------------------------------------------
 
 def iso(us: int) -> str:
-    return dt.datetime.fromtimestamp(us // 1000 / 1000, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return dt.datetime.fromtimestamp(us // 1000 / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def day_of(us: int) -> dt.date:
-    return dt.datetime.fromtimestamp(us // US, dt.timezone.utc).date()
+    return dt.datetime.fromtimestamp(us // US, dt.UTC).date()
 
 
 def money(cents: int) -> str:
@@ -366,7 +367,7 @@ class PartnerWorld:
         _atomic_write(Path(path), (json.dumps(self.doc, indent=None, separators=(",", ":"), sort_keys=False) + "\n").encode())
 
     @classmethod
-    def load(cls, path: Path) -> "PartnerWorld":
+    def load(cls, path: Path) -> PartnerWorld:
         return cls(json.loads(Path(path).read_text()))
 
     def stores(self, phase: Callable[[], int] | None = None) -> dict[str, VersionedStore]:
@@ -389,7 +390,7 @@ class PartnerWorld:
 
     # -- building --------------------------------------------------------------------------------------
     @classmethod
-    def build(cls, world: World, jobs: Jobs, bookings: BookingLog) -> "PartnerWorld":
+    def build(cls, world: World, jobs: Jobs, bookings: BookingLog) -> PartnerWorld:
         builder = _Builder(world, jobs, bookings)
         doc = builder.doc()
         return cls(doc, doc.pop("files"), doc.pop("truth"), builder.ops_tables)
@@ -969,7 +970,7 @@ class _Builder:
                     stats["duplicate_lines"] += 1
         files: dict[str, list[tuple[int, str, int]]] = defaultdict(list)
         for received, body, phase in deliveries:
-            stamp = dt.datetime.fromtimestamp(received // US, dt.timezone.utc)
+            stamp = dt.datetime.fromtimestamp(received // US, dt.UTC)
             files[f"partners/roadside/dt={stamp:%Y-%m-%d}/webhooks-{stamp:%H}.jsonl"].append((received, body, phase))
         early, late_files = [], []
         for path in sorted(files):

@@ -21,10 +21,10 @@ from orchestration.publish import definitions as publish
 from orchestration.recommendations import definitions as recommendations
 from pitwall import engine
 
-execution = dg.Definitions(executor=dg.in_process_executor)
-
 if engine.engine() == "spark":
-    defs = dg.Definitions.merge(ingestion.defs, dbt.defs, pipeline.defs, execution)
+    domains = [ingestion.defs, dbt.defs, pipeline.defs]
 else:
-    defs = dg.Definitions.merge(ingestion.defs, partners.defs, dbt.defs, experiments.defs, recommendations.defs,
-                                publish.defs, pipeline.defs, alerts.defs, execution)
+    domains = [ingestion.defs, partners.defs, dbt.defs, experiments.defs, recommendations.defs, publish.defs,
+               pipeline.defs, alerts.defs]
+# One Definitions object at module scope: Dagster's loader refuses a second one.
+defs = dg.Definitions.merge(*domains, dg.Definitions(executor=dg.in_process_executor))

@@ -22,10 +22,11 @@ import os
 import shutil
 import subprocess
 import sys
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from .common import ROOT, append_section, commit, machine, timed_tree
+
 
 def pipeline(report: Path) -> int:
     """The child: run the whole pipeline in process and write what happened to ``report``. (A module, not
@@ -127,7 +128,7 @@ def bench(args) -> dict:
 
 def append_results(r: dict, load: tuple[float, float, float]) -> None:
     lines = [
-        f"\n## One more day after a full build — {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, commit {commit()}\n",
+        f"\n## One more day after a full build — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit {commit()}\n",
         f"Machine: {machine()}; load average before the run {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} "
         f"(1 / 5 / 15 min). The whole pipeline (`pitwall_pipeline`) through Dagster in process under the "
         f"partners' simulated API: a full build of {r['days']} days, then the next day lands and the job runs "

@@ -26,7 +26,7 @@ import os
 import shutil
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from .common import ROOT, append_section, commit, machine, run_sizes, timed_child, timed_tree
@@ -135,7 +135,7 @@ def ledger_counts(env: dict) -> dict:
 
 def append_results(results: list[dict]) -> None:
     lines = [
-        f"\n## Ingestion — {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, commit {commit()}\n",
+        f"\n## Ingestion — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit {commit()}\n",
         f"Machine: {machine()}. Floor: DuckDB `read_ndjson` → Parquet, in one statement over all files, and one"
         " statement per landing file (the raw layer's layout). Ingest: Pitwall with ledger, checksums, validation,"
         " quarantine, one Parquet per landing file. Dedup: `dbt run -s stg_events` (typing and deduplication"

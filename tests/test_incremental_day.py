@@ -143,7 +143,7 @@ def test_a_changed_schema_or_a_publication_without_fingerprints_is_copied_whole(
 
 # --- the publication's checks: SQL against Great Expectations ------------------------------------------------
 
-NOW = dt.datetime(2026, 12, 5, 12, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 12, 5, 12, 0, tzinfo=dt.UTC)
 
 
 def _planted(path: Path) -> None:

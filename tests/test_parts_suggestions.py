@@ -92,6 +92,7 @@ def test_a_switched_off_placement_gives_no_suggestions_and_inputs_fix_the_output
     assert reused.summary["mlflow_run_id"] == built.summary["mlflow_run_id"]
     # the fit is on record in the world's own MLflow store, under its experiment
     from mlflow import MlflowClient
+
     from models_ml.nba.tracking import configure
     configure()
     run = MlflowClient().get_run(built.summary["mlflow_run_id"])

@@ -23,7 +23,7 @@ import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -212,7 +212,7 @@ def ingest_file(
     source = landing_file.source
     stat = stat or landing_file.path.stat()
     sha256 = sha256 or ledger.sha256_of(landing_file.path)
-    ingested_at = datetime.now(timezone.utc)
+    ingested_at = datetime.now(UTC)
     params = {"landing_path": landing_file.relative, "ingested_at": ingested_at, "dt": landing_file.dt}
     raw_target = landing_file.output(paths.raw_dir())
     quarantine_target = landing_file.output(paths.quarantine_dir())
@@ -450,7 +450,7 @@ def write_schema_file(con: duckdb.DuckDBPyConnection, source: Source) -> Path:
     A source with no landing files yet then reads as an empty table with the right columns.
     """
     target = paths.raw_dir() / source.name / f"dt={SCHEMA_DT}" / "_schema.parquet"
-    params = {"landing_path": "", "ingested_at": datetime(1970, 1, 1, tzinfo=timezone.utc), "dt": SCHEMA_DT}
+    params = {"landing_path": "", "ingested_at": datetime(1970, 1, 1, tzinfo=UTC), "dt": SCHEMA_DT}
     if source.extract is not None:
         con.execute(
             f"create or replace temp view extract_rows as select {_null_columns(source.extract)}, "

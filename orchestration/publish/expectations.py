@@ -92,7 +92,7 @@ def expectations_for(columns: dict[str, str], now: dt.datetime) -> list[Expectat
             out.append(Expectation(BETWEEN, (name,), max_value=dt.datetime.combine(now.date(), dt.time())))
         elif dtype in TIMESTAMP_TYPES:
             out.append(Expectation(BETWEEN, (name,), max_value=(now + FUTURE_TOLERANCE).astimezone(
-                dt.timezone.utc).replace(tzinfo=None)))
+                dt.UTC).replace(tzinfo=None)))
         if m := PERCENTILE.match(name):
             level = 50 if m.group(2) else int(m.group(1))
             percentiles.setdefault(m.group(3), []).append((level, name))
@@ -223,7 +223,7 @@ def validate_publication(path: Path, tables: list[str], now: dt.datetime | None 
     ``sql`` (set-based queries in DuckDB) or ``gx`` (Great Expectations on DataFrames)."""
     if engine not in ("sql", "gx"):
         raise ValueError(f"unknown engine {engine!r}: sql or gx")
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     gx_engine = _GX() if engine == "gx" else None
     results: dict[str, TableValidation] = {}
     con = connect(path, read_only=True)

@@ -152,7 +152,7 @@ def _recorded(con, catalog: str) -> dict[str, Fingerprint]:
 def _record(con, fingerprints: dict[str, Fingerprint]) -> None:
     con.execute(f'create or replace table published.main."{PUBLICATION_TABLE}" (relation varchar, columns varchar, '
                 "partition_column varchar, part varchar, rows bigint, hash_sum varchar, published_at timestamptz)")
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     con.executemany(f'insert into published.main."{PUBLICATION_TABLE}" values (?, ?, ?, ?, ?, ?, ?)', [
         (name, f.columns, f.partition_column, part, rows, h, now)
         for name, f in sorted(fingerprints.items()) for part, rows, h in f.parts])

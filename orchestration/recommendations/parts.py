@@ -18,8 +18,18 @@ import polars as pl
 from models_ml.nba import explain
 from models_ml.nba.tracking import configure, log_json
 from models_ml.parts.model import (
-    FALLBACK_REASON, FEATURES, NOT_REASONS, REASON_TEMPLATES, REASON_WHEN_POSITIVE, PartsConfig, PartsModel, fit, load,
-    predict, save, training_fingerprint,
+    FALLBACK_REASON,
+    FEATURES,
+    NOT_REASONS,
+    REASON_TEMPLATES,
+    REASON_WHEN_POSITIVE,
+    PartsConfig,
+    PartsModel,
+    fit,
+    load,
+    predict,
+    save,
+    training_fingerprint,
 )
 from pitwall.flags import Flags
 from pitwall.warehouse import read
@@ -61,7 +71,7 @@ def build_parts_suggestions(policy: PartsPolicy | None = None, config: PartsConf
     rows = read("select * from int_job_part_candidates")
     training = rows.filter(pl.col("purpose") == "training")
     upcoming = rows.filter(pl.col("purpose") == "scoring")
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     if not len(training) or not len(upcoming):
         why = "no past jobs with parts to learn from" if not len(training) else "no open job in the next 7 days"
         return PartsSuggestions(pl.DataFrame(schema=PARTS_SCHEMA), {"rows": 0, "why_empty": why})
@@ -130,7 +140,7 @@ def _kept_fit(fingerprint: str) -> tuple[PartsModel, str, str] | None:
             model = load(Path(client.download_artifacts(run.info.run_id, "model", tmp)))
         except (OSError, ValueError, mlflow.exceptions.MlflowException):
             return None  # its artifacts are gone or unreadable: fit again
-    started = dt.datetime.fromtimestamp(run.info.start_time / 1000, dt.timezone.utc)
+    started = dt.datetime.fromtimestamp(run.info.start_time / 1000, dt.UTC)
     return model, run.info.run_id, (
         f"reused model trained on {run.data.tags.get('training_rows')} rows through "
         f"{run.data.tags.get('trained_through')} (MLflow run {run.info.run_id}, {started:%Y-%m-%d %H:%M} UTC)")

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -28,6 +33,13 @@ def _offline_env() -> dict[str, str]:
 os.environ.update(_offline_env())
 # Tools installed beside this interpreter (dbt, dagster) win, activated virtualenv or not.
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+# A pytest-xdist worker runs under execnet's bootstrap: a ``__main__`` with neither spec nor file, which
+# pyspark.sql.connect (imported by Great Expectations) takes for a doctest run and answers with sys.exit(0).
+# Give the worker's ``__main__`` a file (an empty module: multiprocessing's spawn would run it, harmlessly).
+_main = sys.modules["__main__"]
+if os.environ.get("PYTEST_XDIST_WORKER") and _main.__spec__ is None and not hasattr(_main, "__file__"):
+    _main.__file__ = str(Path(__file__).with_name("xdist_worker_main.py"))
+
 # dbt's profile reads the data root from the environment, even just to parse the project.
 os.environ.setdefault("PITWALL_DATA_DIR", str(ROOT / "data"))
 
@@ -84,20 +96,80 @@ def dbt_manifest() -> Path:
     return dbt_project.manifest_path
 
 
-@pytest.fixture(scope="session")
-def world(tmp_path_factory, dbt_manifest) -> tuple[Path, dict]:
-    """A simulated world (the demo's size) run through the same commands `make demo` runs (the pipeline under
-    the partners' simulated API), built once."""
-    root = tmp_path_factory.mktemp("world") / "data"
-    env = {**subprocess_env(), "PITWALL_DATA_DIR": str(root)}
-    subprocess.run([sys.executable, "-m", "simulator", "--out", str(root / "landing"), "--customers", "300",
-                    "--technicians", "40", "--days", "14", "--seed", "7", "--no-progress"],
-                   cwd=ROOT, env=env, check=True, capture_output=True)
-    run = subprocess.run([sys.executable, "-m", "simulator.partners", "run", "--world",
-                          str(root / "landing" / "partners" / "world.json"), "--",
-                          str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "--select", "*",
-                          "-m", "orchestration.definitions"], cwd=ROOT, env=env, capture_output=True, text=True)
+# What a built world depends on: the code that simulates, ingests, transforms, trains and publishes it, and
+# the pinned packages. A change to any of these files makes a new cache key, so a stale world is never used.
+WORLD_CODE = ("simulator", "orchestration", "dbt_project", "models_ml", "pitwall", "experiments", "contracts",
+              "dashboards/support", "Makefile", "offline.env", "pyproject.toml", "requirements.lock")
+WORLD_CODE_SUFFIXES = {".py", ".sql", ".yml", ".yaml", ".csv", ".json", ".toml", ".lock", ".env", ""}
+
+
+def code_fingerprint() -> str:
+    """A hash of the files that build a world (tracked or new, not ignored: dbt's target/ and logs are not)."""
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z", "--", *WORLD_CODE],
+                            cwd=ROOT, capture_output=True, check=True).stdout.decode().split("\0")
+    digest = hashlib.sha256()
+    for name in sorted(n for n in listed if n):
+        path = ROOT / name
+        if path.is_file() and path.suffix in WORLD_CODE_SUFFIXES:
+            digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def demo_args() -> list[str]:
+    """The simulator arguments of `make demo` (the Makefile's DEMO_ARGS), so the test world is the demo's."""
+    for line in (ROOT / "Makefile").read_text().splitlines():
+        if line.startswith("DEMO_ARGS"):
+            return shlex.split(line.split("=", 1)[1])
+    raise AssertionError("DEMO_ARGS not found in the Makefile")
+
+
+def cached_world(name: str, build, *key_parts: str) -> Path:
+    """A built world's data root, built once by ``build(root)`` and kept on disk under the pytest cache, keyed
+    by the code that builds it (plus ``key_parts``). pytest-xdist workers share one build through a file lock;
+    a build that fails or is killed leaves no COMPLETE marker and is redone from scratch."""
+    cache = Path(os.environ.get("PITWALL_TEST_WORLDS", ROOT / ".pytest_cache" / "pitwall-worlds"))
+    cache.mkdir(parents=True, exist_ok=True)
+    key = hashlib.sha256("\0".join([code_fingerprint(), *key_parts]).encode()).hexdigest()[:16]
+    home = cache / f"{name}-{key}"
+    with FileLock(str(cache / f"{name}-{key}.lock")):
+        if not (home / "COMPLETE").exists():
+            shutil.rmtree(home, ignore_errors=True)
+            (home / "data").mkdir(parents=True)
+            build(home / "data")
+            (home / "COMPLETE").write_text(datetime.now(UTC).isoformat())
+        os.utime(cache / f"{name}-{key}.lock")  # last used: now
+    # Worlds of other code versions, unused for a day, go. (Not sooner: a session's copy of a world reads
+    # its MLflow artifacts where the world was built.)
+    for lock in cache.glob(f"{name}-*.lock"):
+        if lock.stem != home.name and time.time() - lock.stat().st_mtime > 86400:
+            shutil.rmtree(cache / lock.stem, ignore_errors=True)
+            lock.unlink(missing_ok=True)
+    return home / "data"
+
+
+def session_copy(built: Path, tmp_path_factory, name: str) -> Path:
+    """This session's own copy of a cached world: tests write into their world (audit rows, published files)."""
+    root = tmp_path_factory.mktemp(name) / "data"
+    shutil.copytree(built, root, ignore=shutil.ignore_patterns("*.tmp*"))
+    return root
+
+
+def build_demo_world(root: Path) -> None:
+    """The demo's world, built by `make demo` itself (the one test of that command path): the simulator, the
+    pipeline under the partners' simulated API, the report. Its setup targets are already made for the
+    session (``-o`` keeps make from re-parsing dbt's manifest under other workers' feet)."""
+    run = subprocess.run(["make", "--no-print-directory", "-o", "venv", "-o", "manifest", "demo",
+                          f"PITWALL_DATA_DIR={root}", f"DAGSTER_HOME={os.environ['DAGSTER_HOME']}",
+                          f"DEMO_ARGS={shlex.join([*demo_args(), '--no-progress'])}"],
+                         cwd=ROOT, env=subprocess_env(), capture_output=True, text=True)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    (root / "demo-report.txt").write_text(run.stdout[run.stdout.rfind("orchestration.report"):])
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory, dbt_manifest, dagster_home) -> tuple[Path, dict]:
+    """A simulated world of the demo's size, built by `make demo` once per code version and shared."""
+    root = session_copy(cached_world("demo", build_demo_world, *demo_args()), tmp_path_factory, "world")
     return root, json.loads((root / "landing" / "truth.json").read_text())
 
 

@@ -224,6 +224,7 @@ def feed_day(landing: Path, day: str, sources=("crashes", "events")) -> None:
         shutil.copytree(landing / source / f"dt={day}", paths.landing_dir() / source / f"dt={day}")
 
 
+@pytest.mark.slow  # fourteen days ingested and evaluated one by one; the rules' logic is tested above on small data
 def test_the_planted_spike_alerts_once_and_a_normal_day_never(data_root, simulated_landing):
     landing, truth = simulated_landing
     spike = truth["crashes"]["spike"]

@@ -43,11 +43,32 @@ def dbt_ls(*args: str) -> set[str]:
     return set(run.stdout.split())
 
 
+def test_the_switch_sets_the_dbt_target_selector_and_unit_tests(monkeypatch):
+    """The switch's own logic, in process; the code locations it produces are listed below (slow tier)."""
+    from orchestration.dbt.assets import build_command
+    from pitwall import engine
+
+    monkeypatch.delenv("PITWALL_ENGINE", raising=False)
+    monkeypatch.delenv("PITWALL_DBT_TARGET", raising=False)
+    assert (engine.engine(), engine.dbt_target(), engine.dbt_selector(), build_command()) == (
+        "duckdb", "duckdb", None, ["build"])
+    monkeypatch.setenv("PITWALL_ENGINE", " Spark ")
+    assert (engine.engine(), engine.dbt_target(), engine.dbt_selector()) == ("spark", "spark", engine.PORTABLE_SELECTOR)
+    assert build_command() == ["build", "--exclude-resource-type", "unit_test"]
+    assert build_command(unit_tests=True) == ["build"]
+    monkeypatch.setenv("PITWALL_DBT_TARGET", "spark_cluster")
+    assert engine.dbt_target() == "spark_cluster"
+    monkeypatch.setenv("PITWALL_ENGINE", "snowflake")
+    with pytest.raises(engine.UnknownEngine, match="PITWALL_ENGINE='snowflake'"):
+        engine.engine()
+
+
 @pytest.fixture(scope="module")
 def locations(dbt_manifest):
     return {engine: code_location(engine, dbt_manifest) for engine in (None, "duckdb", "spark")}
 
 
+@pytest.mark.slow
 def test_duckdb_is_the_default_and_builds_every_model(locations):
     assert locations[None] == locations["duckdb"]
     assert locations["duckdb"]["target"] == "duckdb"
@@ -55,6 +76,7 @@ def test_duckdb_is_the_default_and_builds_every_model(locations):
     assert dbt_ls() <= set(locations["duckdb"]["assets"])
 
 
+@pytest.mark.slow
 def test_spark_builds_the_portable_selector_and_the_ingestion_it_reads(locations):
     spark = locations["spark"]
     assert spark["target"] == "spark"
@@ -70,6 +92,7 @@ def test_spark_builds_the_portable_selector_and_the_ingestion_it_reads(locations
     assert "raw/events" in spark["assets"]
 
 
+@pytest.mark.slow
 def test_an_unknown_engine_is_refused_with_its_name(dbt_manifest):
     env = {**subprocess_env(), "PITWALL_ENGINE": "snowflake"}
     run = subprocess.run([sys.executable, "-c", "import orchestration.definitions"], cwd=ROOT, env=env,

@@ -20,7 +20,7 @@ import polars as pl
 import pytest
 import yaml
 
-from conftest import ROOT, subprocess_env
+from conftest import ROOT, cached_world, session_copy, subprocess_env
 
 pytestmark = pytest.mark.slow
 
@@ -67,18 +67,29 @@ def test_too_little_history_gives_rules_fallback_recommendations(world):
     check_table_invariants(root)
 
 
-@pytest.fixture(scope="module")
-def trained_world(tmp_path_factory, dbt_manifest):
-    """Five weeks ending yesterday, 2,000 customers: enough logged exposures (about 30,000) to train on."""
-    root = tmp_path_factory.mktemp("nba_world") / "data"
+TRAINED_WORLD_DAYS = 35
+
+
+def trained_world_args() -> list[str]:
+    start = dt.date.today() - dt.timedelta(days=TRAINED_WORLD_DAYS)
+    return ["--customers", "2000", "--technicians", "60", "--days", str(TRAINED_WORLD_DAYS), "--seed", "3",
+            "--start-date", start.isoformat(), "--no-progress"]
+
+
+def build_trained_world(root: Path) -> None:
     env = {**subprocess_env(), "PITWALL_DATA_DIR": str(root)}
-    start = dt.date.today() - dt.timedelta(days=35)
-    subprocess.run([sys.executable, "-m", "simulator", "--out", str(root / "landing"), "--customers", "2000",
-                    "--technicians", "60", "--days", "35", "--seed", "3", "--start-date", start.isoformat(),
-                    "--no-progress"], cwd=ROOT, env=env, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "simulator", "--out", str(root / "landing"), *trained_world_args()],
+                   cwd=ROOT, env=env, check=True, capture_output=True)
     run = subprocess.run([str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "--select", "*",
                           "-m", "orchestration.definitions"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def trained_world(tmp_path_factory, dbt_manifest):
+    """Five weeks ending yesterday, 2,000 customers: enough logged exposures (about 30,000) to train on."""
+    root = session_copy(cached_world("trained", build_trained_world, *trained_world_args()), tmp_path_factory,
+                        "nba_world")
     return root, json.loads((root / "landing" / "truth.json").read_text())
 
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import zlib
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -19,6 +20,7 @@ import pytest
 
 from conftest import ROOT, SDK_LANDING
 from orchestration.ingestion.checks import quarantine_shares, verify_ledger
+from orchestration.ingestion.formats.common import RAW_TEXT_PATH
 from orchestration.ingestion.ingest import ingest_source
 from orchestration.ingestion.ledger import read_ledger
 from orchestration.ingestion.sources import SOURCES
@@ -296,3 +298,140 @@ def test_a_file_that_fails_does_not_stop_the_others_and_is_flagged(sdk_data_root
     monkeypatch.setattr(ingest, "ingest_file", real)
     assert ingest_source("events").files_ingested == 1  # the next run picks it up
     assert verify_ledger("events")[1] == []
+
+
+# --- OTLP spans ------------------------------------------------------------------------------
+
+SPAN_KINDS = {"SPAN_KIND_UNSPECIFIED": 0, "SPAN_KIND_INTERNAL": 1, "SPAN_KIND_SERVER": 2, "SPAN_KIND_CLIENT": 3,
+              "SPAN_KIND_PRODUCER": 4, "SPAN_KIND_CONSUMER": 5}
+STATUS_CODES = {"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR": 2}
+
+
+def _any_value(value: dict):
+    """An OTLP/JSON AnyValue as the raw layer's attribute objects hold it: scalars as plain JSON values
+    (int64 as a number whether the JSON had a string or a number), other kinds as the value object."""
+    for kind, convert in (("stringValue", str), ("intValue", int), ("doubleValue", float), ("boolValue", bool)):
+        if kind in value:
+            return convert(value[kind])
+    for kind in ("arrayValue", "kvlistValue", "bytesValue"):
+        if kind in value:
+            return {kind: value[kind]}
+    return {}
+
+
+def _attributes(pairs: list | None) -> dict | None:
+    return None if pairs is None else {a["key"]: _any_value(a["value"]) for a in pairs}
+
+
+def _enum(value, names: dict[str, int]) -> int | None:
+    return names.get(value) if isinstance(value, str) else value
+
+
+def expected_spans(lines: list[bytes]) -> list[tuple]:
+    """The raw span rows of OTLP/JSON request lines, computed from the JSON in Python (by the spec), in the
+    columns ``SPAN_COLUMNS`` selects."""
+    rows = []
+    for line_no, line in enumerate(lines, 1):
+        request = json.loads(line)
+        index = 0
+        for resource in request["resourceSpans"]:
+            resource_attributes = _attributes(resource.get("resource", {}).get("attributes"))
+            for scope_spans in resource["scopeSpans"]:
+                scope = scope_spans.get("scope", {})
+                for span in scope_spans["spans"]:
+                    start, end = int(span["startTimeUnixNano"]), int(span["endTimeUnixNano"])
+                    rows.append((
+                        line_no, index, span["traceId"].lower(), span["spanId"].lower(),
+                        (span.get("parentSpanId") or "").lower() or None, span.get("name"),
+                        _enum(span.get("kind"), SPAN_KINDS), start, end, (end - start) / 1e6,
+                        _enum(span.get("status", {}).get("code", 0), STATUS_CODES), span.get("status", {}).get("message"),
+                        _attributes(span.get("attributes")), resource_attributes, scope.get("name"),
+                        scope.get("version"), float(len(span.get("events", []))), len(line),
+                    ))
+                    index += 1
+    return sorted(rows, key=lambda r: (r[0], r[1]))
+
+
+SPAN_COLUMNS = ("_line_no, _record_index, trace_id, span_id, parent_span_id, span_name, kind, start_time_unix_nano,"
+                " end_time_unix_nano, duration_ms, status_code, status_message, attributes, resource_attributes,"
+                " scope_name, scope_version, event_count, _raw_bytes")
+
+
+def loaded_spans(root: Path) -> list[tuple]:
+    rows = raw_rows(root, "spans", SPAN_COLUMNS + ", started_at")
+    out = []
+    for row in rows:
+        *values, started_at = row
+        values[12] = json.loads(values[12]) if values[12] is not None else None  # attributes
+        values[13] = json.loads(values[13]) if values[13] is not None else None  # resource attributes
+        # started_at is the start time in microseconds
+        assert started_at == datetime.fromtimestamp(values[7] // 1000 / 1e6, UTC), row
+        out.append(tuple(values))
+    return sorted(out, key=lambda r: (r[0], r[1]))
+
+
+def spans_of(request: dict) -> list[dict]:
+    """A request's spans in the order of their record_index."""
+    return [s for r in request["resourceSpans"] for sc in r["scopeSpans"] for s in sc["spans"]]
+
+
+def test_sdk_spans_load_as_the_otlp_json_spec_reads_them(sdk_data_root):
+    lines = sdk_lines("traces/*/*.gz")
+    assert ingest_source("spans").records_quarantined == 0
+    assert loaded_spans(sdk_data_root) == expected_spans(lines)
+
+
+def test_otlp_json_value_encodings_by_the_spec(data_root):
+    """int64 as strings or numbers, enums as integers or names, hex ids in either case, every AnyValue kind,
+    span events, unknown fields ignored."""
+    request = json.loads(sdk_lines("traces/*/*.gz")[0])
+    span = spans_of(request)[0]
+    span.update({
+        "traceId": span["traceId"].upper(), "startTimeUnixNano": int(span["startTimeUnixNano"]), "kind": "SPAN_KIND_CLIENT",
+        "status": {"code": "STATUS_CODE_ERROR", "message": "boom"}, "droppedAttributesCount": 3,
+        "events": [{"name": "retry", "timeUnixNano": span["startTimeUnixNano"]}, {"name": "exception"}],
+        "attributes": [*span["attributes"], {"key": "n", "value": {"intValue": 7}}, {"key": "d", "value": {"doubleValue": 1.5}},
+                       {"key": "b", "value": {"boolValue": True}}, {"key": "s", "value": {"stringValue": "é\"x"}},
+                       {"key": "a", "value": {"arrayValue": {"values": [{"intValue": "1"}]}}},
+                       {"key": "kv", "value": {"kvlistValue": {"values": [{"key": "k", "value": {"stringValue": "v"}}]}}}],
+    })
+    spans_of(request)[1]["status"] = {"code": 1}
+    request["unknownTopLevelField"] = {"ignored": True}
+    lines = [_line(request)]
+    write_gz(data_root / "landing" / "traces" / "dt=2026-11-24" / "t.jsonl.gz", lines)
+    assert ingest_source("spans").records_quarantined == 0
+    assert loaded_spans(data_root) == expected_spans(lines)
+
+
+def test_rejected_spans_are_quarantined_with_their_own_json_text_and_their_neighbours_load(data_root):
+    requests = [json.loads(line) for line in sdk_lines("traces/*/*.gz")[:3]]
+    first = spans_of(requests[0])
+    first[1]["traceId"] = "not-hex"  # a bad id inside the first resource
+    first[-1]["spanId"] = 12345  # the last span of the last resource: a number, not hex
+    del first[3]["endTimeUnixNano"]
+    for span in spans_of(requests[2]):  # a broken producer: every span of a request rejected
+        span["spanId"] = span["spanId"][:8]
+    lines = [_line(r) for r in requests]
+    write_gz(data_root / "landing" / "traces" / "dt=2026-11-24" / "t.jsonl.gz", lines)
+
+    expected_bad = {
+        (1, 1): "wrong_type", (1, len(first) - 1): "wrong_type", (1, 3): "missing_field",
+        **{(3, i): "wrong_type" for i in range(len(spans_of(requests[2])))},
+    }
+    summary = ingest_source("spans")
+    total = sum(len(spans_of(r)) for r in requests)
+    assert (summary.records_loaded, summary.records_quarantined) == (total - len(expected_bad), len(expected_bad))
+    rows = quarantine_rows(data_root, "spans")
+    assert {(r["line_no"], r["record_index"]): r["reason_code"] for r in rows} == expected_bad
+    for r in rows:
+        # the span's own JSON text, not its line's
+        assert json.loads(r["raw_text"]) == spans_of(requests[r["line_no"] - 1])[r["record_index"]]
+        assert r["raw_bytes"] == len(lines[r["line_no"] - 1]) and r["reason"]
+    good_keys = {(line_no, i) for line_no, request in enumerate(requests, 1) for i in range(len(spans_of(request)))}
+    good_keys -= set(expected_bad)
+    assert {(r[0], r[1]) for r in raw_rows(data_root, "spans", "_line_no, _record_index")} == good_keys
+    # the helper column that locates a rejected span stays out of both layers
+    for layer in ("raw", "quarantine"):
+        names = {n for p in (data_root / layer).glob("**/*.parquet") for n in pq.read_schema(p).names}
+        assert RAW_TEXT_PATH not in names, layer
+    assert verify_ledger()[1] == []

@@ -35,6 +35,7 @@ from pitwall import paths
 from pitwall.duck import connect
 
 from . import ledger
+from .formats.common import RAW_TEXT_PATH
 from .formats.extracts import ExtractTable, extract_sql
 from .lines import LINE_SCHEMA, LineStream
 from .sources import SOURCES, Source
@@ -45,6 +46,9 @@ DT_DIR = re.compile(r"^dt=(\d{4}-\d{2}-\d{2})$")
 SCHEMA_DT = "1970-01-01"  # partition of the zero-row schema file; holds no data
 RESULT_BATCH_ROWS = 1 << 16  # rows per result batch (and Parquet row group) of a streamed JSON-lines file
 REASON_COLUMNS = ["_reason_code", "_reason", "_raw_text"]
+# What a rejected record whose text comes later keeps meanwhile (the quarantine's inputs): a few small columns
+PENDING_COLUMNS = ["_landing_path", "_line_no", "_record_index", "_reason_code", "_reason", "_raw_text", "_raw_bytes",
+                   "_ingested_at", RAW_TEXT_PATH]
 QUARANTINE_COLUMNS = """
     $source::VARCHAR as source,
     $dt::VARCHAR as dt,
@@ -285,19 +289,23 @@ def _stream_json_lines(
 ) -> tuple[int, int, dict[str, int], str | None]:
     """One pass over a JSON-lines file: its lines stream into the format's query batch by batch, and
     each result batch is split into good rows (to the raw file) and rejected rows (to the quarantine
-    file). Returns (lines read, records loaded, quarantined records by reason, the file's error)."""
+    file). Rejected records that are part of a line (OTLP spans) get their text afterwards from the
+    source's ``rejected_sql``, over the lines holding them only. Returns (lines read, records loaded,
+    quarantined records by reason, the file's error)."""
     source = landing_file.source
     stream = LineStream(landing_file.path)
-    con.register("lines", stream.reader())
     raw = _ParquetOutput(raw_target)
     quarantine = _ParquetOutput(quarantine_target)
     counts: Counter = Counter()
     loaded = 0
+    pending: list[pa.RecordBatch] = []  # rejected rows whose raw text rejected_sql gives
+    reader: pa.RecordBatchReader | None = None
+    con.register("lines", stream.reader())
     try:
         sql = source.sql
         result = con.sql(sql, params={k: v for k, v in params.items() if re.search(rf"\${k}\b", sql)})
         reader = result.to_arrow_reader(RESULT_BATCH_ROWS)
-        raw_names = [n for n in reader.schema.names if n not in REASON_COLUMNS]
+        raw_names = [n for n in reader.schema.names if n not in REASON_COLUMNS and n != RAW_TEXT_PATH]
         raw.open(pa.schema([reader.schema.field(n) for n in raw_names]))
         for batch in reader:
             codes = batch.column("_reason_code")
@@ -311,15 +319,28 @@ def _stream_json_lines(
             rejected = batch.filter(pc.invert(good))
             by_reason = pc.value_counts(rejected.column("_reason_code"))
             counts.update(dict(zip(by_reason.field("values").to_pylist(), by_reason.field("counts").to_pylist())))
-            if quarantine.writer is None:
-                quarantine.open(QUARANTINE_SCHEMA)
-            quarantine.write(_quarantine_batch(rejected, source.name, landing_file.dt, run_id))
-        raw.commit()
+            if RAW_TEXT_PATH in rejected.schema.names:
+                later = pc.is_valid(rejected.column(RAW_TEXT_PATH))
+                pending.append(rejected.filter(later).select(
+                    [n for n in PENDING_COLUMNS if n in rejected.schema.names]))
+                rejected = rejected.filter(pc.invert(later))
+            if len(rejected):
+                if quarantine.writer is None:
+                    quarantine.open(QUARANTINE_SCHEMA)
+                quarantine.write(_quarantine_batch(rejected, source.name, landing_file.dt, run_id))
+        reader.close()  # the query is done: free its buffers before the next step
+        reader = None
+        con.unregister("lines")
+        if any(len(b) for b in pending):
+            _quarantine_parts_of_lines(con, landing_file, pending, quarantine, run_id)
         if quarantine.writer is not None:
             quarantine.commit()
         elif quarantine_target.exists():
             quarantine_target.unlink()  # the file changed and its bad records are gone
+        raw.commit()
     finally:
+        if reader is not None:
+            reader.close()
         raw.abandon()
         quarantine.abandon()
         con.unregister("lines")
@@ -330,6 +351,44 @@ def _stream_json_lines(
         raise RuntimeError(f"{landing_file.relative}: {stream.records} records read but {loaded} loaded "
                            f"and {sum(counts.values())} quarantined")
     return stream.lines_read, loaded, dict(counts), stream.error
+
+
+def _quarantine_parts_of_lines(
+    con: duckdb.DuckDBPyConnection, landing_file: LandingFile, pending: list[pa.RecordBatch],
+    quarantine: _ParquetOutput, run_id: str,
+) -> None:
+    """Rejected records that are parts of lines (``RAW_TEXT_PATH`` set) into the quarantine, with their
+    own text cut from their line by the source's ``rejected_sql``. Only files with such records pay for
+    this second read, and only the lines holding them are given to the query, a batch of lines at a time."""
+    source = landing_file.source
+    assert source.rejected_sql is not None, f"{source.name}: a record without raw text needs rejected_sql"
+    rejected = pa.Table.from_batches([b for b in pending if len(b)])
+    wanted = pc.unique(rejected.column("_line_no"))
+    written = 0
+    con.register("rejected", rejected)
+    try:
+        for batch in LineStream(landing_file.path):
+            lines = batch.filter(pc.is_in(batch.column("line_no"), value_set=wanted))
+            if not len(lines):
+                continue
+            con.register("lines", pa.Table.from_batches([lines]))
+            try:
+                reader = con.sql(source.rejected_sql).to_arrow_reader(RESULT_BATCH_ROWS)
+                try:
+                    for out in reader:
+                        if quarantine.writer is None:
+                            quarantine.open(QUARANTINE_SCHEMA)
+                        quarantine.write(_quarantine_batch(out, source.name, landing_file.dt, run_id))
+                        written += len(out)
+                finally:
+                    reader.close()
+            finally:
+                con.unregister("lines")
+    finally:
+        con.unregister("rejected")
+    if written != rejected.num_rows:
+        raise RuntimeError(f"{landing_file.relative}: {rejected.num_rows} rejected records to quarantine "
+                           f"but {written} found in their lines")
 
 
 QUARANTINE_SCHEMA = pa.schema([
@@ -462,7 +521,9 @@ def write_schema_file(con: duckdb.DuckDBPyConnection, source: Source) -> Path:
         con.register("lines", LINE_SCHEMA.empty_table())
         _execute(con, f"create or replace temp table rejected as {source.sql}", params)
         con.unregister("lines")
-    _copy_atomically(con, "select * exclude (_reason_code, _reason, _raw_text) from rejected", target)
+    helpers = {row[0] for row in con.execute("describe rejected").fetchall()} & {RAW_TEXT_PATH}
+    _copy_atomically(con, f"select * exclude (_reason_code, _reason, _raw_text{''.join(', ' + h for h in helpers)}) "
+                          "from rejected", target)
     _copy_atomically(con, _quarantine_select(con), paths.quarantine_dir() / "_schema.parquet",
                      params={"source": source.name, "dt": SCHEMA_DT, "run_id": ""})
     ledger.ensure_schema_file()

@@ -23,6 +23,9 @@ class Source:
     sql: str | None = None  # JSON-lines formats: SQL over the registered ``lines`` table
     extract: ExtractTable | None = None  # Parquet extracts: declared columns
     records_per_line: bool = True  # False where a line holds many records (an OTLP request holds spans)
+    # Where a record is a part of its line: SQL giving rejected records their raw text afterwards, over the
+    # registered ``rejected`` (rows of ``sql`` whose ``_raw_text_path`` is set) and ``lines`` (their lines).
+    rejected_sql: str | None = None
 
     @property
     def one_record_per_line(self) -> bool:
@@ -41,7 +44,7 @@ SOURCES: dict[str, Source] = {
                sql=segment.SQL),
         Source("crashes", "crashes", "raw", "Sentry crash and error events", sql=sentry.SQL),
         Source("spans", "traces", "raw", "OpenTelemetry spans from OTLP/JSON file-exporter output", sql=otlp.SQL,
-               records_per_line=False),
+               records_per_line=False, rejected_sql=otlp.REJECTED_SQL),
         Source("telemetry", "telemetry", "raw", "Vehicle telemetry snapshots", extract=TELEMETRY),
         *(
             Source(t.name, f"ops/{t.name}", "ops", f"Service-backend extract: {t.name}", extract=t)

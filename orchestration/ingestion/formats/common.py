@@ -2,8 +2,9 @@
 
 Every format's SQL reads the registered Arrow table or stream ``lines`` (line_no, raw, raw_bytes,
 cut_reason) and yields one row per record with the format's typed columns plus ``_reason_code``/``_reason``
-(null when the record is good). ``cut_reason`` is set only on the last line of a damaged file (why the
-file ends early). The checks run in a fixed order so that each bad record gets exactly one reason:
+(null when the record is good) and ``_raw_text`` (a rejected record's text; see ``RAW_TEXT_PATH`` for
+formats with many records per line). ``cut_reason`` is set only on the last line of a damaged file (why
+the file ends early). The checks run in a fixed order so that each bad record gets exactly one reason:
 truncated_file, invalid_utf8, oversized_payload, invalid_json, then the format's field checks.
 The SQL reads ``lines`` once and keeps nothing across lines, so it streams over batches of lines.
 """
@@ -17,6 +18,10 @@ QUARANTINE_TEXT_CHARS = 1 << 16  # keep 64 KiB of a rejected line; the pointer (
 FUTURE_TOLERANCE_HOURS = 24
 FUTURE_TOLERANCE = f"INTERVAL {FUTURE_TOLERANCE_HOURS} HOUR"
 TRUNCATED_TEXT = "cut_reason || ': the line is cut and the rest of the file is lost'"
+# A helper column of formats whose record is a part of its line (an OTLP span): for a rejected record, where
+# its JSON text is in the line. The source's ``rejected_sql`` turns it into ``_raw_text`` for those rows
+# only, so the query over every record never touches the line's text. Neither raw nor quarantine keeps it.
+RAW_TEXT_PATH = "_raw_text_path"
 
 
 
@@ -91,21 +96,24 @@ def not_object(field_sql: str) -> str:
     return f"({field_sql} is not null and left({field_sql}, 1) <> '{{' and {field_sql} <> 'null')"
 
 
-def reason_case(checks: list[tuple[str, str, str]], code_alias: str = "_reason_code") -> tuple[str, str]:
+def reason_case(checks: list[tuple[str, str, str]], code_alias: str = "_reason_code",
+                line_texts: bool = True) -> tuple[str, str]:
     """Build the reason code and reason text CASE expressions from (condition, code, text) checks.
 
     The line-level reason comes first; the first failing check wins. The text expression refers to
-    the code by ``code_alias``, the name the code expression is selected as.
+    the code by ``code_alias``, the name the code expression is selected as. Without ``line_texts`` the
+    text is only the checks' (the caller words line-level reasons itself).
     """
     code = ["case when line_reason is not null then line_reason"]
     # The sentence is built only for rejected rows: good rows skip the second pass over the checks.
-    text = [
-        f"case when {code_alias} is null then null",
-        f"when line_reason = 'truncated_file' then {TRUNCATED_TEXT}",
-        "when line_reason = 'invalid_utf8' then 'line is not valid UTF-8'",
-        f"when line_reason = 'oversized_payload' then 'line is ' || raw_bytes || ' bytes, over the {MAX_PAYLOAD_BYTES} byte limit'",
-        "when line_reason = 'invalid_json' then 'line is not a JSON object'",
-    ]
+    text = [f"case when {code_alias} is null then null"]
+    if line_texts:
+        text += [
+            f"when line_reason = 'truncated_file' then {TRUNCATED_TEXT}",
+            "when line_reason = 'invalid_utf8' then 'line is not valid UTF-8'",
+            f"when line_reason = 'oversized_payload' then 'line is ' || raw_bytes || ' bytes, over the {MAX_PAYLOAD_BYTES} byte limit'",
+            "when line_reason = 'invalid_json' then 'line is not a JSON object'",
+        ]
     for condition, reason_code, reason_text in checks:
         code.append(f"when {condition} then '{reason_code}'")
         text.append(f"when {condition} then {reason_text}")

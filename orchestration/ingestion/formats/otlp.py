@@ -9,9 +9,11 @@ A record is a span; a line that cannot be read as a request at all is one record
 
 Each line is parsed once, into the whole nested request (resources, scopes, spans, attributes typed
 by ``REQUEST``); every span is then a list element, so nothing is parsed twice. Fields whose JSON kind
-is checked (ids, times, enums) are kept as JSON text. The JSON text of a rejected span (for the
-quarantine) is cut out of its line only for rejected spans. The query reads ``lines`` once and keeps
-no state across lines (no window, no union), so it streams: a file can be fed in batches of lines.
+is checked (ids, times, enums) are kept as JSON text. The line's text is used only at the line level
+(a line holds a whole request, tens of kilobytes): span rows never carry it. The JSON text of a rejected
+span (for the quarantine) is cut out of its line afterwards, by ``REJECTED_SQL``, for rejected spans
+only. The query reads ``lines`` once and keeps no state across lines (no window, no union), so it
+streams: a file can be fed in batches of lines.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from .common import (
     LOAD_COLUMNS,
     MAX_PAYLOAD_BYTES,
     QUARANTINE_TEXT_CHARS,
+    RAW_TEXT_PATH,
     TRUNCATED_TEXT,
     json_struct,
     missing,
@@ -133,7 +136,11 @@ def _line_reason_case() -> tuple[str, str]:
 
 
 _line_code, _line_text = _line_reason_case()
-_span_code, _span_text = reason_case(SPAN_CHECKS)
+_span_code, _span_text = reason_case(SPAN_CHECKS, line_texts=False)  # line reasons are worded per line
+
+# The columns of a line: its text is needed only here, for the line's own checks, and for the reason and
+# raw text of a line that is rejected whole. Spans never carry it (a line holds a whole request).
+_LINE_COLUMNS = "line_no, raw_bytes, line_code, line_reason_text, line_raw_text"
 
 SQL = f"""
 with decoded as (
@@ -150,30 +157,34 @@ parsed as (
         end as j
     from decoded
 ),
-checked_lines as (
+line_codes as (
     select line_no, raw_bytes, cut_reason, txt, j, {_line_code} as line_code
     from parsed
 ),
--- One level per step (DuckDB unnests one level at a time). A line with a reason goes through every
--- level as the one-element list [null]: it stays one record, with no span, and no union is needed.
-resource_lists as (
+checked_lines as (
     select
-        line_no, raw_bytes, cut_reason, txt, line_code,
+        line_no, raw_bytes, line_code,
+        case when line_code is not null then {_line_text} end as line_reason_text,
+        case when line_code is not null then left(rtrim(txt, chr(10) || chr(13)), {QUARANTINE_TEXT_CHARS}) end
+            as line_raw_text,
+        -- A line with a reason goes through every level as the one-element list [null]: it stays one
+        -- record, with no span, and no union is needed.
         case when line_code is null then j.resourceSpans else [null] end as resources,
         -- spans per resource, for each span's index in its line
         list_transform(j.resourceSpans,
                        lambda r: list_sum(list_transform(r.scopeSpans, lambda sc: len(sc.spans)))) as resource_counts
-    from checked_lines
+    from line_codes
 ),
+-- One level per step (DuckDB unnests one level at a time); each level is unnested once.
 resources as (
     select
-        line_no, raw_bytes, cut_reason, txt, line_code,
-        unnest(resources) as r, generate_subscripts(resources, 1) as ri, resource_counts
-    from resource_lists
+        {_LINE_COLUMNS}, resource_counts,
+        unnest(resources) as r, generate_subscripts(resources, 1) as ri
+    from checked_lines
 ),
 scope_lists as (
     select
-        line_no, raw_bytes, cut_reason, txt, line_code, ri,
+        {_LINE_COLUMNS}, ri,
         -- flattened once per resource, not once per span
         {attributes_object('r.resource.attributes')} as resource_attributes,
         coalesce(list_sum(resource_counts[:ri - 1]), 0) as resource_base,
@@ -189,7 +200,7 @@ scopes as (
 ),
 span_lists as (
     select
-        line_no, raw_bytes, cut_reason, txt, line_code, ri, si, resource_attributes,
+        {_LINE_COLUMNS}, ri, si, resource_attributes,
         sc.scope.name as scope_name, sc.scope.version as scope_version,
         resource_base + coalesce(list_sum(scope_counts[:si - 1]), 0) as scope_base,
         case when line_code is null then sc.spans else [null] end as spans
@@ -240,13 +251,28 @@ select
     record_index as _record_index,
     _reason_code,
     case when _reason_code is null then null
-         when line_code is not null then {_line_text}
+         when line_code is not null then line_reason_text
          else {_span_text} end as _reason,
-    case when _reason_code is null then null
-         when line_code is not null then left(rtrim(txt, chr(10) || chr(13)), {QUARANTINE_TEXT_CHARS})
-         -- a rejected span's own JSON text, cut out of its line (rejected spans are rare)
-         else left(json_extract(txt, '$.resourceSpans[' || (ri - 1) || '].scopeSpans[' || (si - 1)
-                                || '].spans[' || (spi - 1) || ']')::VARCHAR, {QUARANTINE_TEXT_CHARS})
-    end as _raw_text
+    line_raw_text as _raw_text,
+    -- where a rejected span is in its line (1-based resource, scope, span): REJECTED_SQL cuts its text out
+    case when _reason_code is not null and line_code is null then [ri, si, spi]::INTEGER[] end as {RAW_TEXT_PATH}
 from span_rows
+"""
+
+# The JSON text of rejected spans: ``rejected`` holds the rejected rows whose ``RAW_TEXT_PATH`` is set (the
+# quarantine's columns), ``lines`` at least the lines they come from. Each of those lines is parsed once,
+# into its spans' JSON texts (as ``json_extract`` writes them), however many of its spans were rejected.
+SPAN_TEXTS = {"resourceSpans": [{"scopeSpans": [{"spans": ["JSON"]}]}]}
+REJECTED_SQL = f"""
+with cut as (
+    select line_no, try(from_json(try(decode(raw)), {json_struct(SPAN_TEXTS)})).resourceSpans as resources
+    from lines
+    where line_no in (select _line_no from rejected)
+)
+select
+    r.* exclude ({RAW_TEXT_PATH}) replace (
+        left(c.resources[r.{RAW_TEXT_PATH}[1]].scopeSpans[r.{RAW_TEXT_PATH}[2]].spans[r.{RAW_TEXT_PATH}[3]]::VARCHAR,
+             {QUARANTINE_TEXT_CHARS}) as _raw_text)
+from rejected r
+join cut c on c.line_no = r._line_no
 """

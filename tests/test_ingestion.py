@@ -435,3 +435,111 @@ def test_rejected_spans_are_quarantined_with_their_own_json_text_and_their_neigh
         names = {n for p in (data_root / layer).glob("**/*.parquet") for n in pq.read_schema(p).names}
         assert RAW_TEXT_PATH not in names, layer
     assert verify_ledger()[1] == []
+
+
+# --- long lines -------------------------------------------------------------------------------
+
+
+def _kept_text(con: duckdb.DuckDBPyConnection, raw: bytes, keep: int) -> str | None:
+    """What the queries keep of a rejected line's text (None when it is not UTF-8)."""
+    return con.execute("select left(rtrim(try(decode($raw::BLOB)), chr(10) || chr(13)), $keep)",
+                       {"raw": raw, "keep": keep}).fetchall()[0][0]
+
+
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_a_line_over_the_limit_is_never_held_whole_and_keeps_what_its_rejection_needs(tmp_path, gzipped):
+    import tracemalloc
+
+    from orchestration.ingestion.lines import READ_CHUNK, LineStream
+
+    limit, keep, batch = 1 << 16, 1000, 1 << 18
+    huge = b'{"blob": "' + "é".encode() * (20 << 20) + b'"}'  # 40 MB in one line
+    tricky = {
+        "ascii": b"a" * (3 * limit),
+        "carriage returns after the kept text": b"b" * (2 * keep) + b"\r" * (2 * limit),
+        "carriage returns from inside the kept text": b"c" * (keep // 2) + b"\r" * (2 * limit),
+        "text after carriage returns": b"d" * keep + b"\r" * (2 * limit) + b"e",
+        "not UTF-8 far in": b"f" * (2 * limit) + b"\xff" + b"g" * 10,
+        "a character cut at the line end": b"h" * (2 * limit) + "é".encode()[:1],
+        "a character across pieces": "€".encode() * limit,
+    }
+    lines = [b'{"n": 1}', huge, b'{"n": 2}', *tricky.values(), b'{"n": 3}']
+    data = b"\n".join(lines)  # the last line has no newline: it still counts
+    path = tmp_path / ("f.jsonl.gz" if gzipped else "f.jsonl")
+    path.write_bytes(gzip.compress(data, compresslevel=1) if gzipped else data)
+    del data
+
+    warm_up = tmp_path / "warm-up.jsonl"  # imports that Arrow makes on first use are not the stream's memory
+    warm_up.write_bytes(b"{}\n")
+    list(LineStream(warm_up))
+    stream = LineStream(path, batch_bytes=batch, long_line_bytes=limit, keep_chars=keep)
+    tracemalloc.start()
+    batches = list(stream)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    # bounded by the pieces (and the compressed chunk read), not by the line
+    assert peak < READ_CHUNK * gzipped + 8 * batch + 8 * limit + 16 * keep, f"held {peak} bytes for a {len(huge)}-byte line"
+    got = pa.Table.from_batches(batches).to_pylist()
+    assert [r["line_no"] for r in got] == list(range(1, len(lines) + 1))
+    assert stream.lines_read == stream.records == len(lines) and stream.done
+    con = duckdb.connect()
+    for row, line in zip(got, lines):
+        assert row["raw_bytes"] == len(line)
+        if len(line) <= limit or row["raw"].rstrip(b"\n") == line:  # a long line within one piece comes whole
+            assert row["raw"].rstrip(b"\n") == line
+        else:  # held whole it would not be: a stand-in that keeps what the queries read of it
+            assert len(row["raw"]) <= 4 * keep + 4
+            assert _kept_text(con, row["raw"], keep) == _kept_text(con, line, keep), line[:20]
+    assert len(got[1]["raw"]) < keep * 4 + 4
+
+
+def test_an_oversized_line_among_good_ones_is_quarantined_with_its_length_and_head(data_root):
+    from orchestration.ingestion.formats.common import MAX_PAYLOAD_BYTES, QUARANTINE_TEXT_CHARS
+
+    good = [_line(_event(messageId=f"g-{i}")) for i in range(4)]
+    huge = _line(_event(messageId="huge", properties={"blob": "x" * (8 * MAX_PAYLOAD_BYTES)}))
+    lines = [good[0], good[1], huge, good[2], good[3]]
+    write_gz(data_root / "landing" / "events" / "dt=2026-11-24" / "big.jsonl.gz", lines)
+    summary = ingest_source("events")
+    assert (summary.records_loaded, summary.records_quarantined) == (len(good), 1)
+    (row,) = quarantine_rows(data_root, "events")
+    assert (row["line_no"], row["reason_code"], row["raw_bytes"]) == (3, "oversized_payload", len(huge))
+    assert row["raw_text"] == huge.decode()[:QUARANTINE_TEXT_CHARS]
+    assert [r[0] for r in raw_rows(data_root, "events", "_line_no")] == [1, 2, 4, 5]
+    (entry,) = read_ledger("events")
+    assert entry["lines_read"] == entry["records_read"] == len(lines)
+
+
+def test_a_big_otlp_request_loads_every_span(data_root):
+    """One line holding a request of thousands of spans (under the size limit) streams like any other."""
+    from orchestration.ingestion.formats.common import MAX_PAYLOAD_BYTES
+
+    request = json.loads(sdk_lines("traces/*/*.gz")[0])
+    template = request["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+    n = int(MAX_PAYLOAD_BYTES * 0.9 / len(json.dumps(template)))
+    spans = [dict(template, spanId=f"{i + 1:016x}") for i in range(n)]
+    request["resourceSpans"][0]["scopeSpans"][0]["spans"] = spans
+    lines = [sdk_lines("traces/*/*.gz")[1], _line(request), sdk_lines("traces/*/*.gz")[2]]
+    assert len(lines[1]) <= MAX_PAYLOAD_BYTES
+    write_gz(data_root / "landing" / "traces" / "dt=2026-11-24" / "big.jsonl.gz", lines)
+    assert ingest_source("spans").records_quarantined == 0
+    assert loaded_spans(data_root) == expected_spans(lines)
+
+
+def test_a_file_cut_inside_a_long_line_quarantines_the_cut_line(data_root):
+    from orchestration.ingestion.formats.common import QUARANTINE_TEXT_CHARS
+
+    good = _line(_event(messageId="g-1"))
+    huge = _line(_event(messageId="huge", properties={"blob": "y" * (6 << 20)}))
+    whole = gzip.compress(good + b"\n" + huge + b"\n", mtime=0)
+    path = data_root / "landing" / "events" / "dt=2026-11-24" / "cut.jsonl.gz"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(whole[: len(whole) * 7 // 10])
+    recovered = zlib.decompressobj(wbits=31).decompress(path.read_bytes()).split(b"\n")[1]
+
+    summary = ingest_source("events")
+    assert (summary.records_loaded, summary.records_quarantined) == (1, 1)
+    (row,) = quarantine_rows(data_root, "events")
+    assert (row["line_no"], row["reason_code"], row["raw_bytes"]) == (2, "truncated_file", len(recovered))
+    assert row["raw_text"] == recovered.decode()[:QUARANTINE_TEXT_CHARS]
+    assert verify_ledger()[1] == []

@@ -35,7 +35,7 @@ from pitwall import paths
 from pitwall.duck import connect
 
 from . import ledger
-from .formats.common import RAW_TEXT_PATH
+from .formats.common import MAX_PAYLOAD_BYTES, QUARANTINE_TEXT_CHARS, RAW_TEXT_PATH
 from .formats.extracts import ExtractTable, extract_sql
 from .lines import LINE_SCHEMA, LineStream
 from .sources import SOURCES, Source
@@ -293,7 +293,7 @@ def _stream_json_lines(
     source's ``rejected_sql``, over the lines holding them only. Returns (lines read, records loaded,
     quarantined records by reason, the file's error)."""
     source = landing_file.source
-    stream = LineStream(landing_file.path)
+    stream = _line_stream(landing_file)
     raw = _ParquetOutput(raw_target)
     quarantine = _ParquetOutput(quarantine_target)
     counts: Counter = Counter()
@@ -353,6 +353,11 @@ def _stream_json_lines(
     return stream.lines_read, loaded, dict(counts), stream.error
 
 
+def _line_stream(landing_file: LandingFile) -> LineStream:
+    """A file's lines; one over the size limit is only ever rejected, so only what its rejection keeps is held."""
+    return LineStream(landing_file.path, long_line_bytes=MAX_PAYLOAD_BYTES, keep_chars=QUARANTINE_TEXT_CHARS)
+
+
 def _quarantine_parts_of_lines(
     con: duckdb.DuckDBPyConnection, landing_file: LandingFile, pending: list[pa.RecordBatch],
     quarantine: _ParquetOutput, run_id: str,
@@ -367,7 +372,7 @@ def _quarantine_parts_of_lines(
     written = 0
     con.register("rejected", rejected)
     try:
-        for batch in LineStream(landing_file.path):
+        for batch in _line_stream(landing_file):
             lines = batch.filter(pc.is_in(batch.column("line_no"), value_set=wanted))
             if not len(lines):
                 continue

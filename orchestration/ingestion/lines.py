@@ -4,17 +4,17 @@ The bytes are decompressed in C (zlib), newline positions are found with numpy, 
 an Arrow binary array that points into the same buffer (no copy). Validation (UTF-8, JSON, fields)
 happens afterwards in DuckDB, set-based.
 
-``LineStream`` does the same in bounded memory: it decompresses a piece at a time and yields Arrow
-batches of whole lines (about ``batch_bytes`` each), numbered across the whole file. A damaged gzip
+``LineStream`` does this in bounded memory: it decompresses a piece at a time and yields Arrow
+batches of whole lines (about ``batch_bytes`` each), numbered across the whole file; a line too long
+to be a record is never held whole (``LongLine``). A damaged gzip
 file keeps every line before the damage; its last, cut line (or an empty line standing for the lost
 tail, when the cut fell on a line boundary) carries ``cut_reason``.
 """
 
 from __future__ import annotations
 
-import gzip
+import codecs
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,23 +22,6 @@ import pyarrow as pa
 
 GZIP_MAGIC = b"\x1f\x8b"
 READ_CHUNK = 8 << 20
-
-
-@dataclass(frozen=True)
-class Lines:
-    """Numbered lines of one landing file.
-
-    ``table`` has ``line_no`` (1-based), ``raw`` (bytes, trailing newline included) and
-    ``raw_bytes`` (the line's length without its newline).
-    ``error`` says why a gzip stream ended early (the file is then truncated: its last line is cut).
-    """
-
-    table: pa.Table
-    error: str | None = None
-
-    @property
-    def truncated(self) -> bool:
-        return self.error is not None
 
 
 LINE_SCHEMA = pa.schema([
@@ -53,11 +36,19 @@ class LineStream:
     Iterate it (or ``reader()``) once; afterwards ``lines_read`` is the file's line count, ``error`` why
     the gzip stream ended early (or None) and ``records`` the number of line records yielded (one more
     than ``lines_read`` when an empty line stands for a tail lost at a line boundary).
+
+    Memory is bounded by bytes, whatever the lines: a batch holds the whole lines of one decompressed
+    piece of at most ``batch_bytes`` (plus the line the piece finishes), and a line longer than
+    ``long_line_bytes`` is never held whole (see ``LongLine``): it comes as a batch of its own whose
+    ``raw_bytes`` is the line's true length.
     """
 
-    def __init__(self, path: Path, batch_bytes: int = BATCH_BYTES):
+    def __init__(self, path: Path, batch_bytes: int = BATCH_BYTES, long_line_bytes: int | None = None,
+                 keep_chars: int = 0):
         self.path = path
         self.batch_bytes = batch_bytes
+        self.long_line_bytes = long_line_bytes
+        self.keep_chars = keep_chars
         self.lines_read = 0
         self.records = 0
         self.error: str | None = None
@@ -67,20 +58,47 @@ class LineStream:
         return pa.RecordBatchReader.from_batches(LINE_SCHEMA, iter(self))
 
     def __iter__(self):
-        carry = b""  # the unfinished line at the end of the bytes seen so far
+        parts: list[bytes] = []  # the unfinished line at the end of the bytes seen so far, in pieces
+        held = 0  # its length
+        long: LongLine | None = None  # the unfinished line, once it is longer than long_line_bytes
         for piece in self._pieces():
-            data = carry + piece if carry else piece
-            end = data.rfind(b"\n") + 1
-            carry = data[end:]
+            if long is not None:
+                newline = piece.find(b"\n")
+                if newline < 0:
+                    long.add(piece)
+                    continue
+                long.add(piece[:newline])
+                yield self._long_batch(long)
+                self.lines_read += 1
+                long = None
+                piece = piece[newline + 1:]
+            end = piece.rfind(b"\n") + 1
             if end:
-                yield self._batch(data[:end] if end < len(data) else data)
+                data = piece[:end] if end < len(piece) else piece
+                if parts:
+                    data = b"".join([*parts, data])  # one copy, however many pieces the line spanned
+                    parts, held = [], 0
+                yield self._batch(data)
+            if end < len(piece):
+                parts.append(piece[end:])
+                held += len(piece) - end
+                if self.long_line_bytes is not None and held > self.long_line_bytes:
+                    long = LongLine(b"".join(parts), self.keep_chars)
+                    parts, held = [], 0
+        carry = b"".join(parts)
         if self.error is not None:
             # The cut line, or an empty line for the lost tail when the cut fell on a line boundary.
-            self.lines_read += bool(carry)
-            yield self._batch(carry, cut_reason=self.error, count=1)
-        elif carry:
-            yield self._batch(carry, count=1)  # a last line without a newline still counts
+            self.lines_read += bool(carry) or long is not None
+            yield (self._long_batch(long, cut_reason=self.error) if long is not None
+                   else self._batch(carry, cut_reason=self.error, count=1))
+        elif long is not None or carry:  # a last line without a newline still counts
+            self.lines_read += 1
+            yield self._long_batch(long) if long is not None else self._batch(carry, count=1)
         self.done = True
+
+    def _long_batch(self, long: LongLine, cut_reason: str | None = None) -> pa.RecordBatch:
+        batch = self._batch(long.stand_in(), cut_reason=cut_reason, count=1)
+        return batch.set_column(2, "raw_bytes", pa.array([long.length], pa.int64()))
 
     def _batch(self, data: bytes, cut_reason: str | None = None, count: int | None = None) -> pa.RecordBatch:
         if count is None:
@@ -135,47 +153,54 @@ class LineStream:
                 self.error = "gzip stream ends before its end marker (file truncated)"
 
 
-def read_lines(path: Path) -> Lines:
-    with path.open("rb") as fh:
-        is_gzip = fh.read(2) == GZIP_MAGIC
-    error = None
-    if is_gzip:
-        data, error = _gunzip(path)
-    else:
-        data = path.read_bytes()
-    return Lines(table=split_lines(data), error=error)
+class LongLine:
+    """A line too long to be a record, read without holding it: its length, whether it is UTF-8, and a
+    stand-in for its text.
 
+    Such a line can only be rejected, and what the queries read of a rejected line's text is
+    ``left(rtrim(text, CR/LF), keep_chars)`` (and whether it decodes). The stand-in gives exactly that:
+    the line's first ``keep_chars`` characters, followed by one more character when the line goes on
+    with anything but carriage returns (so that trimming the stand-in trims what trimming the line
+    would); or a byte that is not UTF-8 when the line is not UTF-8.
+    """
 
-def _gunzip(path: Path) -> tuple[bytes, str | None]:
-    """Decompress all members; on damage, salvage what precedes it and say why."""
-    try:
-        return gzip.decompress(path.read_bytes()), None  # the common case, in one C call
-    except (EOFError, gzip.BadGzipFile, zlib.error):
-        return _gunzip_salvaging(path)
+    def __init__(self, head: bytes, keep_chars: int):
+        self.keep_chars = keep_chars
+        self.length = 0
+        self.valid = True
+        self.kept: list[str] = []  # the first keep_chars characters
+        self.kept_chars = 0
+        self.goes_on = False  # a character other than CR after them
+        self.decoder = codecs.getincrementaldecoder("utf-8")()
+        self.add(head)
 
+    def add(self, data: bytes) -> None:
+        self.length += len(data)
+        if not self.valid:
+            return
+        try:
+            text = self.decoder.decode(data)
+        except UnicodeDecodeError:
+            self.valid = False
+            self.kept = []
+            return
+        if self.kept_chars < self.keep_chars:
+            head = text[: self.keep_chars - self.kept_chars]
+            self.kept.append(head)
+            self.kept_chars += len(head)
+            text = text[len(head):]
+        if not self.goes_on and text.count("\r") < len(text):
+            self.goes_on = True
 
-def _gunzip_salvaging(path: Path) -> tuple[bytes, str | None]:
-    """Stream member by member, keeping every byte before a cut (the usual damage: an upload that stopped)."""
-    out = bytearray()
-    fed_current_member = False
-    decomp = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-    with path.open("rb") as fh:
-        while chunk := fh.read(READ_CHUNK):
-            while chunk:
-                fed_current_member = True
-                try:
-                    out += decomp.decompress(chunk)
-                except zlib.error as exc:
-                    return bytes(out), f"corrupt gzip stream ({exc})"
-                if not decomp.eof:
-                    break
-                chunk = decomp.unused_data
-                decomp = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-                fed_current_member = False
-    if fed_current_member and not decomp.eof:
-        out += decomp.flush()
-        return bytes(out), "gzip stream ends before its end marker (file truncated)"
-    return bytes(out), None
+    def stand_in(self) -> bytes:
+        if self.valid:
+            try:
+                self.decoder.decode(b"", final=True)  # a line may not end inside a character
+            except UnicodeDecodeError:
+                self.valid = False
+        if not self.valid:
+            return b"\xff"
+        return ("".join(self.kept) + ("x" if self.goes_on else "")).encode()
 
 
 def split_lines(data: bytes) -> pa.Table:

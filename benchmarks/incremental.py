@@ -140,6 +140,8 @@ def append_results(r: dict, load: tuple[float, float, float]) -> None:
         f" {r['day']['cpu_s']} | **{r['ratio_cpu']}** | {r['full']['tree_rss_mib']:,} | {r['day']['tree_rss_mib']:,} |",
         "\nSlowest steps (wall seconds): full — " + ", ".join(f"{k} {v}" for k, v in r["full"]["slowest_steps"].items())
         + "; day — " + ", ".join(f"{k} {v}" for k, v in r["day"]["slowest_steps"].items()) + ".\n",
+        "Targets (issue #15): one more day under 0.10 of the full build's CPU; the full build, landing to published, "
+        "under 90 s wall at 1M events and under 300 s at 5M, with the whole tree under 3 GB.\n",
     ]
     append_section(lines)
 

@@ -13,7 +13,7 @@ from models_ml.nba.synthetic import SPEC, synthetic_candidates
 
 @pytest.fixture(scope="module")
 def frame() -> pl.DataFrame:
-    return synthetic_candidates(n_users=1500, n_days=56, seed=7)
+    return synthetic_candidates(n_users=700, n_days=42, seed=7)
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,6 @@ from orchestration.dbt.assets import WAREHOUSE_POOL, pitwall_dbt_models
 from pitwall.flags import flags_path
 from pitwall.warehouse import write_table
 
-from .analysis import definitions_frame, experiment_daily, experiment_results
-
 EXPERIMENT_DEFINITIONS = dg.AssetKey(["experiments", "experiment_definitions"])  # dbt source experiments.experiment_definitions
 EXPERIMENT_RESULTS = dg.AssetKey(["mart_experiment_results"])
 EXPERIMENT_DAILY = dg.AssetKey(["mart_experiment_daily"])
@@ -25,6 +23,8 @@ EXPERIMENT_DAILY = dg.AssetKey(["mart_experiment_daily"])
     description="experiment_definitions: every experiment × variation of experiments/flags.yaml, for dbt",
 )
 def experiment_definitions(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    from .analysis import definitions_frame  # SciPy's statistics load when the asset runs, not with the code location
+
     frame = definitions_frame()
     write_table("experiment_definitions", frame, order_by=("experiment_key", "variation_index"))
     return dg.MaterializeResult(metadata={"experiments": frame["experiment_key"].n_unique(), "rows": len(frame),
@@ -45,6 +45,8 @@ def experiment_definitions(context: dg.AssetExecutionContext) -> dg.MaterializeR
     pool=WAREHOUSE_POOL,
 )
 def experiment_marts(context: dg.AssetExecutionContext):
+    from .analysis import experiment_daily, experiment_results
+
     results, daily = experiment_results(), experiment_daily()
     write_table("mart_experiment_results", results, order_by=("experiment_key", "metric", "variation_id"))
     write_table("mart_experiment_daily", daily, order_by=("experiment_key", "variation_id", "day"))

@@ -1,20 +1,18 @@
 """Next-best-action in the asset graph: train and gate the model after the feature marts, then write the
 `recommendations`, `maintenance_reminders`, `parts_suggestions` and `ui_layouts` serving tables before the
 publish step picks them up. The work is in build.py, parts.py and layouts.py; flags come from
-experiments/flags.yaml."""
+experiments/flags.yaml.
+
+The work (XGBoost, MLflow) is imported when an asset runs, not when the code location loads: every
+``dagster`` command and every run's start would otherwise pay for it (about 2.5 s).
+"""
 
 import dagster as dg
 from dagster_dbt import get_asset_key_for_model
 
-from models_ml.nba import GateConfig, TrainConfig
-from models_ml.nba.policy import PolicyConfig
 from orchestration.dbt.assets import WAREHOUSE_POOL, pitwall_dbt_models
 from pitwall.flags import load_flags
 from pitwall.warehouse import write_table
-
-from .build import TrainingSkipped, build_serving, train
-from .layouts import build_ui_layouts
-from .parts import PartsPolicy, build_parts_suggestions
 
 RECOMMENDATIONS = dg.AssetKey(["recommendations"])
 MAINTENANCE_REMINDERS = dg.AssetKey(["maintenance_reminders"])
@@ -52,6 +50,10 @@ class PartsSuggestionPolicy(dg.Config):
     description="pitwall-nba in the MLflow registry: trained on the logged exposures, promoted to @champion only through the gate",
 )
 def nba_model(context: dg.AssetExecutionContext, config: TrainingConfig) -> dg.MaterializeResult:
+    from models_ml.nba import GateConfig, TrainConfig
+
+    from .build import TrainingSkipped, train
+
     outcome = train(TrainConfig(**config.train), GateConfig.from_mapping(config.gate))
     if isinstance(outcome, TrainingSkipped):
         context.log.warning(f"pitwall-nba not trained: {outcome.reason}")
@@ -81,6 +83,10 @@ def nba_model(context: dg.AssetExecutionContext, config: TrainingConfig) -> dg.M
     pool=WAREHOUSE_POOL,
 )
 def serving_recommendations(context: dg.AssetExecutionContext, config: RecommendationPolicy):
+    from models_ml.nba.policy import PolicyConfig
+
+    from .build import build_serving
+
     tables = build_serving(PolicyConfig.from_mapping(config.policy), flags=load_flags(config.flags_file or None))
     write_table("recommendations", tables.recommendations, order_by=(*BY_USER, "placement", "rank"))
     write_table("maintenance_reminders", tables.maintenance_reminders, order_by=(*BY_USER, "rank"))
@@ -103,6 +109,8 @@ def serving_recommendations(context: dg.AssetExecutionContext, config: Recommend
                 "by a parts model refit on past jobs",
 )
 def parts_suggestions(context: dg.AssetExecutionContext, config: PartsSuggestionPolicy) -> dg.MaterializeResult:
+    from .parts import PartsPolicy, build_parts_suggestions
+
     built = build_parts_suggestions(PartsPolicy(**config.policy), flags=load_flags(config.flags_file or None))
     write_table("parts_suggestions", built.table, order_by=(*BY_USER, "scheduled_for", "job_id", "rank"))
     if built.summary.get("why_empty"):
@@ -120,6 +128,8 @@ def parts_suggestions(context: dg.AssetExecutionContext, config: PartsSuggestion
                 "personalized by what similar users click where the ui-personalized-layout flag is on",
 )
 def ui_layouts(context: dg.AssetExecutionContext, config: LayoutPolicy) -> dg.MaterializeResult:
+    from .layouts import build_ui_layouts
+
     layouts, summary = build_ui_layouts(flags=load_flags(config.flags_file or None))
     write_table("ui_layouts", layouts, order_by=(*BY_USER, "position"))
     return dg.MaterializeResult(metadata=summary)

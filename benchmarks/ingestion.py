@@ -29,6 +29,8 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from orchestration.ingestion.ingest import default_workers
+
 from .common import ROOT, append_section, commit, machine, run_sizes, timed_child, timed_tree
 
 # The floor: DuckDB's own reader straight to Parquet, nothing else. "all" reads every file in one
@@ -138,7 +140,7 @@ def append_results(results: list[dict]) -> None:
         f"\n## Ingestion — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit {commit()}\n",
         f"Machine: {machine()}. Floor: DuckDB `read_ndjson` → Parquet, in one statement over all files, and one"
         " statement per landing file (the raw layer's layout). Ingest: Pitwall with ledger, checksums, validation,"
-        " quarantine, one Parquet per landing file. Dedup: `dbt run -s stg_events` (typing and deduplication"
+        f" quarantine, one Parquet per landing file, {default_workers()} files at a time (one DuckDB thread each). Dedup: `dbt run -s stg_events` (typing and deduplication"
         " on messageId, including dbt's start-up). Wall seconds, CPU seconds in brackets.\n",
         "| events | files | JSON MB | floor (all) s | floor (per file) s | ingest s | **ratio all/ingest** |"
         " **ratio per-file/ingest** | ingest MB/s | peak RSS ingest MiB | peak RSS floor MiB | dedup s |"

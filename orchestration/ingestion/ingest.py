@@ -115,6 +115,11 @@ def discover(source: Source) -> list[LandingFile]:
     return sorted(found.values(), key=lambda f: (f.dt, f.path.name))
 
 
+def default_workers() -> int:
+    """Files ingested at a time: ``PITWALL_INGEST_WORKERS``, else one per core (see ``ingest_source``)."""
+    return int(os.environ.get("PITWALL_INGEST_WORKERS") or os.cpu_count() or 2)
+
+
 def ingest_source(source_name: str, *, run_id: str | None = None, workers: int | None = None) -> SourceSummary:
     """Ingest every new or changed landing file of one source.
 
@@ -128,7 +133,7 @@ def ingest_source(source_name: str, *, run_id: str | None = None, workers: int |
     # 8% faster on an idle machine (5M events on 2 cores: 3 workers 34 s, 2 workers 37 s), but on a busy
     # one it only adds contention and memory (1M events, load average ~7, two rounds: 2 workers 22.5 s
     # and 500 MB, 3 workers 24.3-24.8 s and 620 MB, 4 workers 25.3-27.7 s and 750 MB; same CPU seconds).
-    workers = workers or int(os.environ.get("PITWALL_INGEST_WORKERS", os.cpu_count() or 2))
+    workers = workers or default_workers()
     summary = SourceSummary(source.name)
     known = {row["landing_path"]: row for row in ledger.read_ledger(source.name)}
     with connect() as con:

@@ -7,6 +7,7 @@ import json
 import os
 import shlex
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -148,10 +149,29 @@ def cached_world(name: str, build, *key_parts: str) -> Path:
 
 
 def session_copy(built: Path, tmp_path_factory, name: str) -> Path:
-    """This session's own copy of a cached world: tests write into their world (audit rows, published files)."""
+    """This session's own copy of a cached world: tests write into their world (audit rows, published files).
+    MLflow's store names its artifacts by absolute path: the copy's store is moved to the copy's own."""
     root = tmp_path_factory.mktemp(name) / "data"
     shutil.copytree(built, root, ignore=shutil.ignore_patterns("*.tmp*"))
+    for store in root.glob("mlflow/*.db"):
+        relocate_sqlite_paths(store, str(built), str(root))
     return root
+
+
+def relocate_sqlite_paths(database: Path, old: str, new: str) -> None:
+    """Replace the path prefix ``old`` by ``new`` in every text column of a SQLite file (MLflow's store keeps
+    artifact locations, run artifact URIs and model version sources as absolute paths or file URIs)."""
+    con = sqlite3.connect(database)
+    try:
+        tables = [t for (t,) in con.execute("select name from sqlite_master where type = 'table'")]
+        for table in tables:
+            for _, column, declared, *_ in con.execute(f'pragma table_info("{table}")').fetchall():
+                if any(t in declared.upper() for t in ("CHAR", "TEXT", "CLOB")):
+                    con.execute(f'update "{table}" set "{column}" = replace("{column}", ?, ?) '
+                                f'where instr("{column}", ?) > 0', [old, new, old])
+        con.commit()
+    finally:
+        con.close()
 
 
 def build_demo_world(root: Path) -> None:
@@ -182,3 +202,16 @@ def con(world):
     connection = connect(world[0] / "warehouse.duckdb", read_only=True)
     yield connection
     connection.close()
+
+
+# The longest modules first, so the two pytest-xdist workers start on them together instead of one of them
+# finishing alone at the end (with --dist loadscope a module runs on one worker, in collection order).
+LONGEST_FIRST = ("test_recommendations.py", "test_engine_equivalence.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item) -> int:
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: each module keeps its own order

@@ -208,3 +208,10 @@ def test_engagement_and_retention_match_a_recount_from_sessions(world, con):
         "select cohort_week, app_namespace, role, week_number, cohort_users, active_users from mart_retention_weekly").fetchall()}
     want = {(a, r, c, n): (by_n[0], k) for (a, r, c), by_n in cohorts.items() for n, k in by_n.items()}
     assert got == want
+
+
+def test_make_demo_ends_with_a_report_of_what_it_built(world, con):
+    """The world is built by `make demo` itself; its last step, the report, states the ledger it checked."""
+    report = (world[0] / "demo-report.txt").read_text()
+    files = con.execute("select count(distinct landing_path) from ingestion_ledger").fetchone()[0]
+    assert files > 0 and f"Ledger: {files} landing files, invariant holds" in report

@@ -26,18 +26,21 @@ def timed_child(args: list[str], env: dict, cwd: Path = ROOT) -> tuple[float, fl
     return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
-def timed_tree(args: list[str], env: dict, cwd: Path = ROOT, every: float = 0.25) -> tuple[float, float, float]:
+def timed_tree(args: list[str], env: dict, cwd: Path = ROOT, every: float = 0.25,
+               at_peak: dict[str, float] | None = None) -> tuple[float, float, float]:
     """Like timed_child, but the peak is the summed RSS of the whole process tree, sampled from /proc every
     ``every`` seconds: a Spark step's JVM is a grandchild that is killed, not waited for, so wait4 never
-    counts it."""
+    counts it. ``at_peak``, when given, receives the tree's composition at its peak: MiB by process (its
+    command, shortened), to say which one holds the memory, and ``at_epoch``, when it was."""
     import threading
 
     start = time.perf_counter()
     proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.DEVNULL)
     peak = [0]
     done = threading.Event()
+    page = os.sysconf("SC_PAGE_SIZE")
 
-    def tree_rss() -> int:
+    def tree_rss() -> dict[int, int]:
         parents: dict[int, int] = {}
         rss: dict[int, int] = {}
         for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -46,18 +49,24 @@ def timed_tree(args: list[str], env: dict, cwd: Path = ROOT, every: float = 0.25
             except OSError:
                 continue
             pid = int(stat.parent.name)
-            parents[pid], rss[pid] = int(fields[1]), int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+            parents[pid], rss[pid] = int(fields[1]), int(fields[21]) * page
         tree, frontier = {proc.pid}, [proc.pid]
         while frontier:
             parent = frontier.pop()
             children = [pid for pid, ppid in parents.items() if ppid == parent and pid not in tree]
             tree.update(children)
             frontier += children
-        return sum(rss.get(pid, 0) for pid in tree)
+        return {pid: rss.get(pid, 0) for pid in tree}
 
     def sample() -> None:
         while not done.wait(every):
-            peak[0] = max(peak[0], tree_rss())
+            by_pid = tree_rss()
+            total = sum(by_pid.values())
+            if total > peak[0]:
+                peak[0] = total
+                if at_peak is not None:
+                    at_peak.clear()
+                    at_peak.update(_named(by_pid), at_epoch=time.time())
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -68,6 +77,21 @@ def timed_tree(args: list[str], env: dict, cwd: Path = ROOT, every: float = 0.25
     if status != 0:
         raise SystemExit(f"{args} failed with status {status}")
     return seconds, usage.ru_utime + usage.ru_stime, max(peak[0] / 2**20, usage.ru_maxrss / 1024)
+
+
+def _named(by_pid: dict[int, int]) -> dict[str, float]:
+    """MiB by process, each named by the most telling words of its command line (``dbt build``,
+    ``-m simulator.partners``), summed when two share a name."""
+    out: dict[str, float] = {}
+    for pid, rss in by_pid.items():
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        words = [Path(argv[0]).name] + [a for a in argv[1:4] if a and not a.startswith("/")]
+        name = " ".join(words)[:60]
+        out[name] = round(out.get(name, 0) + rss / 2**20)
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
 def machine() -> str:

@@ -35,13 +35,16 @@ def pipeline(report: Path) -> int:
 
     from orchestration.definitions import defs
 
-    result = defs.get_job_def("pitwall_pipeline").execute_in_process(instance=dg.DagsterInstance.get(),
-                                                                     raise_on_error=False)
+    instance = dg.DagsterInstance.get()
+    result = defs.get_job_def("pitwall_pipeline").execute_in_process(instance=instance, raise_on_error=False)
     events = result.all_events
+    successes = instance.all_logs(result.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)
     report.write_text(json.dumps({
         "success": result.success,
         "steps": {e.step_key: round(e.event_specific_data.duration_ms / 1000, 2)
                   for e in events if e.event_type_value == "STEP_SUCCESS"},
+        "step_spans": {e.step_key: [e.timestamp - e.dagster_event.event_specific_data.duration_ms / 1000, e.timestamp]
+                       for e in successes},
         "failed": [e.step_key for e in events if e.event_type_value == "STEP_FAILURE"],
         "checks_failed": sorted(e.asset_check_evaluation_data.check_name for e in events
                                 if e.event_type_value == "ASSET_CHECK_EVALUATION"
@@ -80,14 +83,18 @@ def run_pipeline(data: Path, home: Path, workdir: Path, name: str) -> dict:
     env = {**os.environ, "PITWALL_DATA_DIR": str(data), "DAGSTER_HOME": str(home)}
     env.pop("MLFLOW_TRACKING_URI", None)
     report = workdir / f"{name}.json"
+    at_peak: dict = {}
     wall, cpu, rss = timed_tree(
         [sys.executable, "-m", "simulator.partners", "run", "--world", str(data / "landing" / "partners" / "world.json"),
-         "--", sys.executable, "-m", "benchmarks.incremental", "--pipeline-report", str(report)], env)
+         "--", sys.executable, "-m", "benchmarks.incremental", "--pipeline-report", str(report)], env, at_peak=at_peak)
     outcome = json.loads(report.read_text())
+    when = at_peak.pop("at_epoch", None)
+    running = [step for step, (begin, end) in outcome["step_spans"].items() if when and begin <= when <= end]
     if not outcome["published"]:
         raise SystemExit(f"{name}: the pipeline did not publish: {outcome}")
     slowest = dict(sorted(outcome["steps"].items(), key=lambda kv: -kv[1])[:6])
     return {"wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "tree_rss_mib": round(rss), "slowest_steps": slowest,
+            "peak": {"steps": running, "processes": dict(list(at_peak.items())[:4])},
             "steps_s": round(sum(outcome["steps"].values()), 1)}
 
 
@@ -140,6 +147,8 @@ def append_results(r: dict, load: tuple[float, float, float]) -> None:
         f" {r['day']['cpu_s']} | **{r['ratio_cpu']}** | {r['full']['tree_rss_mib']:,} | {r['day']['tree_rss_mib']:,} |",
         "\nSlowest steps (wall seconds): full — " + ", ".join(f"{k} {v}" for k, v in r["full"]["slowest_steps"].items())
         + "; day — " + ", ".join(f"{k} {v}" for k, v in r["day"]["slowest_steps"].items()) + ".\n",
+        "At the full build's peak RSS: steps " + (", ".join(r["full"]["peak"]["steps"]) or "none (start-up)")
+        + "; MiB by process — " + ", ".join(f"`{k}` {v:,}" for k, v in r["full"]["peak"]["processes"].items()) + ".\n",
         "Targets (issue #15): one more day under 0.10 of the full build's CPU; the full build, landing to published, "
         "under 90 s wall at 1M events and under 300 s at 5M, with the whole tree under 3 GB.\n",
     ]

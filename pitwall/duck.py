@@ -7,6 +7,11 @@ from pathlib import Path
 
 import duckdb
 
+# Each process's DuckDB budget (it spills to disk beyond it). Steps run one at a time, so a pipeline's tree
+# holds at most two: its own process and dbt's (profiles.yml has the same default). 1 GB each keeps the whole
+# tree under 3 GB at 5M events (docs/benchmarks.md); PITWALL_DUCKDB_MEMORY raises it on a bigger machine.
+MEMORY_LIMIT = "1GB"
+
 
 def connect(
     path: str | Path = ":memory:", *, read_only: bool = False, threads: int | None = None
@@ -16,7 +21,7 @@ def connect(
         "autoinstall_known_extensions": False,
         "autoload_known_extensions": False,
         "threads": threads or int(os.environ.get("PITWALL_DUCKDB_THREADS", os.cpu_count() or 2)),
-        "memory_limit": os.environ.get("PITWALL_DUCKDB_MEMORY", "4GB"),
+        "memory_limit": os.environ.get("PITWALL_DUCKDB_MEMORY", MEMORY_LIMIT),
     }
     con = duckdb.connect(str(path), read_only=read_only, config=config)
     con.execute("set TimeZone = 'UTC'")

@@ -3,7 +3,7 @@
 Dagster's ``SqliteEventLogStorage`` creates a SQLAlchemy engine, opens a connection, commits and closes it
 for every event it stores, twice for an asset event (the run's shard and the index shard). A dbt build
 reports each of its ~500 nodes as an event and each data test's plan and evaluation as two more, so a
-pipeline run stores ~1,800 events: at ~5 ms each (engine set-up, fsync on commit, close), the event log
+pipeline run stores ~1,800 events: at ~8 ms of CPU each (engine set-up, fsync on commit, close), the event log
 cost more CPU than a day's ingestion (docs/benchmarks.md).
 
 This subclass keeps one engine per shard for the life of the storage (a small connection pool instead of

@@ -88,8 +88,8 @@ def _named(by_pid: dict[int, int]) -> dict[str, float]:
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
         except OSError:
             continue
-        words = [Path(a).name if a.startswith("/") else a for a in argv[:4] if a]  # /…/bin/dbt → dbt
-        name = " ".join(words)[:60]
+        words = [Path(argv[0]).name] + [Path(a).name if a.startswith("/") else a for a in argv[1:4] if a]
+        name = " ".join(" ".join(words).split())[:60]  # /…/bin/dbt → dbt; a `-c` script on one line
         out[name] = round(out.get(name, 0) + rss / 2**20)
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 

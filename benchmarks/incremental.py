@@ -38,13 +38,16 @@ def pipeline(report: Path) -> int:
     instance = dg.DagsterInstance.get()
     result = defs.get_job_def("pitwall_pipeline").execute_in_process(instance=instance, raise_on_error=False)
     events = result.all_events
+    # each step's duration and, from the stored event's timestamp, when it ran (to place the RSS peak)
     successes = instance.all_logs(result.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)
+
+    def seconds(entry) -> float:
+        return entry.dagster_event.event_specific_data.duration_ms / 1000
+
     report.write_text(json.dumps({
         "success": result.success,
-        "steps": {e.step_key: round(e.event_specific_data.duration_ms / 1000, 2)
-                  for e in events if e.event_type_value == "STEP_SUCCESS"},
-        "step_spans": {e.step_key: [e.timestamp - e.dagster_event.event_specific_data.duration_ms / 1000, e.timestamp]
-                       for e in successes},
+        "steps": {e.step_key: round(seconds(e), 2) for e in successes},
+        "step_spans": {e.step_key: [e.timestamp - seconds(e), e.timestamp] for e in successes},
         "failed": [e.step_key for e in events if e.event_type_value == "STEP_FAILURE"],
         "checks_failed": sorted(e.asset_check_evaluation_data.check_name for e in events
                                 if e.event_type_value == "ASSET_CHECK_EVALUATION"

@@ -87,7 +87,7 @@ def bench_size(target_events: int, workdir: Path, days: int, seed: int) -> dict:
     if {k: whole.get(k) for k in ledger} != ledger:
         raise SystemExit(f"the whole ingestion's ledger {whole} differs from the per-source runs' {ledger}")
     dbt = [str(Path(sys.executable).parent / "dbt"), "--quiet", "run", "--project-dir", ".",
-           "--profiles-dir", ".", "--select", "stg_events"]
+           "--profiles-dir", ".", "--select", "stg_events", "--target-path", str(data / "dbt_target")]
     dedup_s, _, dedup_rss = timed_child(dbt, env, cwd=ROOT / "dbt_project")
     load_after = os.getloadavg()[0]
     events = ledger["events"]["records"]

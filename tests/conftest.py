@@ -90,10 +90,31 @@ def run_python(*args: str, env: dict | None = None, **kwargs) -> subprocess.Comp
 
 @pytest.fixture(scope="session")
 def dbt_manifest() -> Path:
-    """dagster-dbt needs dbt's manifest at import time: prepare it once per session."""
+    """dagster-dbt needs dbt's manifest at import time: parse the project once per test run (not once per
+    xdist worker), into a folder of its own, then swap the files in whole. Other workers read the manifest
+    at any moment (importing the code location does); a parse writing it in place would let them read
+    half a file."""
     from orchestration.dbt.project import dbt_project
 
-    dbt_project.preparer.prepare(dbt_project)
+    target = dbt_project.manifest_path.parent
+    target.mkdir(parents=True, exist_ok=True)
+    run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID") or f"pid-{os.getpid()}"
+    parsed_marker = target / ".parsed-by-test-run"
+    with FileLock(str(target / ".parse.lock")):
+        if not (parsed_marker.exists() and parsed_marker.read_text() == run_id):
+            private = target / f".parse-{os.getpid()}"
+            shutil.rmtree(private, ignore_errors=True)
+            private.mkdir()
+            if (target / "partial_parse.msgpack").exists():  # parse only what changed since the last parse
+                shutil.copy2(target / "partial_parse.msgpack", private)
+            run = subprocess.run([str(Path(sys.executable).parent / "dbt"), "--quiet", "parse", "--project-dir",
+                                  ".", "--profiles-dir", ".", "--target-path", str(private)],
+                                 cwd=ROOT / "dbt_project", env=subprocess_env(), capture_output=True, text=True)
+            assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+            for name in ("partial_parse.msgpack", "manifest.json"):  # the manifest last: it is what is read
+                os.replace(private / name, target / name)
+            shutil.rmtree(private, ignore_errors=True)
+            parsed_marker.write_text(run_id)
     return dbt_project.manifest_path
 
 

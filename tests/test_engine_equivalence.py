@@ -39,7 +39,11 @@ DBT = str(Path(sys.executable).parent / "dbt")
 def dbt(root: Path, engine: str, *args: str, select: list[str] | None = None) -> str:
     """A dbt command on the portable selector's nodes (or on ``select``); its output."""
     selection = ["--select", *select] if select else ["--selector", "portable"]
-    run = subprocess.run([DBT, *args, *selection, "--project-dir", ".", "--profiles-dir", "."],
+    # Each data root and engine keeps its own target folder: the project's target/ holds the manifest that
+    # other tests read, and a shared folder would re-parse on every switch of engine.
+    target = root / f"dbt_target_{engine}"
+    run = subprocess.run([DBT, *args, *selection, "--project-dir", ".", "--profiles-dir", ".",
+                          "--target-path", str(target)],
                          cwd=ROOT / "dbt_project", capture_output=True, text=True,
                          env={**subprocess_env(), "PITWALL_DATA_DIR": str(root), "PITWALL_ENGINE": engine})
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]

@@ -34,11 +34,12 @@ def code_location(engine: str | None, dbt_manifest) -> dict:
     return json.loads(run.stdout.strip().splitlines()[-1])
 
 
-def dbt_ls(*args: str) -> set[str]:
+def dbt_ls(target: Path, *args: str) -> set[str]:
+    """``dbt ls`` with its own target folder: the project's target/ holds the manifest other tests read."""
     run = subprocess.run([str(Path(sys.executable).parent / "dbt"), "--quiet", "ls", "--resource-type", "model",
                           "--resource-type", "seed", "--output", "name", *args, "--project-dir", ".",
-                          "--profiles-dir", "."], cwd=ROOT / "dbt_project", env=subprocess_env(),
-                         capture_output=True, text=True)
+                          "--profiles-dir", ".", "--target-path", str(target)], cwd=ROOT / "dbt_project",
+                         env=subprocess_env(), capture_output=True, text=True)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     return set(run.stdout.split())
 
@@ -85,11 +86,11 @@ def test_duckdb_is_the_default_and_builds_every_model(locations):
 
 
 @pytest.mark.slow
-def test_spark_builds_the_portable_selector_and_the_ingestion_it_reads(locations):
+def test_spark_builds_the_portable_selector_and_the_ingestion_it_reads(locations, tmp_path):
     spark = locations["spark"]
     assert spark["target"] == "spark"
     assert "unit_test" in spark["command"]  # DuckDB-dialect fixtures stay on DuckDB
-    portable = dbt_ls("--selector", "portable")
+    portable = dbt_ls(tmp_path / "target", "--selector", "portable")
     assert {"stg_events", "stg_spans", "stg_crashes", "fct_sessions", "mart_funnel_daily", "mart_release_health",
             "mart_api_latency_daily", "mart_recommendation_efficacy"} <= portable
     dbt_assets = set(spark["assets"]) & dbt_models()

@@ -4,10 +4,12 @@ on 127.0.0.1."""
 from __future__ import annotations
 
 import json
+import tracemalloc
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
-from webhook_receiver import WebhookReceiver
+from webhook_receiver import HUGE_ANSWER_BYTES, WebhookReceiver
 
 from orchestration.alerts import alert_store, deliver_pending, raise_alert, resolve_alert, rule_config
 from orchestration.alerts.definitions import failed_run_alerts
@@ -41,10 +43,14 @@ def test_an_alert_survives_a_failing_webhook_and_arrives_once(data_root):
     with WebhookReceiver(script=(500, 503, 429, "stall")) as hook:
         report = deliver_pending(url=hook.url, max_attempts=6, **FAST)
         assert (report.delivered, report.failed) == (1, 0)
-        assert hook.requests == 5 and len(hook.received) == 1
+        # the stalled POST was accepted but its answer came after the timeout: sent again, under the same key,
+        # and the receiver keeps one
+        assert hook.requests == 5 and len(hook.accepted) == 2 and len(hook.received) == 1
         body = hook.received[0]
     (row,) = deliveries()
     assert row["status"] == "delivered" and row["attempts"] == 5 and row["last_status_code"] == 200
+    assert {key for key, _ in hook.accepted} == {row["delivery_id"]} == {body["pitwall"]["idempotency_key"]}
+    assert row["claim_token"] is None and row["claimed_until"] is None
     # Slack-compatible: text for any receiver, blocks for Slack; the machine-readable part rides along
     assert "partner_sla_breach" in body["text"] and "oem/service_orders" in body["text"]
     assert body["blocks"][0]["type"] == "section" and body["pitwall"]["alert_id"] == alert_id
@@ -66,6 +72,48 @@ def test_failed_deliveries_stay_visible_and_are_retried_later(data_root):
     with WebhookReceiver() as hook:
         assert deliver_pending(url=hook.url, **FAST).delivered == 1 and len(hook.received) == 1
     assert deliveries()[0]["status"] == "delivered"
+
+
+def test_a_delivery_claimed_by_a_live_sender_is_left_to_it_and_a_dead_senders_claim_expires(data_root):
+    breach()
+    (row,) = deliveries()
+    with alert_store() as con:  # another sender took it and is still within its claim
+        con.execute("update alert_deliveries set status = 'sending', claim_token = 'other', claimed_until = ? "
+                    "where delivery_id = ?", [datetime.now(UTC) + timedelta(minutes=5), row["delivery_id"]])
+    with WebhookReceiver() as hook:
+        report = deliver_pending(url=hook.url, **FAST)
+        assert (report.delivered, report.claimed_elsewhere, hook.requests) == (0, 1, 0)
+    with alert_store() as con:  # that sender died: its claim ran out
+        con.execute("update alert_deliveries set claimed_until = ? where delivery_id = ?",
+                    [datetime.now(UTC) - timedelta(seconds=1), row["delivery_id"]])
+    with WebhookReceiver() as hook:
+        assert deliver_pending(url=hook.url, **FAST).delivered == 1
+        assert [key for key, _ in hook.accepted] == [row["delivery_id"]]
+    assert deliveries()[0]["status"] == "delivered"
+
+
+def test_two_senders_at_once_post_each_delivery_once(data_root):
+    for day in range(1, 9):
+        breach(subject=f"oem/service_orders: volume on 2026-11-{day:02d}")
+    with WebhookReceiver() as hook:
+        with ThreadPoolExecutor(2) as pool:
+            reports = list(pool.map(lambda _: deliver_pending(url=hook.url, **FAST), range(2)))
+        assert sum(r.delivered for r in reports) == 8 and sum(r.failed for r in reports) == 0
+        assert hook.requests == 8 and len(hook.received) == 8  # without the claim both senders post all eight
+    assert {d["status"] for d in deliveries()} == {"delivered"}
+
+
+def test_a_huge_answer_is_not_read_whole(data_root):
+    breach()
+    with WebhookReceiver(script=("huge",)) as hook:
+        tracemalloc.start()
+        try:
+            report = deliver_pending(url=hook.url, **{**FAST, "timeout": 5.0})
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert report.delivered == 1 and hook.requests == 1
+    assert peak < HUGE_ANSWER_BYTES / 8  # the answer's first bytes only, not its 64 MiB
 
 
 def test_a_client_error_is_not_retried(data_root):

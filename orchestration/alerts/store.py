@@ -68,7 +68,7 @@ create table if not exists alert_deliveries (
     alert_id varchar not null,
     kind varchar not null,             -- fire | resolve
     payload varchar not null,          -- the JSON body sent to the webhook
-    status varchar not null,           -- pending | delivered | failed (failed ones are retried next run)
+    status varchar not null,           -- pending | sending | delivered | failed (failed ones are retried next run)
     attempts integer not null,
     last_attempt_at timestamptz,
     last_status_code integer,
@@ -79,6 +79,9 @@ create table if not exists alert_deliveries (
 -- files created before release and group_key existed
 alter table alerts add column if not exists release varchar;
 alter table alerts add column if not exists group_key varchar;
+-- a sender's claim on a delivery (status 'sending'): no other sender posts it until the claim expires
+alter table alert_deliveries add column if not exists claim_token varchar;
+alter table alert_deliveries add column if not exists claimed_until timestamptz;
 """
 
 
@@ -146,8 +149,10 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _payload(alert: dict, kind: str) -> str:
-    """A Slack-compatible message (``text`` for any receiver, ``blocks`` for Slack's layout)."""
+def _payload(alert: dict, kind: str, delivery_id: str) -> str:
+    """A Slack-compatible message (``text`` for any receiver, ``blocks`` for Slack's layout). The delivery id
+    rides along as the idempotency key (also sent as the ``Idempotency-Key`` header): delivery is at least
+    once, and a receiver drops a second copy by that key."""
     icon = {"fire": {"critical": ":rotating_light:", "warning": ":warning:"}.get(alert["severity"], ":information_source:"),
             "resolve": ":white_check_mark:"}[kind]
     head = f"{icon} [{'RESOLVED' if kind == 'resolve' else alert['severity'].upper()}] {alert['rule']}: {alert['subject']}"
@@ -162,7 +167,7 @@ def _payload(alert: dict, kind: str) -> str:
             *([{"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in facts]}] if facts else []),
             {"type": "context", "elements": [{"type": "mrkdwn", "text": f"alert `{alert['alert_id']}` · Pitwall"}]},
         ],
-        "pitwall": {"alert_id": alert["alert_id"], "kind": kind, "rule": alert["rule"], "subject": alert["subject"],
+        "pitwall": {"idempotency_key": delivery_id, "alert_id": alert["alert_id"], "kind": kind, "rule": alert["rule"], "subject": alert["subject"],
                     "severity": alert["severity"], "release": alert.get("release"), "group_key": alert.get("group_key"),
                     "details": alert.get("details")},
     }
@@ -172,8 +177,10 @@ def _payload(alert: dict, kind: str) -> str:
 def _enqueue(con, alert: dict, kind: str, now: datetime) -> None:
     n = con.execute("select count(*) from alert_deliveries where alert_id = ? and kind = ?",
                     [alert["alert_id"], kind]).fetchall()[0][0]
-    con.execute("insert into alert_deliveries values (?, ?, ?, ?, 'pending', 0, null, null, null, ?, null)",
-                [f"{alert['alert_id']}:{kind}:{n + 1}", alert["alert_id"], kind, _payload(alert, kind), now])
+    delivery_id = f"{alert['alert_id']}:{kind}:{n + 1}"
+    con.execute("""insert into alert_deliveries (delivery_id, alert_id, kind, payload, status, attempts, created_at)
+                   values (?, ?, ?, ?, 'pending', 0, ?)""",
+                [delivery_id, alert["alert_id"], kind, _payload(alert, kind, delivery_id), now])
 
 
 def _latest(con, rule_name: str, subject: str) -> dict | None:

@@ -19,9 +19,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import ROOT, SDK_LANDING
-from orchestration.ingestion.checks import quarantine_shares, verify_ledger
+from orchestration.ingestion.__main__ import main as ingestion_cli
+from orchestration.ingestion.checks import entries_without_landing_file, quarantine_shares, verify_ledger
 from orchestration.ingestion.formats.common import RAW_TEXT_PATH
-from orchestration.ingestion.ingest import ingest_source
+from orchestration.ingestion.ingest import clear_reprocess_from, ingest_source, read_reprocess_from
 from orchestration.ingestion.ledger import read_ledger
 from orchestration.ingestion.sources import SOURCES
 
@@ -278,7 +279,7 @@ def test_bad_crashes_spans_and_extracts_are_quarantined(data_root):
     assert verify_ledger()[1] == []
 
 
-def test_a_file_that_fails_does_not_stop_the_others_and_is_flagged(sdk_data_root, monkeypatch):
+def test_a_file_that_fails_does_not_stop_the_others_and_is_flagged(sdk_data_root, monkeypatch, capsys):
     from orchestration.ingestion import ingest
 
     real = ingest.ingest_file
@@ -294,10 +295,94 @@ def test_a_file_that_fails_does_not_stop_the_others_and_is_flagged(sdk_data_root
     assert "simulated internal error" in summary.file_errors[0]
     _, problems = verify_ledger("events")
     assert [p.problem for p in problems] == ["landing file not ingested (no ledger entry)"]
+    # the command line says which file and exits non-zero, every run until it is in
+    assert ingestion_cli(["events"]) == 1
+    assert "segment-s3-0001.jsonl.gz: ingestion failed (RuntimeError: simulated internal error)" in capsys.readouterr().err
 
     monkeypatch.setattr(ingest, "ingest_file", real)
     assert ingest_source("events").files_ingested == 1  # the next run picks it up
     assert verify_ledger("events")[1] == []
+    assert ingestion_cli(["events"]) == 0
+
+
+# --- landing files moved or gone -----------------------------------------------------------------
+
+def _events_in_two_days(root: Path) -> tuple[Path, Path]:
+    """The SDK's two event files on 2026-11-24, and a third file (other bytes) on 2026-11-25."""
+    day1 = root / "landing" / "events" / "dt=2026-11-24"
+    later = write_gz(root / "landing" / "events" / "dt=2026-11-25" / "segment-s3-0002.jsonl.gz",
+                     sdk_lines("events/*/segment-s3-0001.jsonl.gz")[:3])
+    return day1 / "segment-s3-0000.jsonl.gz", later
+
+
+def test_a_moved_landing_file_is_counted_once_and_its_day_rebuilt(sdk_data_root):
+    moved, _ = _events_in_two_days(sdk_data_root)
+    ingest_source("events")
+    columns = "message_id, _line_no"
+    before = raw_rows(sdk_data_root, "events", columns)
+    assert read_reprocess_from() is None  # new files on the newest day or later: nothing older changed
+
+    renamed = moved.with_name("segment-s3-0000-resent.jsonl.gz")
+    moved.rename(renamed)
+    summary = ingest_source("events")
+    assert (summary.files_ingested, summary.files_retired) == (1, 1)
+    assert raw_rows(sdk_data_root, "events", columns) == before  # the same rows, once, under the new name
+    paths_now = {r["landing_path"] for r in read_ledger("events")}
+    assert paths_now == {f.relative_to(sdk_data_root / "landing").as_posix()
+                         for f in (sdk_data_root / "landing" / "events").glob("dt=*/*.jsonl.gz")}
+    assert not (sdk_data_root / "raw" / "events" / "dt=2026-11-24" / f"{moved.name}.parquet").exists()
+    assert verify_ledger("events")[1] == [] and entries_without_landing_file("events") == []
+    assert read_reprocess_from() == "2026-11-24"  # an older day changed: the warehouse rebuilds from it
+
+    again = ingest_source("events")
+    assert (again.files_ingested, again.files_retired) == (0, 0)
+    assert raw_rows(sdk_data_root, "events", columns) == before
+
+
+def test_the_ledger_check_flags_a_moved_file_counted_twice_until_ingestion_retires_it(sdk_data_root, monkeypatch):
+    moved, _ = _events_in_two_days(sdk_data_root)
+    ingest_source("events")
+    copy = moved.parent.parent / "dt=2026-11-25" / moved.name
+    moved.rename(copy)
+    # the move as a run killed after ingesting the new name and before retiring the old one leaves it
+    from orchestration.ingestion import ingest
+
+    with monkeypatch.context() as patched:
+        patched.setattr(ingest, "retire_moved_files", lambda known, present: [])
+        ingest_source("events")
+    problems = verify_ledger("events")[1]
+    assert [(p.landing_path, "count twice" in p.problem) for p in problems] == [
+        (moved.relative_to(sdk_data_root / "landing").as_posix(), True)]
+    assert ingest_source("events").files_retired == 1  # the next run finishes the move
+    assert verify_ledger("events")[1] == []
+    assert read_reprocess_from() == "2026-11-24"
+
+
+def test_a_landing_file_gone_without_a_copy_keeps_its_rows_and_is_listed(sdk_data_root):
+    gone, _ = _events_in_two_days(sdk_data_root)
+    ingest_source("events")
+    before = raw_rows(sdk_data_root, "events", "message_id")
+    gone.unlink()  # landing retention
+    assert ingest_source("events").files_retired == 0
+    assert raw_rows(sdk_data_root, "events", "message_id") == before
+    assert verify_ledger("events")[1] == []
+    assert entries_without_landing_file("events") == [gone.relative_to(sdk_data_root / "landing").as_posix()]
+    assert read_reprocess_from() is None
+
+
+def test_a_file_changed_on_an_older_day_notes_the_earliest_such_day(sdk_data_root):
+    first, later = _events_in_two_days(sdk_data_root)
+    ingest_source("events")
+    write_gz(later, sdk_lines("events/*/segment-s3-0001.jsonl.gz")[:2])  # the newest day: no older day changed
+    ingest_source("events")
+    assert read_reprocess_from() is None
+    write_gz(first, sdk_lines("events/*/segment-s3-0000.jsonl.gz")[:2])
+    ingest_source("events")
+    assert read_reprocess_from() == "2026-11-24"
+    clear_reprocess_from("2026-11-23")  # a build that started from another day does not clear it
+    assert read_reprocess_from() == "2026-11-24"
+    clear_reprocess_from("2026-11-24")
+    assert read_reprocess_from() is None
 
 
 # --- OTLP spans ------------------------------------------------------------------------------

@@ -14,6 +14,9 @@ run can change:
   and its arrival watermark before the run, as JSON): the data tests of those models test the days the run can have
   changed, not the whole history (dbt_project/macros/tests/changed_rows.sql); every other model, rebuilt
   whole, is tested whole. A first build (no warehouse yet) tests everything.
+- when ingestion changed the raw files of a day older than the newest (a landing file replaced or moved), it
+  leaves that day in a marker; the build passes it as ``PITWALL_REPROCESS_FROM`` so the incremental models
+  rebuild from it (and test from it), and a whole successful build clears the marker.
 - unit tests check the SQL against fixed fixtures, not the data: they run when the dbt project's files (or
   dbt's version) differ from those of the last build whose unit tests passed (recorded under the data root),
   and are skipped otherwise.
@@ -31,6 +34,7 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 from packaging import version
 
+from orchestration.ingestion.ingest import clear_reprocess_from, read_reprocess_from
 from pitwall import engine, paths
 from pitwall.duck import connect
 
@@ -65,14 +69,26 @@ def pitwall_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
         os.environ[CHANGED_SINCE_ENV] = json.dumps(since, sort_keys=True)
     else:
         os.environ.pop(CHANGED_SINCE_ENV, None)
+    # Older days whose raw files changed (a landing file replaced or moved): rebuilt from that day.
+    reprocess = read_reprocess_from()
+    if reprocess:
+        context.log.warning(f"raw files of {reprocess} or later changed since the last build: incremental "
+                            "models rebuild from that day")
+        os.environ[REPROCESS_ENV] = reprocess
+    else:
+        os.environ.pop(REPROCESS_ENV, None)
     invocation = dbt.cli(build_command(unit_tests=unit_tests), context=context, target_path=target_path())
     yield from invocation.stream()
+    whole = context.selected_asset_keys >= set(context.assets_def.keys)
+    if reprocess and invocation.is_successful() and whole:
+        clear_reprocess_from(reprocess)
     # Recorded only when every model (hence every unit test) was in the build.
-    if unit_tests and invocation.is_successful() and context.selected_asset_keys >= set(context.assets_def.keys):
+    if unit_tests and invocation.is_successful() and whole:
         unit_tests_record().write_text(json.dumps({"project": code}))
 
 
 CHANGED_SINCE_ENV = "PITWALL_TESTS_CHANGED_SINCE"  # read by dbt_project/macros/tests/changed_rows.sql
+REPROCESS_ENV = "PITWALL_REPROCESS_FROM"  # read by reprocess_from() in dbt_project/macros/engine/incremental.sql
 
 
 def target_path() -> Path:

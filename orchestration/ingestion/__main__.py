@@ -1,5 +1,6 @@
 """``python -m orchestration.ingestion [source ...]``: ingest landing files outside Dagster and print
-the run summary (handy for scripts, benchmarks and the kill/re-run tests)."""
+the run summary (handy for scripts, benchmarks and the kill/re-run tests). Exits 1, naming them, when files
+could not be ingested (the others are in)."""
 
 from __future__ import annotations
 
@@ -20,8 +21,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown source(s): {', '.join(sorted(unknown))}")
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     clean_stale_temporaries()
+    failed: list[str] = []
     for name in args.sources or SOURCES:
-        print(ingest_source(name).describe(), flush=True)
+        summary = ingest_source(name)
+        print(summary.describe(), flush=True)
+        failed += summary.failed_files
+    if failed:  # the others are in; these are retried by the next run
+        print(f"{len(failed)} landing file(s) could not be ingested:", *failed, sep="\n  ", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -3,7 +3,7 @@ the quarantine and the ledger. The work is in ``ingest.py``; this file only maps
 
 import dagster as dg
 
-from .checks import quarantine_shares, verify_ledger
+from .checks import entries_without_landing_file, quarantine_shares, verify_ledger
 from .ingest import clean_stale_temporaries, ingest_source
 from .sources import SOURCES
 
@@ -53,6 +53,9 @@ def ingest_landing_files(context: dg.AssetExecutionContext):
                 metadata={
                     "files_ingested": summary.files_ingested,
                     "files_unchanged": summary.files_unchanged,
+                    "files_failed": summary.files_failed,
+                    "files_retired": summary.files_retired,
+                    "reprocess_from": summary.reprocess_from or "",
                     "records_loaded": summary.records_loaded,
                     "records_quarantined": summary.records_quarantined,
                     "quarantined_by_reason": dict(summary.quarantined_by_reason),
@@ -70,9 +73,11 @@ def ingest_landing_files(context: dg.AssetExecutionContext):
 @dg.asset_check(asset=LEDGER_KEY, description="lines read = rows loaded + rows quarantined, file by file")
 def ledger_invariant() -> dg.AssetCheckResult:
     checked, problems = verify_ledger()
+    retained = entries_without_landing_file()
     return dg.AssetCheckResult(
         passed=not problems,
-        metadata={"entries_checked": checked, "problems": [f"{p.landing_path}: {p.problem}" for p in problems[:50]]},
+        metadata={"entries_checked": checked, "problems": [f"{p.landing_path}: {p.problem}" for p in problems[:50]],
+                  "retained_without_landing_file": len(retained), "retained_examples": retained[:20]},
     )
 
 

@@ -15,6 +15,7 @@ the rows of one clean run. Nothing here depends on the wall clock but ``ingested
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -30,6 +31,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from filelock import FileLock
 
 from pitwall import paths
 from pitwall.duck import connect
@@ -43,6 +45,7 @@ from .sources import SOURCES, Source
 log = logging.getLogger(__name__)
 
 DT_DIR = re.compile(r"^dt=(\d{4}-\d{2}-\d{2})$")
+DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 SCHEMA_DT = "1970-01-01"  # partition of the zero-row schema file; holds no data
 RESULT_BATCH_ROWS = 1 << 16  # rows per result batch (and Parquet row group) of a streamed JSON-lines file
 REASON_COLUMNS = ["_reason_code", "_reason", "_raw_text"]
@@ -88,14 +91,18 @@ class SourceSummary:
     records_loaded: int = 0
     records_quarantined: int = 0
     quarantined_by_reason: Counter = field(default_factory=Counter)
-    file_errors: list[str] = field(default_factory=list)
+    files_retired: int = 0
+    file_errors: list[str] = field(default_factory=list)  # files failed or quarantined whole, with the reason
+    failed_files: list[str] = field(default_factory=list)  # not ingested (no ledger entry): the next run retries
+    reprocess_from: str | None = None  # the earliest older day this run changed (see ``note_reprocess_from``)
 
     def describe(self) -> str:
         reasons = ", ".join(f"{k}={v}" for k, v in sorted(self.quarantined_by_reason.items())) or "none"
         failed = f", {self.files_failed} FAILED (left for the next run)" if self.files_failed else ""
+        retired = f", {self.files_retired} retired (moved to another name)" if self.files_retired else ""
         return (
-            f"{self.source}: {self.files_ingested} file(s) ingested, {self.files_unchanged} unchanged{failed}; "
-            f"{self.records_loaded} records loaded, {self.records_quarantined} quarantined ({reasons})"
+            f"{self.source}: {self.files_ingested} file(s) ingested, {self.files_unchanged} unchanged{failed}"
+            f"{retired}; {self.records_loaded} records loaded, {self.records_quarantined} quarantined ({reasons})"
         )
 
 
@@ -136,10 +143,12 @@ def ingest_source(source_name: str, *, run_id: str | None = None, workers: int |
     workers = workers or default_workers()
     summary = SourceSummary(source.name)
     known = {row["landing_path"]: row for row in ledger.read_ledger(source.name)}
+    newest_day = max((row["dt"] for row in known.values()), default=None)
     with connect() as con:
         write_schema_file(con, source)
     todo: list[tuple[LandingFile, str, os.stat_result]] = []
-    for landing_file in discover(source):
+    landing_files = discover(source)
+    for landing_file in landing_files:
         summary.files_seen += 1
         stat = landing_file.path.stat()
         previous = known.get(landing_file.relative)
@@ -172,6 +181,7 @@ def ingest_source(source_name: str, *, run_id: str | None = None, workers: int |
             log.exception("could not ingest %s", landing_file.relative)
             return f"{landing_file.relative}: ingestion failed ({type(exc).__name__}: {exc})"
 
+    ingested_days: list[str] = []
     try:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"ingest-{source.name}") as pool:
             for entry in pool.map(work, todo):
@@ -179,7 +189,10 @@ def ingest_source(source_name: str, *, run_id: str | None = None, workers: int |
                     # Not in the ledger, so the next run retries it and the ledger check flags it meanwhile.
                     summary.files_failed += 1
                     summary.file_errors.append(entry)
+                    summary.failed_files.append(entry)
                     continue
+                known[entry.landing_path] = entry.to_row()
+                ingested_days.append(entry.dt)
                 summary.files_ingested += 1
                 summary.records_loaded += entry.records_loaded
                 summary.records_quarantined += entry.records_quarantined
@@ -189,8 +202,80 @@ def ingest_source(source_name: str, *, run_id: str | None = None, workers: int |
     finally:
         for con in connections:
             con.close()
+    retired = retire_moved_files(known, {f.relative for f in landing_files})
+    summary.files_retired = len(retired)
+    # Incremental models rebuild from the newest day they hold: a change to an older day is theirs to
+    # rebuild only if the next dbt build is told where it starts.
+    changed_days = [day for day in [*ingested_days, *(row["dt"] for row in retired)]
+                    if newest_day is not None and day < newest_day]
+    if changed_days:
+        summary.reprocess_from = min(changed_days)
+        note_reprocess_from(summary.reprocess_from)
     log.info(summary.describe())
     return summary
+
+
+def retire_moved_files(known: dict[str, dict], present: set[str]) -> list[dict]:
+    """Retire the ledger entries of landing files that were moved: the file is gone from its path and a file
+    with the same bytes was ingested under another. Its raw and quarantine files are removed, then its entry
+    (last: a run killed in between retires it again). The rows are not lost: they are the other file's.
+
+    A landing file gone without a copy keeps its rows (landing retention is not a deletion request); the
+    ledger check lists those as retained."""
+    by_content: dict[tuple[str, int], list[str]] = {}
+    for path, row in known.items():
+        if path in present:
+            by_content.setdefault((row["sha256"], row["size_bytes"]), []).append(path)
+    retired = []
+    for path, row in sorted(known.items()):
+        if path in present or (row["sha256"], row["size_bytes"]) not in by_content:
+            continue
+        landing_file = LandingFile(SOURCES[row["source"]], paths.landing_dir() / path, row["dt"])
+        (paths.data_dir() / row["raw_path"]).unlink(missing_ok=True)
+        landing_file.output(paths.quarantine_dir()).unlink(missing_ok=True)
+        ledger.entry_path(row["source"], row["dt"], Path(path).name).unlink(missing_ok=True)
+        log.warning("%s: moved to %s; its entry and outputs are retired", path,
+                    ", ".join(by_content[(row["sha256"], row["size_bytes"])]))
+        retired.append(row)
+    for row in retired:
+        del known[row["landing_path"]]
+    return retired
+
+
+def reprocess_marker() -> Path:
+    """Where ingestion leaves, for the next dbt build, the earliest older day whose raw files changed."""
+    return paths.ledger_dir() / "_reprocess_from.json"
+
+
+def note_reprocess_from(day: str) -> None:
+    """Record that the warehouse must rebuild from ``day`` (the earliest of all noted, until a build clears it)."""
+    marker = reprocess_marker()
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(marker) + ".lock"):
+        noted = read_reprocess_from()
+        if noted is None or day < noted:
+            tmp = marker.with_name(f".{marker.name}.tmp-{os.getpid()}")
+            tmp.write_text(json.dumps({"reprocess_from": day}))
+            os.replace(tmp, marker)
+
+
+def read_reprocess_from() -> str | None:
+    try:
+        day = json.loads(reprocess_marker().read_text())["reprocess_from"]
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError) as exc:  # a damaged marker must not hide a change: rebuild it all
+        log.warning("reprocess marker unreadable (%s): the next build reprocesses every day", exc)
+        return SCHEMA_DT
+    return day if isinstance(day, str) and DAY.match(day) else SCHEMA_DT
+
+
+def clear_reprocess_from(day: str) -> None:
+    """After a whole build from ``day``: remove the marker, unless a later ingestion noted an earlier day."""
+    marker = reprocess_marker()
+    with FileLock(str(marker) + ".lock"):
+        if read_reprocess_from() == day:
+            marker.unlink(missing_ok=True)
 
 
 def _refreshed(previous: dict, mtime_ns: int) -> ledger.LedgerEntry:

@@ -14,15 +14,35 @@
 {#-
     incremental_floor(column): the first day a run of an incremental model rebuilds, as a SQL date
     expression: the latest `column` already in the model (that day may have received more since, so it is
-    rebuilt whole), or var reprocess_from ('YYYY-MM-DD') to rebuild from an earlier day (a backfill).
-    `dbt run --full-refresh` rebuilds everything.
+    rebuilt whole), or an earlier day from reprocess_from() (a backfill, or older days whose raw files
+    changed). `dbt run --full-refresh` rebuilds everything.
 -#}
 {%- macro incremental_floor(column) -%}
-    {%- if var('reprocess_from', none) -%}
-        cast('{{ var("reprocess_from") }}' as date)
-    {%- else -%}
+    {%- set latest -%}
         (select coalesce(max({{ column }}), cast('1970-01-01' as date)) from {{ this }})
+    {%- endset -%}
+    {%- if reprocess_from() -%}
+        least(cast('{{ reprocess_from() }}' as date), {{ latest }})
+    {%- else -%}
+        {{ latest }}
     {%- endif -%}
+{%- endmacro -%}
+
+
+{#-
+    reprocess_from(): the day from which incremental models rebuild and their data tests test, or none:
+    var reprocess_from ('YYYY-MM-DD', a backfill by hand), else env var PITWALL_REPROCESS_FROM, which the
+    Dagster asset sets when ingestion changed the raw files of a day older than the newest (a landing file
+    replaced or moved: orchestration/ingestion/ingest.py). The env var is read only at execution: a change of
+    --vars, or of an env var read while parsing, makes dbt re-parse the whole project.
+-#}
+{%- macro reprocess_from() -%}
+    {%- set by_hand = var('reprocess_from', none) -%}
+    {%- if by_hand -%}
+        {{ return(by_hand) }}
+    {%- endif -%}
+    {%- set noted = env_var('PITWALL_REPROCESS_FROM', '') if execute else '' -%}
+    {{ return(noted or none) }}
 {%- endmacro -%}
 
 

@@ -8,7 +8,7 @@
     the days on and after the earliest day of a row holding data that arrived since the watermark. A model
     missing from the var (first build, a model new to the warehouse) and every other model are tested whole;
     so are all models on a run without it (a full build, `dbt build` by hand). A backfill
-    (var reprocess_from) tests from that day at the latest.
+    (reprocess_from(), macros/engine/incremental.sql) tests from that day at the latest.
 -#}
 {% macro default__get_where_subquery(relation) -%}
     {%- set conditions = [] -%}
@@ -51,8 +51,8 @@
         {%- do return('') -%}
     {%- endif -%}
     {%- set since = since_by_model[node.name] -%}
-    {%- if var('reprocess_from', none) and var('reprocess_from') < since -%}
-        {%- set since = var('reprocess_from') -%}
+    {%- if reprocess_from() and reprocess_from() < since -%}
+        {%- set since = reprocess_from() -%}
     {%- endif -%}
     {%- set condition -%}
         {{ day_column }} >= (

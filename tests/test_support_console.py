@@ -108,39 +108,48 @@ def last_audit(stores) -> dict:
 
 # --- identity ------------------------------------------------------------------------------------------------
 
+PROXY_SECRET = "from-the-vault-0123456789"
+BEHIND_PROXY = {identity.PROXY_SECRET_ENV: PROXY_SECRET}
+
+
+def via_proxy(headers: dict) -> dict:
+    return {**headers, identity.PROXY_SECRET_HEADER: PROXY_SECRET}
+
+
 def test_identity_comes_from_the_proxy_header_case_insensitively():
-    who = identity.resolve({"x-forwarded-email": " Sam.Agent@Example.com "}, {})
+    who = identity.resolve(via_proxy({"x-forwarded-email": " Sam.Agent@Example.com "}), BEHIND_PROXY)
     assert who == identity.Identity(AGENT, "header")
-    custom = identity.resolve({"X-Auth-Request-Email": LEAD}, {identity.HEADER_ENV: "X-Auth-Request-Email"})
+    custom = identity.resolve(via_proxy({"X-Auth-Request-Email": LEAD}),
+                              {**BEHIND_PROXY, identity.HEADER_ENV: "X-Auth-Request-Email"})
     assert custom == identity.Identity(LEAD, "header")
-    assert isinstance(identity.resolve({"X-Forwarded-Email": LEAD}, {identity.HEADER_ENV: "X-Other"}),
-                      identity.Unidentified)
+    assert isinstance(identity.resolve(via_proxy({"X-Forwarded-Email": LEAD}),
+                                       {**BEHIND_PROXY, identity.HEADER_ENV: "X-Other"}), identity.Unidentified)
 
 
-def test_no_header_means_no_identity_unless_dev_mode_is_explicitly_on():
+def test_no_proven_identity_unless_dev_mode_is_explicitly_on():
     assert isinstance(identity.resolve({}, {}), identity.Unidentified)
+    assert isinstance(identity.resolve({"X-Forwarded-Email": LEAD}, {}), identity.Unidentified)  # a bare header
     assert isinstance(identity.resolve({}, {identity.DEV_USER_ENV: LEAD}), identity.Unidentified)
     assert identity.resolve({}, {identity.DEV_MODE_ENV: "1", identity.DEV_USER_ENV: LEAD}) == \
         identity.Identity(LEAD, "dev")
-    # the proxy's word wins over the dev user, and a deployment (proxy secret set) ignores dev mode entirely
+    # dev mode ignores headers, and a deployment (proxy secret set) ignores dev mode entirely
     assert identity.resolve({"X-Forwarded-Email": VIEWER}, {identity.DEV_MODE_ENV: "1",
-                                                            identity.DEV_USER_ENV: LEAD}).email == VIEWER
+                                                            identity.DEV_USER_ENV: LEAD}).email == LEAD
     assert isinstance(identity.resolve({}, {identity.DEV_MODE_ENV: "1", identity.DEV_USER_ENV: LEAD,
-                                            identity.PROXY_SECRET_ENV: "s3"}), identity.Unidentified)
+                                            **BEHIND_PROXY}), identity.Unidentified)
 
 
 def test_a_configured_proxy_secret_must_match():
-    env = {identity.PROXY_SECRET_ENV: "from-the-vault"}
-    assert isinstance(identity.resolve({"X-Forwarded-Email": LEAD}, env), identity.Unidentified)
-    assert isinstance(identity.resolve({"X-Forwarded-Email": LEAD, identity.PROXY_SECRET_HEADER: "guess"}, env),
-                      identity.Unidentified)
-    assert identity.resolve({"X-Forwarded-Email": LEAD, identity.PROXY_SECRET_HEADER: "from-the-vault"},
-                            env) == identity.Identity(LEAD, "header")
+    assert isinstance(identity.resolve({"X-Forwarded-Email": LEAD}, BEHIND_PROXY), identity.Unidentified)
+    assert isinstance(identity.resolve({"X-Forwarded-Email": LEAD, identity.PROXY_SECRET_HEADER: "guess"},
+                                       BEHIND_PROXY), identity.Unidentified)
+    assert identity.resolve(via_proxy({"X-Forwarded-Email": LEAD}), BEHIND_PROXY) == identity.Identity(LEAD, "header")
 
 
 @pytest.mark.parametrize("claimed", ["", "not an email", "lena.lead@example.com' or 1=1 --", "a@b", "x" * 500])
 def test_an_identity_that_is_not_an_email_is_refused(claimed):
-    assert isinstance(identity.resolve({"X-Forwarded-Email": claimed}, {}), identity.Unidentified)
+    assert isinstance(identity.resolve(via_proxy({"X-Forwarded-Email": claimed}), BEHIND_PROXY),
+                      identity.Unidentified)
 
 
 # --- roles ---------------------------------------------------------------------------------------------------

@@ -457,9 +457,12 @@ def test_a_truncated_tail_is_detected_against_a_head_kept_elsewhere(audit_log_of
     head = run_python("-m", "dashboards.support.audit", "head", "--db", str(audit_log_of_six)).stdout.strip()
     assert head.startswith("6:")
     tamper(audit_log_of_six, "delete from audit_log where seq >= 5")
-    assert audit.verify(audit_log_of_six).ok  # a shorter chain is still a chain...
-    done = verify_cli(audit_log_of_six, "--expect-head", head)
-    assert done.returncode == 1 and "row 5" in done.stderr  # ...but not the one whose head was kept
+    assert audit.verify_rows(audit.read_all(audit_log_of_six)).ok  # a shorter chain is still a chain...
+    # ...but not the one whose head was kept elsewhere (the witness is moved away: the kept head alone shows it)
+    audit_log_of_six.with_name("console.audit-witness.jsonl").rename(audit_log_of_six.with_name("elsewhere.jsonl"))
+    done = verify_cli(audit_log_of_six, "--witness", str(audit_log_of_six.with_name("none.jsonl")),
+                      "--expect-head", head)
+    assert done.returncode == 1 and "row 5" in done.stderr and "recorded row 6" in done.stderr
 
 
 def test_verify_without_a_log_fails():

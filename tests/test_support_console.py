@@ -50,9 +50,12 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def tiny_published(tmp_path) -> Path:
+    return build_tiny_published(tmp_path / "published" / "pitwall.duckdb")
+
+
+def build_tiny_published(path: Path) -> Path:
     """The tables a lookup resolves with, for three people: two customers and a technician."""
-    path = tmp_path / "published" / "pitwall.duckdb"
-    path.parent.mkdir()
+    path.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(path))
     con.execute("""
         create table dim_users as select * from (values
@@ -316,13 +319,16 @@ def test_remote_logout_is_idempotent_and_shows_the_acknowledgement(role_book, st
     # the lead filing the very same request on the same ticket lands on the same row
     lead = open_console(LEAD, role_book, stores)
     assert lead.request_logout("device", "dev-a", ticket_id="sup-12", reason="Phone reported stolen")[0] == first
-    assert len(agent.logout_requests("device", "dev-a")) == 1
-    assert [r["details"] for r in audit.read_all(stores["console_db"])][-3:] == [
-        f'{{"idempotency_key":"{first.idempotency_key}","new_request":{flag}}}' for flag in ("true", "false", "false")]
+    # every attempt is audited with the request's key; the one row filed names the audit row that filed it
+    rows = audit.read_all(stores["console_db"])
+    assert [(r["actor"], r["action"], r["details"]) for r in rows] == [
+        (who, "remote_logout", f'{{"idempotency_key":"{first.idempotency_key}"}}') for who in (AGENT, AGENT, LEAD)]
+    assert first.audit_seq == rows[0]["seq"]
+    assert len(agent.logout_requests([("device", "dev-a")])) == 1
 
     # a different ticket is a different request
     _, other = agent.request_logout("device", "dev-a", ticket_id="SUP-13", reason="Phone reported stolen")
-    assert other and len(agent.logout_requests("device", "dev-a")) == 2
+    assert other and len(agent.logout_requests([("device", "dev-a")])) == 2
 
     # the backend's side
     assert [r.idempotency_key for r in actions.pending(stores["outbox_db"])][0] == first.idempotency_key
@@ -331,7 +337,7 @@ def test_remote_logout_is_idempotent_and_shows_the_acknowledgement(role_book, st
                                clock=clock, path=stores["outbox_db"])
     assert not actions.acknowledge(first.idempotency_key, succeeded=False, result="retry", clock=clock,
                                    path=stores["outbox_db"])
-    acked = next(r for r in agent.logout_requests("device", "dev-a") if r.idempotency_key == first.idempotency_key)
+    acked = next(r for r in agent.logout_requests([("device", "dev-a")]) if r.idempotency_key == first.idempotency_key)
     assert (acked.status, acked.result, acked.acknowledged_at) == (actions.DONE, "revoked 3 sessions", clock.now)
 
 
@@ -352,7 +358,7 @@ def test_concurrent_double_clicks_file_one_request(role_book, stores):
         thread.join()
     assert not errors, errors
     assert sum(new for _, new in results) == 1
-    assert len(agent.logout_requests("user", "cust_b")) == 1
+    assert len(agent.logout_requests([("user", "cust_b")])) == 1
     assert audit.verify(stores["console_db"]).ok
 
 

@@ -8,6 +8,9 @@ asked for what.
 A request's key is derived from what it asks (action, target, ticket and reason), not generated per click, and is
 the table's primary key: a double click, a rerun or two agents filing the same request on the same ticket all
 land on the one existing row.
+
+The console audits a request before it files it, and the row it files names that audit row (``audit_seq``): a
+request the console could not audit is never filed, and every filed request points at the row that allowed it.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,13 +47,21 @@ create table if not exists support_actions (
     acknowledged_at  timestamptz,          -- written by the backend
     result           varchar               -- written by the backend: what it revoked, or why it could not
 );
+-- added after the first release: the audit row (console.duckdb) that allowed the request
+alter table support_actions add column if not exists audit_seq bigint;
 """
 COLUMNS = ("idempotency_key", "action", "target_kind", "target_id", "requested_by", "reason", "ticket_id",
-           "created_at", "status", "acknowledged_at", "result")
+           "created_at", "status", "acknowledged_at", "result", "audit_seq")
 
 # Ticket ids of the usual trackers (SUP-1234, ZD#98765, INC0012345); the point is a reference someone can open.
-TICKET_SHAPE = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,15}[-#]?[0-9]{1,12}$")
+TICKET_SHAPE = re.compile(r"[A-Za-z][A-Za-z0-9]{0,15}[-#]?[0-9]{1,12}")
 MIN_REASON_CHARS, MAX_REASON_CHARS = 10, 500
+MIN_REASON_ALNUM = 5  # "!!!!!!!!!!" is ten characters but no reason
+MAX_TARGET_CHARS = 200
+# Invisible characters: controls (Cc), formatting such as zero-width spaces and bidi overrides (Cf), surrogates,
+# private-use and unassigned code points. They carry no meaning a reviewer can read, and a bidi override in an
+# audited reason could make it read as something else.
+INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
 
 
 class InvalidRequest(ValueError):
@@ -68,21 +81,37 @@ class SupportAction:
     status: str
     acknowledged_at: datetime | None = None
     result: str | None = None
+    audit_seq: int | None = None  # the audit row that allowed it (None: filed before audit_seq existed)
 
 
 def normalized_reason(reason: str) -> str:
-    # whitespace is not meaning: "revoke  stolen phone" and "revoke stolen phone " are the same request
-    return " ".join((reason or "").split())
+    """The reason as recorded: invisible characters dropped, whitespace collapsed ("revoke  stolen phone" and
+    "revoke stolen phone\u200b " are the same request)."""
+    visible = "".join(c for c in (reason or "") if unicodedata.category(c) not in INVISIBLE_CATEGORIES)
+    return " ".join(visible.split())
 
 
 def check_justification(ticket_id: str, reason: str) -> tuple[str, str]:
     """The ticket id and reason every action needs, cleaned, or InvalidRequest saying what is missing."""
     ticket_id, reason = (ticket_id or "").strip(), normalized_reason(reason)
-    if not TICKET_SHAPE.match(ticket_id):
+    if not TICKET_SHAPE.fullmatch(ticket_id):
         raise InvalidRequest("a ticket id is required (like SUP-1234)")
-    if not MIN_REASON_CHARS <= len(reason) <= MAX_REASON_CHARS:
-        raise InvalidRequest(f"a reason of {MIN_REASON_CHARS} to {MAX_REASON_CHARS} characters is required")
+    shown = [c for c in reason if not c.isspace() and unicodedata.category(c)[0] in "LNPS"]
+    if not (MIN_REASON_CHARS <= len(shown) and len(reason) <= MAX_REASON_CHARS
+            and sum(c.isalnum() for c in shown) >= MIN_REASON_ALNUM):
+        raise InvalidRequest(f"a reason of {MIN_REASON_CHARS} to {MAX_REASON_CHARS} visible characters, at least "
+                             f"{MIN_REASON_ALNUM} of them letters or digits, is required")
     return ticket_id, reason
+
+
+def check_target(target_kind: str, target_id: str) -> str:
+    if target_kind not in TARGET_KINDS:
+        raise InvalidRequest(f"target kind must be one of {TARGET_KINDS}")
+    # ids are printable and carry no spaces; anything else is not an id the backend could revoke
+    if not target_id or len(target_id) > MAX_TARGET_CHARS or not target_id.isprintable() \
+            or any(c.isspace() for c in target_id):
+        raise InvalidRequest("a target id is required")
+    return target_id
 
 
 def idempotency_key(action: str, target_kind: str, target_id: str, ticket_id: str, reason: str) -> str:
@@ -97,43 +126,52 @@ def _select(con, where: str, params: dict) -> list[SupportAction]:
     return [SupportAction(*row) for row in cursor.fetchall()]
 
 
-def request_logout(target_kind: str, target_id: str, *, requested_by: str, ticket_id: str, reason: str,
-                   clock: Clock = store.utc_now, path: Path | None = None) -> tuple[SupportAction, bool]:
-    """File a remote-logout request; returns the request and whether it is new (False: it already existed).
-
-    Authorization is the caller's job (``console.SupportConsole``); this only writes the outbox."""
-    if target_kind not in TARGET_KINDS:
-        raise InvalidRequest(f"target kind must be one of {TARGET_KINDS}")
-    if not target_id or len(target_id) > 200:
-        raise InvalidRequest("a target id is required")
+def prepare_logout(target_kind: str, target_id: str, *, requested_by: str, ticket_id: str, reason: str,
+                   clock: Clock = store.utc_now) -> SupportAction:
+    """The request as it would be filed (its key included), or InvalidRequest; writes nothing, so the console can
+    audit it first. Authorization is the caller's job (``console.SupportConsole``)."""
+    target_id = check_target(target_kind, target_id)
     ticket_id, reason = check_justification(ticket_id, reason)
     key = idempotency_key(REMOTE_LOGOUT, target_kind, target_id, ticket_id, reason)
+    return SupportAction(key, REMOTE_LOGOUT, target_kind, target_id, requested_by, reason, ticket_id,
+                         clock().astimezone(UTC), PENDING)
+
+
+def file_request(request: SupportAction, *, audit_seq: int, path: Path | None = None) -> tuple[SupportAction, bool]:
+    """Write a prepared request to the outbox, naming the audit row that allowed it; returns the row as stored
+    and whether it is new (False: the same request was already filed, and that row is returned)."""
+    row = {**request.__dict__, "audit_seq": audit_seq}
     with store.opened(path or store.outbox_path(), SCHEMA) as con:
         # "on conflict do nothing" makes the check and the insert one statement; the console's threads take turns
         # (store.opened), and should another writer's transaction still overlap, the primary key refuses the
         # second row: either way the request exists once and is answered with that one row.
         try:
-            inserted = con.execute("""
-                insert into support_actions (idempotency_key, action, target_kind, target_id, requested_by, reason,
-                                             ticket_id, created_at, status)
-                values ($key, $action, $kind, $target, $by, $reason, $ticket, $now, $status)
+            inserted = con.execute(f"""
+                insert into support_actions ({', '.join(COLUMNS)}) values ({', '.join('$' + c for c in COLUMNS)})
                 on conflict (idempotency_key) do nothing
                 returning idempotency_key
-            """, {"key": key, "action": REMOTE_LOGOUT, "kind": target_kind, "target": target_id,
-                  "by": requested_by, "reason": reason, "ticket": ticket_id, "now": clock().astimezone(UTC),
-                  "status": PENDING}).fetchall()
+            """, row).fetchall()
         except (duckdb.ConstraintException, duckdb.TransactionException):
             inserted = []
-        (request,) = _select(con, "idempotency_key = $key", {"key": key})
-    return request, bool(inserted)
+        (stored,) = _select(con, "idempotency_key = $key", {"key": request.idempotency_key})
+    return stored, bool(inserted)
 
 
 def requests_for(target_kind: str, target_id: str, path: Path | None = None) -> list[SupportAction]:
+    return requests_for_targets([(target_kind, target_id)], path)
+
+
+def requests_for_targets(targets: Iterable[tuple[str, str]], path: Path | None = None) -> list[SupportAction]:
+    """Requests filed for any of the targets (kind, id), newest first."""
     path = path or store.outbox_path()
-    if not path.exists():
+    targets = list(targets)
+    if not path.exists() or not targets:
         return []
     with store.opened(path, SCHEMA) as con:
-        return _select(con, "target_kind = $kind and target_id = $target", {"kind": target_kind, "target": target_id})
+        where = " or ".join(f"(target_kind = $kind{n} and target_id = $target{n})" for n in range(len(targets)))
+        params = {f"{name}{n}": value for n, (kind, target) in enumerate(targets)
+                  for name, value in (("kind", kind), ("target", target))}
+        return _select(con, where, params)
 
 
 # --- the backend's side ---------------------------------------------------------------------------------------

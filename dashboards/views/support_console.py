@@ -1,15 +1,18 @@
 """Support console: look a customer or technician up, sign them out remotely, view the app as them.
 
 Every safeguard lives in dashboards/support/ (``SupportConsole`` authorizes and audits each call); this page only
-lays out what it returns. Identity comes from the auth proxy's header, never from a widget here.
+lays out what it returns. Identity comes from Streamlit's sign-in (``st.login``) or from the auth proxy's header
+proven by its secret (dashboards/support/identity.py), never from a widget here.
 """
+
+from datetime import timedelta
 
 import polars as pl
 import streamlit as st
 
 from dashboards import data
 from dashboards.support import identity, roles
-from dashboards.support.console import Refused, SupportConsole
+from dashboards.support.console import NotDone, SupportConsole
 from dashboards.support.lookup import KINDS
 from dashboards.support.roles import RolesFileError
 
@@ -17,6 +20,9 @@ RESULT_KEY = "support_lookup_result"
 REFUSAL_KEY = "support_refusal"
 # What resolving a lookup needs; the sections say for themselves which of their tables are not built yet.
 LOOKUP_TABLES = ["dim_users", "stg_customers", "stg_technicians", "fct_sessions"]
+# How often an open view-as-user page checks that its session still runs, so that the view disappears when the
+# session ends without anyone touching the page (the check is not an audited view: it reads the session only).
+IMPERSONATION_CHECK_SECONDS = 2
 
 st.title("Support console")
 
@@ -33,20 +39,43 @@ if REFUSAL_KEY in st.session_state:
     st.error(st.session_state[REFUSAL_KEY], icon=":material/lock:")
     st.stop()
 who = identity.from_streamlit()
+if isinstance(who, identity.Unidentified) and who.sign_in_required:
+    # Sign-in is configured and this browser has not signed in: nothing was asked yet, so nothing is refused.
+    if not identity.authlib_installed():
+        st.error("Sign-in is configured (`[auth]` in `.streamlit/secrets.toml`) but Authlib, which `st.login` needs, "
+                 "is not installed: install `streamlit[auth]`.", icon=":material/lock:")
+        st.stop()
+    st.info("Sign in with the company's identity provider to use the support console.", icon=":material/login:")
+    if st.button("Sign in", key="support_sign_in", type="primary"):
+        st.login(identity.oidc_provider())
+    st.stop()
 try:
     console = SupportConsole.open(who, role_book)
-except Refused as refusal:
+except NotDone as refusal:
     st.session_state[REFUSAL_KEY] = str(refusal)
     st.error(str(refusal), icon=":material/lock:")
     st.stop()
 if not data.require_tables(LOOKUP_TABLES):
     st.stop()
 
-if who.source == "dev":
-    st.warning(f"Development mode: signed in as `{who.email}` from {identity.DEV_USER_ENV}, not through the auth "
-               "proxy. Never run a deployment with " f"{identity.DEV_MODE_ENV} set.", icon=":material/construction:")
+if who.source == identity.DEV:
+    st.warning(f"Development mode: signed in as `{who.email}` from {identity.DEV_USER_ENV}, without a sign-in or "
+               f"the auth proxy. Never run a deployment with {identity.DEV_MODE_ENV} set.",
+               icon=":material/construction:")
 st.caption(f"Signed in as **{console.actor}** ({console.role.name}). Every lookup and action is audited with "
            "your name, the ticket and the reason.")
+if who.source == identity.SIGN_IN and st.button("Sign out", key="support_sign_out"):
+    st.logout()
+
+
+def done_or_stop(call, *args, **kwargs):
+    """The console's answer, or its reason for doing nothing shown in place of the rest of the page (an audit log
+    that cannot be written stops everything: nothing may happen unaudited)."""
+    try:
+        return call(*args, **kwargs)
+    except NotDone as refusal:
+        st.error(str(refusal), icon=":material/block:")
+        st.stop()
 
 
 def show_frames(sections: dict, empty: str = "Nothing.") -> None:
@@ -64,17 +93,29 @@ def show_frames(sections: dict, empty: str = "Nothing.") -> None:
 
 
 # --- an active "view as user" session takes over the page: read-only, bannered, until it ends or expires ----------
-live = console.active_impersonation()
+live = done_or_stop(console.active_impersonation)
 if live is not None:
     banner = st.container()  # drawn first, filled last: the end button must be read before the view is audited
     if st.button("End view as user", key="support_end_impersonation", type="primary"):
-        console.end_impersonation()
+        done_or_stop(console.end_impersonation)
         st.rerun()
-    view = console.view_as_user()
-    minutes, seconds = divmod(int(view.session.remaining(console.clock()).total_seconds()), 60)
+    view = done_or_stop(console.view_as_user)
     banner.error(f"**Viewing the app as `{view.session.target_user_id}`** — read-only — ticket "
-                 f"{view.session.ticket_id}: {view.session.reason}. Ends by itself in {minutes} min {seconds:02d} s. "
-                 "Every view is audited.", icon=":material/visibility:")
+                 f"{view.session.ticket_id}: {view.session.reason}. Every view is audited.",
+                 icon=":material/visibility:")
+
+    @st.fragment(run_every=timedelta(seconds=IMPERSONATION_CHECK_SECONDS))
+    def session_clock() -> None:
+        # Reruns by itself: when the session has ended (expired, or ended in another tab) the whole page reruns
+        # and the view is gone, instead of staying on screen until the lead next clicks something.
+        still = done_or_stop(console.active_impersonation)
+        if still is None or still.session_id != view.session.session_id:
+            st.rerun(scope="app")
+        minutes, seconds = divmod(int(console.remaining(still).total_seconds()), 60)
+        st.caption(f"Ends by itself in {minutes} min {seconds:02d} s.")
+
+    with banner:
+        session_clock()
     show_frames(view.sections, "The app shows this user nothing here.")
     st.stop()
 
@@ -88,7 +129,7 @@ with st.form("support_lookup_form"):
     if st.form_submit_button("Look up", key="support_lookup_submit"):
         try:
             st.session_state[RESULT_KEY] = console.lookup(kind, value, ticket_id=ticket)
-        except Refused as refusal:
+        except NotDone as refusal:
             st.session_state.pop(RESULT_KEY, None)
             st.error(str(refusal), icon=":material/block:")
 
@@ -103,7 +144,7 @@ elif result is not None and result.profile is None:
         try:
             st.session_state[RESULT_KEY] = console.lookup("user_id", chosen, ticket_id=st.session_state.get(
                 "support_lookup_ticket", ""))
-        except Refused as refusal:
+        except NotDone as refusal:
             st.error(str(refusal), icon=":material/block:")
         st.rerun()
 elif result is not None:
@@ -134,6 +175,7 @@ elif result is not None:
     st.subheader("Remote logout")
     if not console.may("remote_logout"):
         st.caption(f"The {console.role.name} role cannot sign people out: ask a support agent.")
+        filed = []  # other agents' requests name them and their reasons: only roles that file requests see them
     else:
         with st.form("support_logout_form"):
             target = st.selectbox("Revoke the sessions of", targets, key="support_logout_target",
@@ -151,9 +193,9 @@ elif result is not None:
                     else:
                         st.info("This request was already filed (same target, ticket and reason): nothing new was "
                                 "sent.", icon=":material/done_all:")
-                except Refused as refusal:
+                except NotDone as refusal:
                     st.error(str(refusal), icon=":material/block:")
-    filed = [r for kind_, target_id in targets for r in console.logout_requests(kind_, target_id)]
+        filed = done_or_stop(console.logout_requests, targets)
     if filed:
         st.dataframe([{"target": f"{r.target_kind} {r.target_id}", "status": r.status, "ticket": r.ticket_id,
                        "reason": r.reason, "requested by": r.requested_by, "requested at": r.created_at,
@@ -174,18 +216,19 @@ elif result is not None:
                 try:
                     console.start_impersonation(subject.user_id, ticket_id=imp_ticket, reason=imp_reason)
                     st.rerun()
-                except Refused as refusal:
+                except NotDone as refusal:
                     st.error(str(refusal), icon=":material/block:")
 
 # --- the audit log ---------------------------------------------------------------------------------------------
 if console.may("view_audit"):
     with st.expander("Audit log"):
         if st.button("Load the latest entries and verify the chain", key="support_audit_load"):
-            rows, verification = console.audit_log()
+            rows, verification = done_or_stop(console.audit_log)
             if verification.ok:
-                st.success(f"Chain intact: {verification.rows} rows, head {verification.head_seq}:"
-                           f"{verification.head_hash[:16]}…", icon=":material/verified:")
+                st.success(f"Chain intact and matching its witness: {verification.rows} rows, head "
+                           f"{verification.head_seq}:{verification.head_hash[:16]}…", icon=":material/verified:")
             else:
-                st.error(f"Tampered at row {verification.position}: {verification.problem}", icon=":material/gpp_bad:")
+                st.error(f"Tampered at {f'row {verification.position}' if verification.position else 'the witness'}: "
+                         f"{verification.problem}", icon=":material/gpp_bad:")
             st.dataframe([{k: v for k, v in row.items() if k != "prev_hash"} for row in rows],
                          hide_index=True, width="stretch")

@@ -62,12 +62,13 @@ create table if not exists {QUARANTINE_TABLE} (
     dataset varchar not null,
     record_sha256 varchar not null,  -- of raw_record
     raw_record varchar not null,     -- the record as received (JSON, a CSV row as JSON, or the webhook line)
-    rule varchar not null,           -- e.g. missing:amount, type:version, enum:status, pattern:vin, signature:invalid
+    rule varchar not null,           -- e.g. missing:amount, type:version, enum:status, pattern:vin, signature:invalid,
+                                     -- format:page, error:RecursionError (an unexpected error, by its type)
     detail varchar,
     record_id varchar,               -- the record's id fields joined by '|', when readable
     record_version varchar,
     landing_file varchar not null,
-    line_no integer not null,
+    line_no integer not null,        -- 0: the item is a whole page or file
     sync_id varchar not null,
     quarantined_at timestamptz not null,
     primary key (partner, dataset, record_sha256)
@@ -93,9 +94,10 @@ create table if not exists {API_CALLS_TABLE} (
     sync_id varchar not null,
     requested_at timestamptz not null,
     status_code integer,             -- null when no response came (timeout, transport error)
-    outcome varchar not null,        -- ok | rate_limited | server_error | timeout | truncated | transport | client_error
+    outcome varchar not null,        -- ok | rate_limited | server_error | timeout | unparsable | too_large | transport
+                                     -- | client_error
     latency_ms double not null,
-    bytes bigint                     -- response body size
+    bytes bigint                     -- response body size (of a refused body: what was read of it)
 );
 create table if not exists {FILE_LEDGER_TABLE} (
     partner varchar not null,
@@ -172,13 +174,77 @@ class Incoming:
 
 @dataclass
 class Rejected:
-    """A record refused before it could be parsed (a bad signature, a line that is not JSON)."""
+    """A record refused before it could be parsed (a bad signature, a line that is not JSON), or a whole page or
+    file refused (line_no 0)."""
 
     raw_text: str
     landing_file: str
     line_no: int
     rule: str
     detail: str
+
+
+class BreachAlertFailed(RuntimeError):
+    """The batch is committed but alerting on its new breaches failed: a connector's per-item guard lets this one
+    through, so the run fails (and alerts through the failed-run path) instead of the breach going unannounced."""
+
+
+# -- reading what partners send, defensively ------------------------------------------------------------------
+
+RAW_RECORD_CHARS = 64 * 1024  # of a quarantined record, what is kept (with the sha256 of the whole)
+DETAIL_CHARS = 1000
+
+
+def safe_text(text: str) -> str:
+    """``text`` as storable UTF-8: lone surrogates (bytes that were not UTF-8, a JSON ``\\ud800`` escape) become
+    backslash escapes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def excerpt(text: str, limit: int = RAW_RECORD_CHARS) -> str:
+    """``text``, or its start plus its length and sha256 when longer than ``limit`` (distinct texts stay distinct)."""
+    text = safe_text(text)
+    if len(text) <= limit:
+        return text
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    return f"{text[:limit]}… [{len(text)} characters in all, sha256 {digest}]"
+
+
+def error_rule(exc: BaseException) -> str:
+    """The quarantine rule of an item refused by an unexpected error: ``error:<exception type>``."""
+    return f"error:{type(exc).__name__}"
+
+
+def error_detail(exc: BaseException, context: str = "") -> str:
+    message = safe_text(str(exc))[:DETAIL_CHARS]
+    return f"{context}{': ' if context else ''}{type(exc).__name__}: {message}"
+
+
+class NumberTooLong:
+    """A JSON integer literal with more digits than any contract integer holds, kept as its text: converting it
+    would cost time in its length (and Python refuses past 4,300 digits); the record is quarantined as a type
+    error on its field instead."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def __str__(self) -> str:
+        return excerpt(self.text, 100)
+
+
+MAX_INTEGER_CHARS = 20  # "-9223372036854775808": the longest 64-bit integer
+
+
+def _json_int(text: str) -> int | NumberTooLong:
+    return int(text) if len(text) <= MAX_INTEGER_CHARS else NumberTooLong(text)
+
+
+def parse_json(text: str | bytes) -> Any:
+    """``json.loads`` for partner input: an absurdly long integer literal stays text (``NumberTooLong``) rather
+    than being converted. Raises ValueError (not JSON, not UTF-8) or RecursionError (nested too deep)."""
+    return json.loads(text, parse_int=_json_int)
 
 
 @dataclass
@@ -217,15 +283,27 @@ def _show(value: Any) -> str:
 
 
 def parse_timestamp(text: str) -> datetime | None:
+    """An ISO timestamp with a zone, in UTC; None if it is not one (or is beyond datetime's range in UTC)."""
     try:
         ts = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        return ts.astimezone(UTC) if ts.tzinfo else None  # a partner's time without a zone is ambiguous
+    except (ValueError, TypeError, OverflowError):  # OverflowError: 9999-12-31T23:59-14:00 is past year 9999 in UTC
         return None
-    return ts.astimezone(UTC) if ts.tzinfo else None  # a partner's time without a zone is ambiguous
+
+
+MAX_DECIMAL_CHARS = 100
+MAX_DECIMAL_EXPONENT = 64  # far past any DuckDB decimal (38 digits); a larger one is refused before it is expanded
 
 
 def _decimal_text(value: Decimal) -> str | None:
-    return format(value, "f") if value.is_finite() else None
+    """Plain decimal text (no exponent), or None for NaN, infinities and exponents that would expand to more
+    than MAX_DECIMAL_EXPONENT digits (1E+100000000 would be a hundred million)."""
+    if not value.is_finite() or abs(value.adjusted()) > MAX_DECIMAL_EXPONENT:
+        return None
+    return format(value, "f")
+
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 def parse_value(prop: Property, value: Any, *, text_wire: bool) -> Any:
@@ -235,26 +313,38 @@ def parse_value(prop: Property, value: Any, *, text_wire: bool) -> Any:
         return _Broken(f"type:{prop.name}", f"expected {expected}, got {_show(value)}")
 
     kind = prop.logical_type
+    if isinstance(value, str) and not _is_unicode_text(value):
+        raise wrong("text (it has a lone surrogate: bytes that were not UTF-8)")
     if kind == "string":
         if not isinstance(value, str):
             raise wrong("a string")
         return value
     if kind == "integer":
-        if text_wire and isinstance(value, str) and _INTEGER_TEXT.match(value.strip()):
-            return int(value)
-        if not text_wire and isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise wrong("an integer")
+        number = None
+        if text_wire and isinstance(value, str):
+            text = value.strip()
+            # the length first: int() of a long literal costs time in its length, and raises past 4,300 digits
+            if len(text) <= MAX_INTEGER_CHARS and _INTEGER_TEXT.match(text):
+                number = int(text)
+        elif not text_wire and isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        if number is None:
+            raise wrong("an integer")
+        if not INT64_MIN <= number <= INT64_MAX:
+            raise wrong("an integer within 64 bits")
+        return number
     if kind == "number":
         if prop.wire_type == "decimal_string" or text_wire:
             if not isinstance(value, str):
                 raise wrong("a decimal as a string")
+            if len(value) > MAX_DECIMAL_CHARS:
+                raise wrong(f"a decimal of at most {MAX_DECIMAL_CHARS} characters")
             try:
                 number = Decimal(value.strip())
             except InvalidOperation:
                 raise wrong("a decimal as a string") from None
             if _decimal_text(number) is None:
-                raise wrong("a finite decimal")
+                raise wrong(f"a finite decimal with an exponent within ±{MAX_DECIMAL_EXPONENT}")
             # The partner's text is kept: the contract's pattern is a rule on it (DuckDB casts it on load).
             return value if prop.wire_type == "decimal_string" else _decimal_text(number)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -279,6 +369,14 @@ def parse_value(prop: Property, value: Any, *, text_wire: bool) -> Any:
             raise wrong("an ISO timestamp with a zone")
         return ts
     raise AssertionError(kind)  # contracts.py admits only the types above
+
+
+def _is_unicode_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def parse_record(dataset: Dataset, raw: Any, *, text_wire: bool) -> dict:
@@ -391,16 +489,20 @@ def canonical_json(value: Any) -> str:
 
 def _quarantine_row(dataset: Dataset, raw_text: str, raw: Any, rule: str, detail: str, landing_file: str,
                     line_no: int, sync_id: str, now: datetime) -> dict:
+    """A quarantine row; every text made storable (a partner's text may hold lone surrogates) and the raw
+    record bounded (keyed by the sha256 of all of it)."""
     record = raw if isinstance(raw, dict) else {}
     ids = [record.get(f) for f in dataset.id_fields]
     version = record.get(dataset.version_field) if dataset.version_field else None
+    raw_text = safe_text(raw_text)
     return {
         "partner": dataset.partner, "dataset": dataset.name,
-        "record_sha256": hashlib.sha256(raw_text.encode()).hexdigest(), "raw_record": raw_text,
-        "rule": rule, "detail": detail,
-        "record_id": "|".join(str(v) for v in ids) if ids and all(v is not None for v in ids) else None,
-        "record_version": None if version is None else str(version),
-        "landing_file": landing_file, "line_no": line_no, "sync_id": sync_id, "quarantined_at": now,
+        "record_sha256": hashlib.sha256(raw_text.encode()).hexdigest(), "raw_record": excerpt(raw_text),
+        "rule": safe_text(rule), "detail": excerpt(detail, DETAIL_CHARS),
+        "record_id": (excerpt("|".join(str(v) for v in ids), 200)
+                      if ids and all(v is not None for v in ids) else None),
+        "record_version": None if version is None else excerpt(str(version), 200),
+        "landing_file": safe_text(landing_file), "line_no": line_no, "sync_id": sync_id, "quarantined_at": now,
     }
 
 
@@ -475,14 +577,20 @@ def load_batch(con, dataset: Dataset, records: list[Incoming], *, sync_id: str, 
     parsed: list[tuple[Incoming, dict]] = []
     seen: set[str] = set()
     for incoming in records:
-        raw_text = canonical_json(incoming.raw)
+        raw_text = None
         try:
+            raw_text = canonical_json(incoming.raw)
             values = parse_record(dataset, incoming.raw, text_wire=text_wire)
-        except _Broken as broken:
-            bad.append(_quarantine_row(dataset, raw_text, incoming.raw, broken.rule, broken.detail,
+            identity = canonical_json({k: v for k, v in values.items() if k not in identity_ignores})
+        except Exception as exc:  # noqa: BLE001 - whatever one record does, it is quarantined, not the batch
+            rule, detail = ((exc.rule, exc.detail) if isinstance(exc, _Broken)
+                            else (error_rule(exc), error_detail(exc, "the record could not be read")))
+            if raw_text is None:  # not even serializable (nested past the recursion limit)
+                raw_text = (f"<{type(incoming.raw).__name__} not serializable: {type(exc).__name__}> "
+                            f"{incoming.landing_file}:{incoming.line_no}")
+            bad.append(_quarantine_row(dataset, raw_text, incoming.raw, rule, detail,
                                        incoming.landing_file, incoming.line_no, sync_id, now))
             continue
-        identity = canonical_json({k: v for k, v in values.items() if k not in identity_ignores})
         if identity in seen:
             result.duplicates += 1
             continue
@@ -554,7 +662,11 @@ def load_batch(con, dataset: Dataset, records: list[Incoming], *, sync_id: str, 
                 pass
     result.new_breaches = [b[0] for b in breaches]
     if breaches:
-        result.alerts = raise_breach_alerts(_schema_breach_alerts(dataset, breaches))
+        try:
+            result.alerts = raise_breach_alerts(_schema_breach_alerts(dataset, breaches))
+        except Exception as exc:
+            raise BreachAlertFailed(f"{dataset.partner}.{dataset.name}: batch loaded, but alerting on its new "
+                                    f"breaches failed: {error_detail(exc)}") from exc
     return result
 
 
@@ -626,6 +738,7 @@ class FileLoadResult:
     files_seen: int = 0
     files_loaded: int = 0          # files (or appended tails of files) loaded by this run
     files_unchanged: int = 0       # already in the ledger as they are
+    files_quarantined: int = 0     # refused as a whole (unreadable, misplaced), each one quarantined item
     changed_files: list[str] = field(default_factory=list)  # changed after loading: an error
     batch: BatchResult = field(default_factory=BatchResult)
     message: str = ""
@@ -643,6 +756,7 @@ class FileLoadResult:
         b, name = self.batch, f"{self.partner}.{self.dataset}"
         self.message = (f"{name}: {self.files_loaded} {loaded_what} of {self.files_seen}, {b.loaded} loaded, "
                         f"{b.duplicates} duplicates skipped, {b.quarantined} quarantined"
+                        f"{f', {self.files_quarantined} file(s) refused whole' if self.files_quarantined else ''}"
                         f"{f', {len(self.changed_files)} changed after loading' if self.changed_files else ''}")
         log.info(self.message)
         if self.changed_files:

@@ -77,7 +77,7 @@ def test_faulty_api_converges_on_the_truth(configured, data_root):
     assert stats.faulted / stats.requests >= 0.30, (stats.faulted, stats.requests, stats.faults)
     assert {"429", "503", "timeout", "truncate", "duplicate"} <= set(stats.faults)
     retries = first.retries + second.retries
-    assert {"rate_limited", "server_error", "timeout", "truncated"} <= set(retries)
+    assert {"rate_limited", "server_error", "timeout", "unparsable"} <= set(retries)
     assert set(DRIFT_RULE) <= set(drifted.values()) and any(v > 1 for _, v in drifted)
 
     keys = loaded_keys()
@@ -107,7 +107,7 @@ def test_faulty_api_converges_on_the_truth(configured, data_root):
     finally:
         con.close()
     assert sum(calls.values()) == stats.requests
-    assert {"ok", "rate_limited", "server_error", "timeout", "truncated"} <= set(calls)
+    assert {"ok", "rate_limited", "server_error", "timeout", "unparsable"} <= set(calls)
     assert calls["ok"] == first.pages + second.pages
     # one breach per rule and day, counting the records that broke it
     assert breaches == dict(Counter(DRIFT_RULE[kind] for kind in drifted.values()))

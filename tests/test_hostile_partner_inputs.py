@@ -397,3 +397,21 @@ def test_a_huge_page_is_refused_without_being_read_whole(oem_api, data_root, dec
     resumed = rest.sync("oem", "service_orders", page_size=10, max_page_bytes=256 << 10, **FAST)
     assert resumed.resumed and resumed.complete
     assert set(loaded_orders()) == world.truth() and len(loaded_orders()) == 20
+
+
+def test_a_sync_held_at_a_refused_page_fails_its_check_on_every_run(oem_api, data_root):
+    """The refused page is quarantined once; the runs after it stop at the same page, quarantining nothing new:
+    the asset's check fails on the stop itself, so the stall stays visible."""
+    import dagster as dg
+
+    from orchestration.partners.assets import CONFORMS, PARTNER_ASSETS
+
+    oem_api(OemWorld(seed=3, n_orders=5), lambda n, query: respond(200, b"<html>maintenance</html>", "text/html"))
+    checks = []
+    for _ in range(2):
+        run = dg.materialize([PARTNER_ASSETS[ORDERS.physical_name]])
+        assert run.success  # a warning, not a failed run: the other partners' assets go on
+        [check] = run.get_asset_check_evaluations()
+        checks.append((check.check_name, check.passed, check.metadata["quarantined"].value,
+                       "refused (format:page" in check.metadata["stopped"].value))
+    assert checks == [(CONFORMS, False, 1, True), (CONFORMS, False, 0, True)]

@@ -26,14 +26,13 @@ import duckdb
 import httpx
 from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from pitwall.http import MAX_RETRY_AFTER, RetryableStatus, is_retryable, wait_retry_after
+from pitwall.http import MAX_RETRY_AFTER, RetryableStatus, is_retryable, read_head, wait_retry_after
 
 from .store import alert_store, config
 
 log = logging.getLogger(__name__)
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
-ANSWER_BYTES_READ = 4096  # of a webhook's answer, only the status and the start of an error body matter
 
 
 @dataclass
@@ -79,15 +78,10 @@ def _body(payload: str, delivery_id: str) -> bytes:
 
 
 def _post(client: httpx.Client, url: str, body: bytes, key: str) -> tuple[httpx.Response, str]:
-    """POST; the answer (status, headers) and at most ANSWER_BYTES_READ of its body: a receiver cannot make the
-    sender hold a body of its choosing."""
+    """POST; the answer (status, headers) and at most the first HEAD_BYTES of its body: a receiver cannot make
+    the sender hold a body of its choosing."""
     with client.stream("POST", url, content=body, headers={IDEMPOTENCY_HEADER: key}) as response:
-        head = b""
-        for chunk in response.iter_bytes():
-            head += chunk
-            if len(head) >= ANSWER_BYTES_READ:
-                break
-        return response, head[:ANSWER_BYTES_READ].decode("utf-8", "replace")
+        return response, read_head(response).decode("utf-8", "replace")
 
 
 def deliver_pending(*, url: str | None = None, max_attempts: int | None = None, backoff_initial: float = 0.5,

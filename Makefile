@@ -89,8 +89,13 @@ spark-demo: venv manifest $(DAGSTER_HOME)/dagster.yaml
 dagster: venv manifest $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -m orchestration.definitions --host 127.0.0.1 --port 3000
 
+# On this machine only (127.0.0.1): the support console signs in the demo agent in development mode. A deployment
+# configures a sign-in ([auth] in .streamlit/secrets.toml) or the proxy secret instead (docs/support-console.md).
+PITWALL_SUPPORT_DEV_USER ?= sam.agent@example.com
 dashboards: venv
-	$(BIN)/streamlit run dashboards/app.py --server.address 127.0.0.1 --server.headless true
+	@echo "support console: development sign-in as $(PITWALL_SUPPORT_DEV_USER) (PITWALL_SUPPORT_DEV_USER=... to change)"
+	PITWALL_SUPPORT_DEV_MODE=1 PITWALL_SUPPORT_DEV_USER=$(PITWALL_SUPPORT_DEV_USER) \
+		$(BIN)/streamlit run dashboards/app.py --server.address 127.0.0.1 --server.headless true
 
 # A PNG of every dashboard page, taken by Debian's Chromium (installed here when missing) on the
 # published file of PITWALL_DATA_DIR (`make demo` first). Playwright never downloads a browser.

@@ -415,3 +415,22 @@ def test_a_sync_held_at_a_refused_page_fails_its_check_on_every_run(oem_api, dat
         checks.append((check.check_name, check.passed, check.metadata["quarantined"].value,
                        "refused (format:page" in check.metadata["stopped"].value))
     assert checks == [(CONFORMS, False, 1, True), (CONFORMS, False, 0, True)]
+
+
+def test_a_time_far_ahead_of_the_clock_loads_but_never_becomes_the_high_water_mark(oem_api, data_root):
+    world = OemWorld(seed=4, n_orders=12)
+
+    def hostile(n: int, query: dict) -> Answer | None:
+        if n != 1:
+            return None
+        page = api.real_page(query)
+        page["data"][0]["updated_at"] = "2099-01-01T00:00:00Z"  # a partner's clock 73 years ahead
+        return respond(200, json.dumps(page).encode())
+
+    api = oem_api(world, hostile)
+    result = rest.sync("oem", "service_orders", page_size=50, **FAST)
+    assert result.complete and (result.records_loaded, result.quarantined) == (12, 0)
+    real_times = sorted(r["updated_at"] for r in api.real_page({"limit": ["50"]})["data"][1:])
+    # the mark is the newest time a clock could have written: later updates are still asked for next sync
+    high = state()["high_water"]["updated_at"]
+    assert high < "2099" and high[:19] == real_times[-1][:19]

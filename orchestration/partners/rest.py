@@ -59,6 +59,7 @@ from . import contracts, loading
 
 log = logging.getLogger(__name__)
 
+MAX_CLOCK_AHEAD = timedelta(days=1)  # a partner's updated_at further ahead than this never moves the cursor
 MAX_PAGES_PER_SYNC = 1000          # a partner paging forever is stopped here (the next sync continues)
 MAX_PAGE_BYTES = 16 * 1024 * 1024  # a page of 500 records is well under 1 MB
 MAX_UNPARSABLE_ATTEMPTS = 3        # a truncated body heals on a retry; a page that never parses will not
@@ -176,12 +177,15 @@ def _unmark(mark: dict | None) -> tuple | None:
     return None if mark is None else (_parse_ts(mark["updated_at"]), *mark["ids"])
 
 
-def page_high_water(dataset: contracts.Dataset, records: list) -> tuple | None:
+def page_high_water(dataset: contracts.Dataset, records: list, now: datetime | None = None) -> tuple | None:
     """The page's greatest (updated_at, *ids) over records that carry them, broken or not: a drifted record
-    was still served, so the cursor must move past it."""
+    was still served, so the cursor must move past it. A time later than now plus MAX_CLOCK_AHEAD is a wrong
+    clock, not a position: as the high-water mark it would hide every update made before it from later syncs
+    (the record itself loads or is quarantined by its contract)."""
+    horizon = (now or datetime.now(UTC)) + MAX_CLOCK_AHEAD
     positions = [
         (ts, *(str(r[f]) for f in dataset.id_fields)) for r in records
-        if isinstance(r, dict) and (ts := _parse_ts(r.get(dataset.updated_field))) is not None
+        if isinstance(r, dict) and (ts := _parse_ts(r.get(dataset.updated_field))) is not None and ts <= horizon
         and all(r.get(f) is not None for f in dataset.id_fields)
     ]
     return max(positions, default=None)

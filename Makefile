@@ -67,6 +67,10 @@ test-fast: venv manifest $(DAGSTER_HOME)/dagster.yaml
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/sqlfluff lint dbt_project/models dbt_project/tests dbt_project/macros
+	@# DuckDB 2.0 keeps a result read with fetchone() open, and the connection's next con.sql() then fails with
+	@# "unfinished result from execute()": read whole results (fetchall) instead.
+	@! grep -rn --include='*.py' '\.fetchone()' pitwall orchestration dashboards models_ml simulator benchmarks tests \
+		|| { echo 'lint: use .fetchall()[0] instead of .fetchone() (DuckDB 2.0 leaves the result open)'; exit 1; }
 
 validate: venv manifest $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster definitions validate -m orchestration.definitions

@@ -123,8 +123,8 @@ def bench(args) -> dict:
     import duckdb
 
     with duckdb.connect(str(data / "published" / "pitwall.duckdb"), read_only=True) as con:
-        events = con.execute("select count(*) from stg_events").fetchone()[0]
-        day_events = con.execute("select count(*) from stg_events where dt >= ?", [last_day]).fetchone()[0]
+        events = con.execute("select count(*) from stg_events").fetchall()[0][0]
+        day_events = con.execute("select count(*) from stg_events where dt >= ?", [last_day]).fetchall()[0][0]
     result = {"days": args.days, "events": events, "day_events": day_events, "day_files": new_files,
               "load_before": args.load, "full": full, "day": day,
               "ratio_cpu": round(day["cpu_s"] / full["cpu_s"], 3), "ratio_wall": round(day["wall_s"] / full["wall_s"], 3)}

@@ -73,7 +73,7 @@ def raw_rows(raw: Path, source: str) -> int:
     import duckdb
 
     with duckdb.connect() as con:
-        return con.execute(f"select count(*) from read_parquet('{raw}/{source}/dt=*/*.parquet')").fetchone()[0]
+        return con.execute(f"select count(*) from read_parquet('{raw}/{source}/dt=*/*.parquet')").fetchall()[0][0]
 
 
 def land(full: Path, target: Path, before: str | None) -> None:
@@ -145,8 +145,8 @@ def bench_size(target_events: int, workdir: Path, days: int, seed: int) -> dict:
     import duckdb
 
     with duckdb.connect(str(daily / "warehouse.duckdb"), read_only=True) as con:
-        events, spans = (con.execute(f"select count(*) from {t}").fetchone()[0] for t in ("stg_events", "stg_spans"))
-        last_day_events = con.execute("select count(*) from stg_events where dt = ?", [last_day]).fetchone()[0]
+        events, spans = (con.execute(f"select count(*) from {t}").fetchall()[0][0] for t in ("stg_events", "stg_spans"))
+        last_day_events = con.execute("select count(*) from stg_events where dt = ?", [last_day]).fetchall()[0][0]
     result = {
         "target_events": target_events, "events": events, "spans": spans, "days": days,
         "last_day_events": last_day_events, "sizes": sizes,

@@ -35,7 +35,7 @@ def main() -> None:
         ).fetchall()
         print("\nWarehouse relations (rows):")
         for schema, name in tables:
-            (n,) = con.execute(f'select count(*) from "{schema}"."{name}"').fetchone()
+            (n,) = con.execute(f'select count(*) from "{schema}"."{name}"').fetchall()[0]
             print(f"  {schema}.{name:<28} {n:>10,}")
         if any(name == "quarantine" for _, name in tables):
             rows = con.execute(

@@ -142,8 +142,8 @@ def compare_table(con: duckdb.DuckDBPyConnection, table: str, left: str, right: 
     right_columns = dict(con.execute(f"select column_name, column_type from (describe {right}.{table})").fetchall())
     result = TableComparison(
         table=table,
-        duckdb_rows=con.execute(f"select count(*) from {left}.{table}").fetchone()[0],
-        spark_rows=con.execute(f"select count(*) from {right}.{table}").fetchone()[0],
+        duckdb_rows=con.execute(f"select count(*) from {left}.{table}").fetchall()[0][0],
+        spark_rows=con.execute(f"select count(*) from {right}.{table}").fetchall()[0][0],
         type_mismatches=[(name, kind, right_columns.get(name)) for name, kind in left_columns
                          if right_columns.get(name) != kind],
     )
@@ -164,7 +164,7 @@ def compare_table(con: duckdb.DuckDBPyConnection, table: str, left: str, right: 
              paired as (select l._n as ln, r._n as rn, ({close}) as close from l full join r on {join})
         select count(*) filter (where rn is null or (ln is not null and not close)),
                count(*) filter (where ln is null or (rn is not null and not close))
-        from paired""").fetchone()
+        from paired""").fetchall()[0]
     result.only_duckdb, result.only_spark = counts
     if approximate:
         result.percentile_checks, result.percentile_violations = check_percentile_ranks(
@@ -193,7 +193,7 @@ def check_percentile_ranks(con: duckdb.DuckDBPyConnection, relation: str, spec: 
     checked, violations = con.execute(f"""
         select count(*),
                count_if(not (below <= p * n + n / {accuracy} + 1 and at_or_below >= p * n - n / {accuracy} - 1))
-        from ({' union all '.join(checks)})""").fetchone()
+        from ({' union all '.join(checks)})""").fetchall()[0]
     return checked, violations
 
 

@@ -65,7 +65,7 @@ def test_commits_sync_at_wal_checkpoints_and_every_event_is_in_the_runs_shard(in
         assert conn.exec_driver_sql("pragma journal_mode").scalar() == "wal"  # Dagster's own setting
         assert conn.exec_driver_sql("pragma synchronous").scalar() == 1  # NORMAL, not FULL (2)
     with sqlite3.connect(storage.path_for_shard(run.run_id)) as con:  # another reader sees every event
-        (count,) = con.execute("select count(*) from event_logs").fetchone()
+        (count,) = con.execute("select count(*) from event_logs").fetchall()[0]
     assert count == len(instance.all_logs(run.run_id)) > 0
 
 

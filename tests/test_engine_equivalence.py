@@ -104,7 +104,7 @@ def builds(tmp_path_factory):
     dbt(daily, "duckdb", "build", "--exclude-resource-type", "test")
     spark_build(daily)
     first_days_events = duckdb.connect(str(daily / "warehouse.duckdb"), read_only=True).execute(
-        "select count(*) from stg_events").fetchone()[0]
+        "select count(*) from stg_events").fetchall()[0][0]
     land_raw(full, daily, before=None)
     dbt(daily, "duckdb", "run")
     dbt(daily, "spark", "run")
@@ -114,7 +114,7 @@ def builds(tmp_path_factory):
 def test_the_incremental_run_had_new_days_to_add(builds):
     full, daily, first_days_events = builds
     with duckdb.connect(str(full / "warehouse.duckdb"), read_only=True) as con:
-        all_events = con.execute("select count(*) from stg_events").fetchone()[0]
+        all_events = con.execute("select count(*) from stg_events").fetchall()[0][0]
     assert 0 < first_days_events < all_events
 
 

@@ -95,7 +95,7 @@ def outbox_rows() -> list[tuple]:
     con = duckdb.connect(str(store.outbox_path()), read_only=True)
     try:
         if not con.execute("select count(*) from information_schema.tables where table_name = 'support_actions'"
-                           ).fetchone()[0]:
+                           ).fetchall()[0][0]:
             return []
         return con.execute("select target_id, requested_by, reason, audit_seq from support_actions").fetchall()
     finally:

@@ -77,7 +77,7 @@ def _same_tables(a: Path, b: Path) -> list[str]:
         columns = "* exclude (published_at)" if name == "_publication" else "*"
         for x, y in (("a", "b"), ("b", "a")):
             extra = con.execute(f'select count(*) from (select {columns} from {x}.main."{name}" except all '
-                                f'select {columns} from {y}.main."{name}")').fetchone()[0]
+                                f'select {columns} from {y}.main."{name}")').fetchall()[0][0]
             assert extra == 0, (name, x, y)
     con.close()
     return names["a"]
@@ -104,8 +104,8 @@ def test_an_incremental_publication_equals_one_from_scratch(tmp_path, monkeypatc
     assert (serving / "serving_a.parquet").stat().st_mtime_ns == before["serving_a"]
     assert (serving / "serving_b.parquet").stat().st_mtime_ns != before["serving_b"]
     # the open reader still sees the whole previous publication
-    assert reader.execute("select count(*) from events").fetchone() == (300,)
-    assert reader.execute("select count(*) from mart").fetchone() == (10,)
+    assert reader.execute("select count(*) from events").fetchall()[0] == (300,)
+    assert reader.execute("select count(*) from mart").fetchall()[0] == (10,)
     reader.close()
 
     fresh.mkdir()
@@ -248,7 +248,7 @@ def test_the_daily_data_tests_catch_a_bad_row_in_the_new_days_and_leave_old_days
     root.mkdir()
     shutil.copy(world[0] / "warehouse.duckdb", root / "warehouse.duckdb")
     con = duckdb.connect(str(root / "warehouse.duckdb"))
-    first, last = con.execute("select min(dt), max(dt) from stg_events").fetchone()
+    first, last = con.execute("select min(dt), max(dt) from stg_events").fetchall()[0]
     con.close()
     env = {"PITWALL_DATA_DIR": str(root)}
 

@@ -66,7 +66,7 @@ def test_real_sdk_payloads_reach_staging_with_duplicates_removed(built_sdk_world
 
     con = warehouse(root)
     events = MANIFEST["events"]
-    assert con.execute("select count(*), count(distinct message_id) from stg_events").fetchone() == (
+    assert con.execute("select count(*), count(distinct message_id) from stg_events").fetchall()[0] == (
         events["distinct_message_ids"], events["distinct_message_ids"])
     # Per type and event name, the staging counts equal the distinct messages in the files.
     lines = [json.loads(l) for f in sorted(SDK_LANDING.glob("events/*/*.gz")) for l in gzip.decompress(f.read_bytes()).splitlines()]
@@ -77,17 +77,17 @@ def test_real_sdk_payloads_reach_staging_with_duplicates_removed(built_sdk_world
         expected[(e["type"], name)] = expected.get((e["type"], name), 0) + 1
     got = dict(((t, n), c) for t, n, c in con.execute("select event_type, event_name, count(*) from stg_events group by all").fetchall())
     assert got == expected
-    assert con.execute("select count(*) from stg_events where occurred_at is null or session_id is null").fetchone() == (0,)
+    assert con.execute("select count(*) from stg_events where occurred_at is null or session_id is null").fetchall()[0] == (0,)
 
     crashes = MANIFEST["crashes"]
-    assert con.execute("select count(*), count(distinct group_id) from stg_crashes").fetchone() == (
+    assert con.execute("select count(*), count(distinct group_id) from stg_crashes").fetchall()[0] == (
         crashes["events"], len(crashes["groups_by_exception_type_and_top_in_app_frame"]))
     by_group = con.execute("select exception_type || '|' || crash_frame, release, count(*) from stg_crashes group by all").fetchall()
     assert sorted(by_group) == sorted((g, r, n) for g, rel in crashes["groups_by_exception_type_and_top_in_app_frame"].items()
                                       for r, n in rel.items())
 
     traces = MANIFEST["traces"]
-    assert con.execute("select count(*), count(distinct trace_id), count(*) filter (where status_code = 'error') from stg_spans").fetchone() == (
+    assert con.execute("select count(*), count(distinct trace_id), count(*) filter (where status_code = 'error') from stg_spans").fetchall()[0] == (
         traces["spans"], traces["traces"], traces["error_spans"])
     routes = con.execute("""
         select http_route, count(*), quantile_cont(duration_ms, 0.5), quantile_cont(duration_ms, 0.95)
@@ -96,8 +96,8 @@ def test_real_sdk_payloads_reach_staging_with_duplicates_removed(built_sdk_world
     for route, _, p50, p95 in routes:
         want50, want95 = traces["client_duration_ms_p50_p95_by_route"][route]
         assert p50 == pytest.approx(want50, abs=1e-3) and p95 == pytest.approx(want95, abs=1e-3), route
-    assert con.execute("select count(*) from quarantine").fetchone() == (0,)
-    ledger = con.execute("select sum(records_read), sum(records_loaded), sum(records_quarantined) from ingestion_ledger").fetchone()
+    assert con.execute("select count(*) from quarantine").fetchall()[0] == (0,)
+    ledger = con.execute("select sum(records_read), sum(records_loaded), sum(records_quarantined) from ingestion_ledger").fetchall()[0]
     assert ledger == (events["lines"] + crashes["events"] + traces["spans"],) * 2 + (0,)
 
 
@@ -107,6 +107,6 @@ def test_pipeline_on_an_empty_landing_zone_builds_empty_tables(data_root, dbt_ma
     assert result.success
     con = warehouse(data_root)
     for table in ("stg_events", "stg_crashes", "stg_spans", "stg_customers", "stg_jobs", "stg_telemetry", "quarantine"):
-        assert con.execute(f"select count(*) from {table}").fetchone() == (0,), table
+        assert con.execute(f"select count(*) from {table}").fetchall()[0] == (0,), table
     columns = {r[0] for r in con.execute("describe stg_spans").fetchall()}
     assert {"trace_id", "span_id", "http_route", "duration_ms", "session_id", "platform"} <= columns

@@ -37,12 +37,12 @@ def test_republishing_does_not_block_or_disturb_an_open_reader(world):
     path = root / "published" / "pitwall.duckdb"
     reader = duckdb.connect(str(path), read_only=True)
     try:
-        before = reader.execute("select count(*) from stg_events").fetchone()
+        before = reader.execute("select count(*) from stg_events").fetchall()[0]
         inode = path.stat().st_ino
         subprocess.run([sys.executable, "-c", "from orchestration.publish.publish import publish_warehouse; publish_warehouse()"],
                        cwd=ROOT, env={**os.environ, "PITWALL_DATA_DIR": str(root)}, check=True, capture_output=True)
         assert path.stat().st_ino != inode  # a new file took the name
-        assert reader.execute("select count(*) from stg_events").fetchone() == before  # the open reader is undisturbed
+        assert reader.execute("select count(*) from stg_events").fetchall()[0] == before  # the open reader is undisturbed
     finally:
         reader.close()
     assert not list(path.parent.glob(".*.tmp-*"))

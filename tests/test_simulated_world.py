@@ -33,19 +33,19 @@ def test_every_planted_bad_record_is_quarantined_with_its_reason(world, con):
         "select source, reason_code, count(*) from quarantine group by all").fetchall()))
     expected = Counter({(source_name(f), r): n for f, rec in truth["records"].items() for r, n in rec["bad_by_reason"].items()})
     assert reasons == expected
-    assert con.execute("select count(*) from quarantine where reason is null or reason = ''").fetchone() == (0,)
+    assert con.execute("select count(*) from quarantine where reason is null or reason = ''").fetchall()[0] == (0,)
 
 
 def test_duplicates_are_removed_and_late_events_kept(world, con):
     _, truth = world
     events = truth["events"]
-    assert con.execute("select sum(records_loaded) from ingestion_ledger where source = 'events'").fetchone() == (
+    assert con.execute("select sum(records_loaded) from ingestion_ledger where source = 'events'").fetchall()[0] == (
         events["lines_clean"],)
-    assert con.execute("select count(*), count(distinct message_id) from stg_events").fetchone() == (
+    assert con.execute("select count(*), count(distinct message_id) from stg_events").fetchall()[0] == (
         events["distinct_message_ids"], events["distinct_message_ids"])
     by_event = dict(con.execute("select event_name, count(*) from stg_events where event_type = 'track' group by all").fetchall())
     assert by_event == events["by_event"]
-    (later,) = con.execute("select count(*) from stg_events where dt > cast(occurred_at as date)").fetchone()
+    (later,) = con.execute("select count(*) from stg_events where dt > cast(occurred_at as date)").fetchall()[0]
     assert later >= truth["late_events"]["landing_in_later_dt"]
 
 
@@ -81,7 +81,7 @@ def test_crash_spike_group_release_and_day_are_recovered(world, con):
         "select exception_type || '|' || crash_frame, release, count(*) from stg_crashes group by all").fetchall()}
     expected = {(g, r): n for g, rel in truth["crashes"]["counts_by_group_release"].items() for r, n in rel.items()}
     assert by_group == expected
-    (groups,) = con.execute("select count(distinct group_id) from stg_crashes").fetchone()
+    (groups,) = con.execute("select count(distinct group_id) from stg_crashes").fetchall()[0]
     assert groups == len(truth["crashes"]["counts_by_group_release"])
 
 
@@ -111,7 +111,7 @@ def test_sessions_per_release_and_crashed_sessions(world, con):
     crash_sessions = {s for (s,) in con.execute("select distinct session_id from stg_crashes").fetchall()}
     crashed = {s for (s,) in con.execute("select session_id from fct_sessions where crashed").fetchall()}
     assert crashed == event_sessions & crash_sessions and crashed
-    assert con.execute("select count(*), count(distinct session_id) from fct_sessions").fetchone() == (
+    assert con.execute("select count(*), count(distinct session_id) from fct_sessions").fetchall()[0] == (
         len(event_sessions), len(event_sessions))
 
 
@@ -124,8 +124,8 @@ def test_release_health_shows_the_crash_spike_release_least_crash_free(world, co
         [spike["day"]]).fetchall()
     assert by_release[0][0] == spike["release"] and by_release[0][1] < by_release[1][1]
     # Every session and every crashed session is counted once, in its release and day.
-    assert con.execute("select sum(sessions), sum(crashed_sessions) from mart_release_health").fetchone() == \
-        con.execute("select count(*), count_if(crashed) from fct_sessions").fetchone()
+    assert con.execute("select sum(sessions), sum(crashed_sessions) from mart_release_health").fetchall()[0] == \
+        con.execute("select count(*), count_if(crashed) from fct_sessions").fetchall()[0]
     # Every user of an app that day runs some release (shares add up to at least 1; more when a user
     # upgraded during the day), and a release that all of them ran has adoption 1.
     short = con.execute("""select day, app_namespace, platform, sum(adoption_rate) from mart_release_health
@@ -154,7 +154,7 @@ def test_api_latency_mart_shows_the_regressed_route_and_matches_numpy(world, con
     # The busiest group, recomputed from the spans with numpy's (linear) percentiles.
     day, route, method, version, platform, n, p50, p90, p95_, p99, errors = con.execute("""
         select day, route, method, app_version, platform, requests, p50_ms, p90_ms, p95_ms, p99_ms, errors
-        from mart_api_latency_daily order by requests desc, route limit 1""").fetchone()
+        from mart_api_latency_daily order by requests desc, route limit 1""").fetchall()[0]
     rows = con.execute("""
         select duration_ms, is_error from stg_spans
         where kind = 'client' and cast(started_at as date) = ? and http_route = ? and http_method = ?
@@ -163,7 +163,7 @@ def test_api_latency_mart_shows_the_regressed_route_and_matches_numpy(world, con
     assert len(rows) == n and sum(e for _, e in rows) == errors
     assert [p50, p90, p95_, p99] == pytest.approx(list(np.percentile(durations, [50, 90, 95, 99])), abs=1e-9)
     # Server time never exceeds the client's: the server span sits inside the client span.
-    assert con.execute("select count(*) from mart_api_latency_daily where mean_overhead_ms < 0").fetchone() == (0,)
+    assert con.execute("select count(*) from mart_api_latency_daily where mean_overhead_ms < 0").fetchall()[0] == (0,)
 
 
 def test_crash_groups_mart_counts_events_and_releases_per_group(world, con):
@@ -173,7 +173,7 @@ def test_crash_groups_mart_counts_events_and_releases_per_group(world, con):
     want = {g: (sum(by_release.values()), len(by_release)) for g, by_release in truth["crashes"]["counts_by_group_release"].items()}
     assert got == want
     # The simulator plants no group that is new in the latest release or came back after two releases away.
-    assert con.execute("select count_if(new_in_latest_release), count_if(regressed) from mart_crash_groups").fetchone() == (0, 0)
+    assert con.execute("select count_if(new_in_latest_release), count_if(regressed) from mart_crash_groups").fetchall()[0] == (0, 0)
 
 
 def test_engagement_and_retention_match_a_recount_from_sessions(world, con):
@@ -213,5 +213,5 @@ def test_engagement_and_retention_match_a_recount_from_sessions(world, con):
 def test_make_demo_ends_with_a_report_of_what_it_built(world, con):
     """The world is built by `make demo` itself; its last step, the report, states the ledger it checked."""
     report = (world[0] / "demo-report.txt").read_text()
-    files = con.execute("select count(distinct landing_path) from ingestion_ledger").fetchone()[0]
+    files = con.execute("select count(distinct landing_path) from ingestion_ledger").fetchall()[0][0]
     assert files > 0 and f"Ledger: {files} landing files, invariant holds" in report

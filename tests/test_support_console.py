@@ -266,7 +266,7 @@ def test_lookup_by_email_matches_the_warehouse_hash_and_never_audits_the_email(r
 def test_email_hash_agrees_with_duckdb_on_awkward_input():
     con = connect()
     for email in [ALICE_EMAIL, "\tTab@x.com\n", "İSTANBUL@x.com", "ΣΑΣ@x.gr", "ẞtraße@x.de", "a\x00b@x", "", " "]:
-        expected = con.execute("select sha256(lower(trim($e)))", {"e": email}).fetchone()[0]
+        expected = con.execute("select sha256(lower(trim($e)))", {"e": email}).fetchall()[0][0]
         assert lookup.email_sha256(email) == expected, repr(email)
 
 
@@ -302,7 +302,7 @@ def test_fuzzed_lookups_never_error_nor_match(kind, role_book, stores):
         with pytest.raises(Refused):
             agent.lookup(kind, empty, ticket_id="SUP-9")
     con = duckdb.connect(str(stores["published"]), read_only=True)
-    assert con.execute("select count(*) from dim_users").fetchone()[0] == 3  # nothing was dropped
+    assert con.execute("select count(*) from dim_users").fetchall()[0][0] == 3  # nothing was dropped
     con.close()
     assert audit.verify(stores["console_db"]).ok
 
@@ -526,7 +526,7 @@ def test_every_section_holds_only_the_subjects_rows_and_any_key_finds_them(world
     for user_id in people:
         mine = owned_by(mart, user_id)
         session_id, device_id = mart.execute("select session_id, device_id from fct_sessions where user_id = $u "
-                                             "limit 1", {"u": user_id}).fetchone()
+                                             "limit 1", {"u": user_id}).fetchall()[0]
         keys = [("user_id", user_id), ("session_id", session_id), ("device_id", device_id)]
         if user_id in raw_emails:
             keys.append(("email", raw_emails[user_id].upper() + "  "))
@@ -602,8 +602,8 @@ def test_page_refuses_a_stranger_and_audits_it_once(world, monkeypatch):
 
 @pytest.mark.slow
 def test_page_viewer_sees_masked_data_and_no_actions(world, monkeypatch, mart):
-    user_id = mart.execute("select customer_id from stg_customers order by 1 limit 1").fetchone()[0]
-    full_name = mart.execute("select full_name from stg_customers where customer_id = $u", {"u": user_id}).fetchone()[0]
+    user_id = mart.execute("select customer_id from stg_customers order by 1 limit 1").fetchall()[0][0]
+    full_name = mart.execute("select full_name from stg_customers where customer_id = $u", {"u": user_id}).fetchall()[0][0]
     at = look_up(page_as(world, monkeypatch, VIEWER), user_id)
     assert [h.value for h in at.main.header] == [masking.mask_value("name", full_name)]
     assert full_name not in str([d.value for d in at.dataframe])
@@ -613,7 +613,7 @@ def test_page_viewer_sees_masked_data_and_no_actions(world, monkeypatch, mart):
 
 @pytest.mark.slow
 def test_page_agent_requests_a_logout_once(world, monkeypatch, mart):
-    user_id = mart.execute("select customer_id from stg_customers order by 1 limit 1 offset 1").fetchone()[0]
+    user_id = mart.execute("select customer_id from stg_customers order by 1 limit 1 offset 1").fetchall()[0][0]
     at = look_up(page_as(world, monkeypatch, AGENT), user_id)
     at.text_input(key="support_logout_ticket").set_value("SUP-501")
     at.text_input(key="support_logout_reason").set_value("customer lost their phone")
@@ -627,7 +627,7 @@ def test_page_agent_requests_a_logout_once(world, monkeypatch, mart):
 
 @pytest.mark.slow
 def test_page_lead_impersonation_is_bannered_and_ends(world, monkeypatch, mart):
-    user_id = mart.execute("select user_id from ui_layouts order by 1 limit 1").fetchone()[0]
+    user_id = mart.execute("select user_id from ui_layouts order by 1 limit 1").fetchall()[0][0]
     at = look_up(page_as(world, monkeypatch, LEAD), user_id)
     at.text_input(key="support_impersonate_ticket").set_value("SUP-502")
     at.text_input(key="support_impersonate_reason").set_value("home screen looks empty to the customer")

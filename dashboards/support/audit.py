@@ -136,11 +136,11 @@ def append(event: AuditEvent, *, clock: Clock = store.utc_now, path: Path | None
             # the witness is read inside the file's lock, which every appender holds while it writes its line
             witnessed = last_witnessed(witness)
             if not con.execute("select count(*) from information_schema.tables where table_name = 'audit_log'"
-                               ).fetchone()[0]:
+                               ).fetchall()[0][0]:
                 if witnessed is not None:
                     raise AuditTampered(_mismatch(None, witnessed, path, witness, "the audit_log table is gone"))
                 con.execute(SCHEMA)
-            last = con.execute("select seq, row_hash from audit_log order by seq desc limit 1").fetchone()
+            last = next(iter(con.execute("select seq, row_hash from audit_log order by seq desc limit 1").fetchall()), None)
             head = WitnessedHead(*last) if last else None
             if head != witnessed:
                 raise AuditTampered(_mismatch(head, witnessed, path, witness))

@@ -136,7 +136,7 @@ def changed_since(manifest_path: Path) -> dict[str, str]:
         out = {}
         for name, arrival in models.items():
             if arrival in present[name]:
-                (watermark,) = con.execute(f'select max("{arrival}") from "{name}"').fetchone()
+                (watermark,) = con.execute(f'select max("{arrival}") from "{name}"').fetchall()[0]
                 if watermark is not None:
                     out[name] = str(watermark)
         return out

@@ -561,7 +561,7 @@ def _extract_records(con: duckdb.DuckDBPyConnection, landing_file: LandingFile, 
         f"select * from read_parquet('{_sql_path(landing_file.path)}', file_row_number = true, hive_partitioning = false)"
     )
     present = {row[0] for row in con.execute("describe extract_rows").fetchall()}
-    (rows,) = con.execute("select count(*) from extract_rows").fetchone()
+    (rows,) = con.execute("select count(*) from extract_rows").fetchall()[0]
     extra = sorted(present - set(table.column_names) - {"file_row_number"})
     return Records(sql=extract_sql(table, present), params=params, lines_read=rows, expected=rows,
                    extra_columns=", ".join(extra) or None)

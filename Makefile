@@ -48,6 +48,8 @@ manifest: venv
 
 demo: venv manifest $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m simulator --out $(PITWALL_DATA_DIR)/landing $(DEMO_ARGS)
+	# A run killed earlier in this DAGSTER_HOME may still hold the warehouse pool's slot: free it, and say so.
+	$(BIN)/python -m orchestration.instance.slots
 	# The partners' simulated API serves on 127.0.0.1 while the pipeline runs (their env vars set for it).
 	$(BIN)/python -m simulator.partners run --world $(PITWALL_DATA_DIR)/landing/partners/world.json -- \
 		$(BIN)/dagster asset materialize --select '*' -m orchestration.definitions

@@ -6,7 +6,8 @@ embedded engine (docs/scale-out.md).
 
 Steps run in the run's own process (Dagster's in-process executor): the steps that write the warehouse
 run one at a time anyway (the ``warehouse`` pool), and a process per step cost ~10 s of re-importing
-the code location for each of some twenty steps.
+the code location for each of some twenty steps. The executor also frees the pool slots an interrupted run
+left behind and alerts on a step that waits on a pool for too long (orchestration/instance/executor.py).
 """
 
 import dagster as dg
@@ -15,6 +16,7 @@ from orchestration.alerts import definitions as alerts
 from orchestration.dbt import definitions as dbt
 from orchestration.experiments import definitions as experiments
 from orchestration.ingestion import definitions as ingestion
+from orchestration.instance.executor import pool_guarded_in_process_executor
 from orchestration.partners import definitions as partners
 from orchestration.pipeline import definitions as pipeline
 from orchestration.publish import definitions as publish
@@ -27,4 +29,4 @@ else:
     domains = [ingestion.defs, partners.defs, dbt.defs, experiments.defs, recommendations.defs, publish.defs,
                pipeline.defs, alerts.defs]
 # One Definitions object at module scope: Dagster's loader refuses a second one.
-defs = dg.Definitions.merge(*domains, dg.Definitions(executor=dg.in_process_executor))
+defs = dg.Definitions.merge(*domains, dg.Definitions(executor=pool_guarded_in_process_executor))

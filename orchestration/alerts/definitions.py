@@ -12,6 +12,8 @@ import time
 import dagster as dg
 import duckdb
 
+from orchestration.instance.executor import pool_guarded_in_process_executor
+
 from .crashes import new_landing_files, run_crash_alerting
 from .delivery import deliver_pending
 from .store import open_alerts, raise_alert
@@ -34,7 +36,7 @@ def evaluate_crash_alerts(context: dg.OpExecutionContext) -> None:
 
 # in process: one op, and a step subprocess would add ~5 s to every alert
 @dg.job(description="Near-real-time crash alerting: new crash files to raw, crash rules (rules.yaml), webhook.",
-        executor_def=dg.in_process_executor)
+        executor_def=pool_guarded_in_process_executor)
 def crash_alerting():
     evaluate_crash_alerts()
 

@@ -1,1 +1,2 @@
-"""The Dagster instance: its settings (dagster.yaml, copied into $DAGSTER_HOME) and its event log storage."""
+"""The Dagster instance: its settings (dagster.yaml, copied into $DAGSTER_HOME), its event log storage, and the
+recovery of pool slots that interrupted runs left behind (slots.py, executor.py)."""

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+import psutil
 
 from orchestration.alerts.store import ALERT_TABLES, waiting_for_lock
 from pitwall import paths
@@ -177,6 +178,10 @@ def stage_publication(partitioned: dict[str, str] | None = None) -> Staged:
     staged.parent.mkdir(parents=True, exist_ok=True)
     tmp = staged.parent / f".pitwall.duckdb.tmp-{os.getpid()}"
     tmp.unlink(missing_ok=True)
+    for left in staged.parent.glob(".pitwall.duckdb.tmp-*"):  # a killed run's half-written stage (a copy: GBs)
+        pid = left.name.rsplit("-", 1)[-1]
+        if not (pid.isdigit() and psutil.pid_exists(int(pid))):
+            left.unlink(missing_ok=True)
     if paths.published_path().exists():
         # A kernel-side copy of the previous publication (never written in place: readers may have it open).
         shutil.copyfile(paths.published_path(), tmp)

@@ -12,7 +12,8 @@ import dagster as dg
 from webhook_receiver import HUGE_ANSWER_BYTES, WebhookReceiver
 
 from orchestration.alerts import alert_store, deliver_pending, raise_alert, resolve_alert, rule_config
-from orchestration.alerts.definitions import failed_run_alerts
+from orchestration.alerts.definitions import failed_run_alerts, pending_alerts_sensor
+from orchestration.alerts.delivery import webhook_url_env
 from pitwall import paths
 
 FAST = dict(backoff_initial=0.01, backoff_max=0.05, timeout=0.5)
@@ -171,3 +172,17 @@ def test_a_failed_run_raises_an_alert(data_root):
     assert deliveries()[0]["status"] == "pending"
     assert len(rows) == 1 and rows[0][0] == "pipeline_run_failed" and rows[0][2] == "critical"
     assert rows[0][1].startswith("doomed run ") and result.run_id in rows[0][3]
+
+
+def test_the_delivery_sensor_starts_a_run_only_when_messages_wait_and_a_webhook_is_configured(data_root, monkeypatch):
+    monkeypatch.delenv(webhook_url_env(), raising=False)
+    with dg.DagsterInstance.ephemeral() as instance:
+        def tick():
+            return pending_alerts_sensor(dg.build_sensor_context(instance=instance))
+
+        assert isinstance(tick(), dg.SkipReason)  # no alerts file yet
+        breach()
+        skipped = tick()  # a message waits, but a run would have nowhere to send it
+        assert isinstance(skipped, dg.SkipReason) and webhook_url_env() in skipped.skip_message
+        monkeypatch.setenv(webhook_url_env(), "http://127.0.0.1:9/alerts")
+        assert isinstance(tick(), dg.RunRequest)

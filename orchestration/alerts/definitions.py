@@ -15,7 +15,7 @@ import duckdb
 from orchestration.instance.executor import pool_guarded_in_process_executor
 
 from .crashes import new_landing_files, run_crash_alerting
-from .delivery import deliver_pending
+from .delivery import deliver_pending, webhook_url, webhook_url_env
 from .store import open_alerts, raise_alert
 
 ALERTS_POOL = "alerts"
@@ -85,6 +85,8 @@ def pending_alerts_sensor(context: dg.SensorEvaluationContext):
         con.close()
     if not waiting:
         return dg.SkipReason("nothing to deliver")
+    if not webhook_url():  # a run could only record that it has nowhere to send them, every 5 minutes
+        return dg.SkipReason(f"{waiting} message(s) wait; no webhook configured ({webhook_url_env()})")
     # one run per new batch of messages, and again every 5 minutes while deliveries keep failing
     retry_slot = int(time.time() // 300)
     return dg.RunRequest(run_key=f"{newest.isoformat()}:{waiting}:{retry_slot}")

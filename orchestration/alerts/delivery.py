@@ -46,8 +46,13 @@ class DeliveryReport:
     message: str = ""
 
 
+def webhook_url_env() -> str:
+    """The environment variable that names the alert webhook (rules.yaml ``delivery.url_env``)."""
+    return config()["delivery"]["url_env"]
+
+
 def webhook_url() -> str:
-    return os.environ.get(config()["delivery"]["url_env"], "").strip()
+    return os.environ.get(webhook_url_env(), "").strip()
 
 
 def _record(sql: str, params: list) -> list[tuple]:

@@ -46,6 +46,19 @@ def test_definitions_wire_ingestion_to_dbt_sources(dbt_manifest):
     assert defs.resolve_schedule_def("daily_pipeline").cron_schedule == "0 3 * * *"
 
 
+def test_every_asset_is_in_a_named_group_and_dbt_models_in_their_folders(dbt_manifest):
+    from orchestration.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    groups = {key: graph.get(key).group_name for key in graph.get_all_asset_keys()}
+    assert not [key for key, group in groups.items() if group in (None, "default")]
+    manifest = json.loads(dbt_manifest.read_text())
+    for node in manifest["nodes"].values():
+        if node["resource_type"] == "model":
+            folder = node["original_file_path"].split("/")[1]  # models/<folder>/...
+            assert groups[dg.AssetKey([node["name"]])] == folder, node["name"]
+
+
 @pytest.mark.slow
 def test_dagster_validates_the_code_location(dbt_manifest):
     out = subprocess.run(

@@ -42,7 +42,24 @@ from .project import dbt_project
 
 WAREHOUSE_POOL = "warehouse"
 
-translator = DagsterDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
+
+
+class PitwallDbtTranslator(DagsterDbtTranslator):
+    """dagster-dbt's translator, with every model in the Dagster group of its folder under ``models/``
+    (staging, intermediate, marts, serving, and the domains: experiments, partners, recommendations, …) and the
+    seeds in ``seeds``, instead of all of them in the unnamed ``default`` group. A dbt ``group`` config wins."""
+
+    def get_group_name(self, dbt_resource_props) -> str | None:
+        explicit = super().get_group_name(dbt_resource_props)
+        if explicit:
+            return explicit
+        if dbt_resource_props["resource_type"] == "seed":
+            return "seeds"
+        fqn = dbt_resource_props.get("fqn") or []
+        return fqn[1] if len(fqn) > 2 else None  # [project, folder, …, name]
+
+
+translator = PitwallDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
 
 
 @dbt_assets(

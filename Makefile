@@ -15,7 +15,7 @@ DEMO_ARGS ?= --customers 300 --technicians 40 --days 14 --seed 7
 # relative to the working directory (seeds fail to load when two places disagree).
 DBT := cd dbt_project && $(CURDIR)/$(BIN)/dbt --no-use-colors
 
-.PHONY: demo test test-fast lint dagster dashboards bench venv manifest clean-data validate screenshots spark-demo
+.PHONY: demo test test-fast lint dagster dashboards mlflow bench venv manifest clean-data validate screenshots spark-demo
 
 $(BIN)/activate: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -94,6 +94,12 @@ spark-demo: venv manifest $(DAGSTER_HOME)/dagster.yaml
 
 dagster: venv manifest $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -m orchestration.definitions --host 127.0.0.1 --port 3000
+
+# MLflow's UI on the project's store (runs, the pitwall-nba registry and its @champion), on this machine only.
+MLFLOW_PORT ?= 5000
+mlflow: venv
+	$(BIN)/mlflow server --backend-store-uri sqlite:///$(PITWALL_DATA_DIR)/mlflow/mlflow.db \
+		--default-artifact-root $(PITWALL_DATA_DIR)/mlflow/artifacts --host 127.0.0.1 --port $(MLFLOW_PORT) --workers 1
 
 # On this machine only (127.0.0.1): the support console signs in the demo agent in development mode. A deployment
 # configures a sign-in ([auth] in .streamlit/secrets.toml) or the proxy secret instead (docs/support-console.md).

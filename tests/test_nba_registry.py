@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import os
+import signal
+import socket
+import subprocess
+import time
 
+import httpx
 import numpy as np
 import polars as pl
 import pytest
 from mlflow import MlflowClient
 
+from conftest import ROOT
 from models_ml.nba.gate import GateConfig
 from models_ml.nba.pipeline import train_evaluate_register
 from models_ml.nba.scoring import Champion, ChampionUnavailable, explain, load_champion, score
@@ -173,3 +179,33 @@ def test_reasons_are_computed_for_kept_rows_and_name_the_features_that_matter(fi
     assert (first_reason == "oil_life_pct").mean() > 0.9
     row = oil.row(0, named=True)
     assert f"oil life {row['oil_life_pct']:.0f}%" in row["reason_codes"]
+
+
+def test_make_mlflow_serves_the_projects_store_with_the_champion(store, first):
+    """`make mlflow` is MLflow's own server on the data root's store: its REST API (what the UI reads) shows the
+    registered model with its @champion, and the run's logged plots."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(["make", "--no-print-directory", "-o", "venv", "mlflow", f"MLFLOW_PORT={port}",
+                               f"PITWALL_DATA_DIR={store}"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+    base = f"http://127.0.0.1:{port}/api/2.0/mlflow"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, server.stderr.read()[-3000:]
+            try:
+                answer = httpx.get(f"{base}/registered-models/get", params={"name": MODEL_NAME}, timeout=5)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "mlflow server did not answer in 120 s"
+                time.sleep(0.5)
+        assert answer.status_code == 200, answer.text
+        aliases = {a["alias"]: a["version"] for a in answer.json()["registered_model"].get("aliases", [])}
+        assert aliases["champion"] == first.version
+        plots = httpx.get(f"{base}/artifacts/list", params={"run_id": first.run_id, "path": "plots"}, timeout=5)
+        assert {"plots/roc.png", "plots/calibration.png"} <= {f["path"] for f in plots.json()["files"]}
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)

@@ -204,7 +204,8 @@ def build_demo_world(root: Path) -> None:
                           f"DEMO_ARGS={shlex.join([*demo_args(), '--no-progress'])}"],
                          cwd=ROOT, env=subprocess_env(), capture_output=True, text=True)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    (root / "demo-report.txt").write_text(run.stdout[run.stdout.rfind("orchestration.report"):])
+    # from make's echo of the report's command line on
+    (root / "demo-report.txt").write_text(run.stdout[run.stdout.rfind("-m orchestration.report\n"):])
 
 
 @pytest.fixture(scope="session")

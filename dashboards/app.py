@@ -23,6 +23,8 @@ PAGES = [
     st.Page("views/trace_explorer.py", title="Trace Explorer", icon=":material/account_tree:", url_path="traces"),
     st.Page("views/feedback.py", title="Feedback", icon=":material/reviews:", url_path="feedback"),
     st.Page("views/experiments.py", title="Experiments", icon=":material/science:", url_path="experiments"),
+    st.Page("views/recommendations.py", title="Recommendations", icon=":material/recommend:",
+            url_path="recommendations"),
     st.Page("views/partners.py", title="Partners", icon=":material/handshake:", url_path="partners"),
     st.Page("views/support_console.py", title="Support console", icon=":material/support_agent:", url_path="support"),
 ]

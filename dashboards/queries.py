@@ -85,6 +85,12 @@ FILTERS_BY_SOURCE: dict[str, dict[str, str]] = {
     "partner_contract_breaches": {},
     "mart_reconciliation_breaks": {},
     "mart_partner_booking_funnel": {},
+    # Recommendations are tomorrow's, for every customer (serving), and the model is one for all: no filter
+    # applies to them; efficacy is weekly, by placement and action, and honours the date range only.
+    "recommendations": {},
+    "nba_model_runs": {},
+    "mart_recommendation_efficacy": {},
+    "mart_recommendation_efficacy_ips": {},
 }
 FILTER_LABELS = {"apps": "app", "roles": "role", "platforms": "platform", "app_versions": "app version"}
 
@@ -799,6 +805,82 @@ def _slowest_trace(query):
     return run
 
 
+# --- Recommendations ---------------------------------------------------------------------------------
+# The serving table is tomorrow's (built by the last run); the model runs and efficacy are history.
+
+def recommendation_policy_mix(con: Connection, f: Filters | None = None) -> pl.DataFrame:
+    """Rows of the serving table by placement and policy (model, explore, rules_fallback), with users."""
+    return _frame(con, """
+        select placement, policy, count(*) as rows, count(distinct user_id) as users,
+               any_value(model_version) as model_version, max(generated_at) as generated_at,
+               max(valid_until) as valid_until
+        from recommendations group by all order by placement, rows desc
+    """)
+
+
+def recommendation_top_actions(con: Connection, f: Filters | None = None) -> pl.DataFrame:
+    """What customers will see first: the rank-1 action per placement, by how many customers get it."""
+    return _frame(con, """
+        select placement, action_id, count(*) as customers,
+               count(*) / sum(count(*)) over (partition by placement) as share
+        from recommendations where rank = 1 group by placement, action_id order by placement, customers desc, action_id
+    """)
+
+
+def recommendation_model_runs(con: Connection, f: Filters | None = None) -> pl.DataFrame:
+    """Every training attempt of pitwall-nba, newest first: trained or why not, the version and the alias the
+    gate gave it, its reasons, and the holdout AUC and NDCG@3 of the model and both baselines."""
+    return _frame(con, "select * from nba_model_runs order by trained_at desc, run_id")
+
+
+def recommendation_efficacy(con: Connection, f: Filters) -> pl.DataFrame:
+    """Shown, clicked and accepted recommendations by policy and placement over the weeks touching the window
+    (ratio of sums: the rates are recomputed from the counts, never averaged)."""
+    return _frame(con, """
+        select policy, placement, sum(shown) as shown, sum(clicked) as clicked, sum(accepted) as accepted,
+               sum(clicked) / nullif(sum(shown), 0) as click_rate,
+               sum(accepted) / nullif(sum(shown), 0) as acceptance_rate,
+               sum(revenue) as revenue
+        from mart_recommendation_efficacy
+        where week_start between date_trunc('week', $start::date) and $end
+        group by all order by placement, policy
+    """, {"start": f.start, "end": f.end})
+
+
+def recommendation_ips(con: Connection, f: Filters | None = None) -> pl.DataFrame:
+    """Off-policy estimates of each action's acceptance rate from the explore traffic (IPS and self-normalised
+    IPS, with their 95 % intervals), over the whole logged history."""
+    return _frame(con, """
+        select action_id, exploration_exposures, shown, accepted, effective_sample_size,
+               ips_acceptance, ips_ci_low, ips_ci_high, snips_acceptance, snips_ci_low, snips_ci_high
+        from mart_recommendation_efficacy_ips where period = 'all'
+        order by snips_acceptance desc nulls last, action_id
+    """)
+
+
+def user_recommendations(con: Connection, f: Filters | None, user_id: str) -> pl.DataFrame:
+    """One customer's recommendations, by placement and rank, with the reasons the app shows."""
+    return _frame(con, """
+        select placement, rank, action_id, vin, policy, score, array_to_string(reason_codes, ' · ') as reasons,
+               model_version
+        from recommendations where user_id = $user_id order by placement, rank
+    """, {"user_id": user_id})
+
+
+def first_recommended_user(con: Connection, f: Filters | None = None) -> pl.DataFrame:
+    """The first customer of the serving table (by id): whom the Recommendations page shows until asked."""
+    return _frame(con, "select min(user_id) as user_id from recommendations having count(*) > 0")
+
+
+def _first_user(query):
+    """A user query with the first customer of the serving table: what the Recommendations page shows first."""
+    def run(con: Connection, f: Filters) -> pl.DataFrame:
+        first = first_recommended_user(con, f)
+        return query(con, f, first.item(0, "user_id") if first.height else "")
+    run.__name__ = query.__name__
+    return run
+
+
 def _slowest_route_examples(con: Connection, f: Filters) -> pl.DataFrame:
     """The example traces the API Latency page links for its slowest route."""
     top = slowest_routes(con, f, limit=1)
@@ -829,6 +911,8 @@ PAGE_QUERIES: dict[str, list[Query]] = {
                     _first_experiment(experiment_daily)],
     "partners": [partner_sla_summary, partner_sla_days, partner_contract_breaches, reconciliation_open_breaks,
                  reconciliation_breaks, partner_booking_funnel],
+    "recommendations": [recommendation_policy_mix, recommendation_top_actions, recommendation_model_runs,
+                        recommendation_efficacy, recommendation_ips, _first_user(user_recommendations)],
 }
 # Tables each page needs; a missing one means the pipeline has not built it yet.
 PAGE_TABLES: dict[str, list[str]] = {
@@ -842,4 +926,6 @@ PAGE_TABLES: dict[str, list[str]] = {
     "experiments": ["mart_experiment_results", "mart_experiment_daily", "experiment_definitions"],
     "partners": ["mart_partner_sla_daily", "partner_contract_breaches", "mart_reconciliation_breaks",
                  "mart_partner_booking_funnel"],
+    "recommendations": ["recommendations", "nba_model_runs", "mart_recommendation_efficacy",
+                        "mart_recommendation_efficacy_ips"],
 }

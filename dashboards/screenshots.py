@@ -30,6 +30,7 @@ PAGES = {
     "traces": "trace_explorer",
     "feedback": "feedback",
     "experiments": "experiments",
+    "recommendations": "recommendations",
     "partners": "partners",
     "support": "support_console",
 }

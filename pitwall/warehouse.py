@@ -30,3 +30,19 @@ def write_table(name: str, frame: pl.DataFrame, order_by: tuple[str, ...] = ()) 
         con.unregister("frame")
     finally:
         con.close()
+
+
+def replace_rows(name: str, frame: pl.DataFrame, key: str) -> None:
+    """Append the frame's rows to a table (created from the frame the first time), first deleting the rows with
+    the same ``key`` values, in one transaction: a run that records its row twice (a retry) keeps one."""
+    con = connect(paths.warehouse_path())
+    try:
+        con.register("frame", frame.to_arrow())
+        con.execute("begin transaction")
+        con.execute(f'create table if not exists "{name}" as select * from frame limit 0')
+        con.execute(f'delete from "{name}" where "{key}" in (select "{key}" from frame)')
+        con.execute(f'insert into "{name}" by name select * from frame')
+        con.execute("commit")
+        con.unregister("frame")
+    finally:
+        con.close()

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 APP = str(ROOT / "dashboards" / "app.py")
 PAGES = ["views/overview.py", "views/funnels.py", "views/engagement.py", "views/release_health.py",
          "views/api_latency.py", "views/trace_explorer.py", "views/feedback.py", "views/experiments.py",
-         "views/partners.py"]
+         "views/recommendations.py", "views/partners.py"]
 # The experiments the simulated apps expose users to (simulator/experiments.py); booking-flow-v2 has the planted SRM.
 EXPOSED_EXPERIMENTS = {"nba-reasons-text", "home-layout-v2", "booking-flow-v2"}
 
@@ -379,3 +379,24 @@ def test_partners_page_shows_the_planted_sla_breaches_and_open_breaks(app, mart,
     assert metric(app, "Open breaks").value == f"{len(planted['breaks']):,}"
     stake = mart.execute("select sum(amount_at_stake) from mart_reconciliation_breaks where status = 'open'").fetchall()
     assert metric(app, "Amount at stake").value == f"{stake[0][0]:,.2f}"
+
+
+def test_recommendations_page_shows_why_the_rules_fallback_serves_and_the_serving_table(app, mart):
+    """The demo world is too short to train: the page says so with the reason the last training gave, and its
+    counts, top actions and one customer's rows equal the published serving table's."""
+    open_page(app, "views/recommendations.py")
+    (reason,) = mart.execute("select skipped_reason from nba_model_runs order by trained_at desc limit 1").fetchall()[0]
+    assert reason and any("No champion" in i.value and reason in i.value for i in app.info)
+    (rows,) = mart.execute("select count(*) from recommendations").fetchall()[0]
+    assert metric(app, "Rows").value == f"{rows:,}"
+    for policy, n in mart.execute("select policy, count(*) from recommendations group by 1").fetchall():
+        assert metric(app, policy).value == f"{n:,}"
+    first, last = mart.execute("select min(user_id), max(user_id) from recommendations").fetchall()[0]
+    for user in (first, last):
+        if user == last:
+            app.text_input(key="recommendation_user").set_value(last).run()
+            assert not app.exception, [e.value for e in app.exception]
+        shown = dataframe_with(app, "reasons")
+        expected = mart.execute("select placement, rank, action_id, array_to_string(reason_codes, ' · ') "
+                                "from recommendations where user_id = ? order by placement, rank", [user]).fetchall()
+        assert list(zip(shown["placement"], shown["rank"], shown["action_id"], shown["reasons"])) == expected

@@ -7,12 +7,14 @@ The work (XGBoost, MLflow) is imported when an asset runs, not when the code loc
 ``dagster`` command and every run's start would otherwise pay for it (about 2.5 s).
 """
 
+import datetime as dt
+
 import dagster as dg
 from dagster_dbt import get_asset_key_for_model
 
 from orchestration.dbt.assets import WAREHOUSE_POOL, pitwall_dbt_models
 from pitwall.flags import load_flags
-from pitwall.warehouse import write_table
+from pitwall.warehouse import replace_rows, write_table
 
 RECOMMENDATIONS = dg.AssetKey(["recommendations"])
 MAINTENANCE_REMINDERS = dg.AssetKey(["maintenance_reminders"])
@@ -52,9 +54,10 @@ class PartsSuggestionPolicy(dg.Config):
 def nba_model(context: dg.AssetExecutionContext, config: TrainingConfig) -> dg.MaterializeResult:
     from models_ml.nba import GateConfig, TrainConfig
 
-    from .build import TrainingSkipped, train
+    from .build import MODEL_RUNS_TABLE, TrainingSkipped, model_run_row, train
 
     outcome = train(TrainConfig(**config.train), GateConfig.from_mapping(config.gate))
+    replace_rows(MODEL_RUNS_TABLE, model_run_row(outcome, context.run_id, dt.datetime.now(dt.UTC)), key="run_id")
     if isinstance(outcome, TrainingSkipped):
         context.log.warning(f"pitwall-nba not trained: {outcome.reason}")
         return dg.MaterializeResult(metadata={"trained": False, "reason": outcome.reason})

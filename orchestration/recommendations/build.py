@@ -71,6 +71,29 @@ def train(train_config: TrainConfig | None = None, gate_config: GateConfig | Non
     return train_evaluate_register(frame, FEATURES, train_config, gate_config)
 
 
+MODEL_RUNS_TABLE = "nba_model_runs"  # one row per training attempt: the Recommendations page's model history
+MODEL_RUN_METRICS = tuple(f"{who}_{metric}" for metric in ("auc", "ndcg_at_3")
+                          for who in ("model", "popularity", "rules"))
+
+
+def model_run_row(outcome: TrainingOutcome | TrainingSkipped, run_id: str, at: dt.datetime) -> pl.DataFrame:
+    """What a training attempt decided, as one row of ``nba_model_runs``: trained or why not, the version and the
+    alias the gate gave it, its reasons, and the holdout metrics of the model and both baselines."""
+    trained = not isinstance(outcome, TrainingSkipped)
+    metrics = outcome.evaluation.flat() if trained else {}
+    row = {"run_id": run_id, "trained_at": at, "trained": trained,
+           "skipped_reason": None if trained else outcome.reason,
+           "version": outcome.version if trained else None,
+           "alias": outcome.decision.alias if trained else None,
+           "mlflow_run_id": outcome.run_id if trained else None,
+           "gate_reasons": list(outcome.decision.reasons) if trained else [],
+           **{name: metrics.get(name) for name in MODEL_RUN_METRICS}}
+    schema = {"run_id": pl.String, "trained_at": pl.Datetime("us", "UTC"), "trained": pl.Boolean,
+              "skipped_reason": pl.String, "version": pl.String, "alias": pl.String, "mlflow_run_id": pl.String,
+              "gate_reasons": pl.List(pl.String), **{name: pl.Float64 for name in MODEL_RUN_METRICS}}
+    return pl.DataFrame([row], schema=schema)
+
+
 def _rule_reasons(kept: pl.DataFrame) -> pl.DataFrame:
     """Reasons of the rules-only ordering: the reading the action's rule looks at, else its description."""
     text = np.full(len(kept), None, dtype=object)

@@ -117,6 +117,11 @@ def test_the_champion_beats_the_baselines_and_recovers_the_hidden_propensity(tra
     assert {p for p, _, _ in rows} <= {"model", "explore"} and "model" in {p for p, _, _ in rows}
     assert {(v, a) for _, v, a in rows} == {(str(metrics["version"]), "champion")}
     check_table_invariants(root)
+    # the training's own record (what the Recommendations page reads) agrees with the MLflow registry
+    ((version, alias, auc, ndcg),) = published_rows(root, """
+        select version, alias, model_auc, model_ndcg_at_3 from nba_model_runs where trained""")
+    assert (version, alias) == (str(metrics["version"]), "champion")
+    assert (auc, ndcg) == pytest.approx((metrics["model_auc"], metrics["model_ndcg_at_3"]))
 
 
 def test_policy_switches_and_determinism(trained_world, monkeypatch):

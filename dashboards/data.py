@@ -133,6 +133,15 @@ def sidebar_filters() -> None:
     st.sidebar.caption(f"Data: {first_day} to {last_day}, published file `{path.name}`.")
 
 
+def data_extent() -> tuple:
+    """(first day, last day) with sessions in the published file, or (None, None)."""
+    path = published_file()
+    if missing_tables(["mart_release_health", "apps"]):
+        return None, None
+    extent, _ = _choices(str(path), published_version(path))
+    return extent.item(0, "first_day"), extent.item(0, "last_day")
+
+
 def filters() -> Filters:
     """The global filters as chosen in the sidebar (a half-picked date range counts as one day)."""
     dates = tuple(st.session_state.get(DATES_KEY) or ())

@@ -400,3 +400,15 @@ def test_recommendations_page_shows_why_the_rules_fallback_serves_and_the_servin
         expected = mart.execute("select placement, rank, action_id, array_to_string(reason_codes, ' · ') "
                                 "from recommendations where user_id = ? order by placement, rank", [user]).fetchall()
         assert list(zip(shown["placement"], shown["rank"], shown["action_id"], shown["reasons"])) == expected
+
+
+def test_overview_warns_when_the_previous_window_lies_before_the_data(app, mart, window):
+    from dashboards.data import DATES_KEY
+
+    open_page(app, "views/overview.py")
+    assert not app.warning  # the default window's previous week is inside the data
+    first_day = mart.execute("select min(day) from mart_release_health").fetchall()[0][0]
+    app.date_input(key=DATES_KEY).set_value((first_day, first_day + timedelta(days=2))).run()
+    assert not app.exception, [e.value for e in app.exception]
+    (warning,) = app.warning
+    assert f"first day {first_day}" in warning.value and "0 days of data" in warning.value

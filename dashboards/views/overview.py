@@ -9,6 +9,13 @@ st.title("Overview")
 f = data.filters()
 compare = f"vs the previous {f.days} day{'s' if f.days > 1 else ''}"
 st.caption(f"{f.start} to {f.end}, {compare} ({f.previous().start} to {f.previous().end}).")
+first_day, _ = data.data_extent()
+if first_day is not None and f.previous().start < first_day:
+    covered = max(0, (f.previous().end - first_day).days + 1)
+    st.warning(f"The previous {f.days} days start before the data (first day {first_day}): they hold "
+               f"{covered} day{'s' if covered != 1 else ''} of data, so the changes below compare against "
+               f"{'nothing' if covered == 0 else 'a partial window'}. Pick a later window to compare like with like.",
+               icon=":material/history_toggle_off:")
 
 
 def by_period(frame, column):

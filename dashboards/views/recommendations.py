@@ -36,8 +36,10 @@ if data.page_ready("recommendations"):
                              " vs best baseline")
         cols[3].metric("Trained", best["trained_at"].strftime("%Y-%m-%d %H:%M UTC"), border=True)
     with st.expander(f"Training history ({runs.height} runs)", expanded=champion.is_empty() and runs.height > 0):
+        # missing shown as blank, not "None"
         st.dataframe(runs.select("trained_at", "trained", "version", "alias", "skipped_reason", "gate_reasons",
-                                 "model_auc", "popularity_auc", "rules_auc", "model_ndcg_at_3"),
+                                 "model_auc", "popularity_auc", "rules_auc", "model_ndcg_at_3")
+                     .with_columns(pl.col(pl.String).fill_null("")),
                      hide_index=True, width="stretch",
                      column_config={"trained_at": st.column_config.DatetimeColumn("trained", format="YYYY-MM-DD HH:mm"),
                                     "skipped_reason": "not trained because",
@@ -55,10 +57,11 @@ if data.page_ready("recommendations"):
                    "UTC. Global filters do not apply: the table holds every customer.")
         by_policy = mix.group_by("policy").agg(pl.col("rows").sum())
         cols = st.columns(1 + by_policy.height)
-        cols[0].metric("Rows", f"{mix['rows'].sum():,}", border=True)
+        total = mix["rows"].sum()
+        cols[0].metric("Rows", f"{total:,}", border=True, help="rows of recommendations: customer × placement × rank")
         for col, row in zip(cols[1:], by_policy.sort("rows", descending=True).to_dicts()):
-            col.metric(row["policy"], f"{row['rows']:,}", percent(row["rows"] / mix["rows"].sum(), 1), border=True,
-                       delta_color="off")
+            col.metric(row["policy"], f"{row['rows']:,}", border=True,
+                       help=f"{percent(row['rows'] / total, 1)} of the rows")
         st.altair_chart(charts.bars(mix, "placement", "rows", "policy", horizontal=True, y_title="rows",
                                     height=max(120, 36 * mix.height)), width="stretch")
 

@@ -69,7 +69,10 @@ if data.require_tables(["mart_feature_requests"]):
         st.info("No feature requests in these weeks.")
     else:
         st.altair_chart(alt.Chart(topics).mark_bar().encode(
-            x=alt.X("week_start:O", title="week"), y=alt.Y("requests:Q", title="requests", stack="zero"),
+            # a date as an ordinal axis needs its time unit, or Vega-Lite labels it in epoch milliseconds
+            x=alt.X("week_start:O", timeUnit="yearmonthdate", title="week starting",
+                    axis=alt.Axis(format="%b %d", labelAngle=0)),
+            y=alt.Y("requests:Q", title="requests", stack="zero"),
             color=alt.Color("topic:N", title=None, legend=alt.Legend(orient="bottom")),
             tooltip=["week_start:T", "topic:N", "requests:Q", "users:Q", "example_text:N"],
         ).properties(height=260), width="stretch")

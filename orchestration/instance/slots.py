@@ -124,8 +124,10 @@ def worker_alive(pid: int, run_started_at: float) -> bool:
         process = psutil.Process(pid)
         return (process.status() != psutil.STATUS_ZOMBIE
                 and process.create_time() <= run_started_at + PID_START_SLACK_SECONDS)
-    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
         return False
+    except psutil.AccessDenied:  # it exists and is not ours to inspect: never judged dead
+        return True
 
 
 def release_slots_of_ended_runs(instance: dg.DagsterInstance) -> list[Release]:

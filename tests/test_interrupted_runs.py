@@ -264,7 +264,7 @@ def test_the_pipeline_interrupted_while_dbt_holds_the_warehouse_reruns_to_a_clea
     wait_for(lambda: [c for c in session_processes(first.pid) if "dbt" in c], "dbt to start building")
     time.sleep(1.0)
     if sig == signal.SIGKILL:
-        kill_tree(first, sig)  # the whole tree, dbt with it, as a time limit or a container stop does
+        os.killpg(first.pid, sig)  # the whole tree, dbt with it, as a time limit or a container stop does
     else:
         first.send_signal(sig)  # the CLI's process only, as `timeout` or `kill` does; it stops dbt itself
     out, _ = first.communicate(timeout=WAIT_SECONDS)

@@ -10,8 +10,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 include offline.env
 export $(shell sed -n 's/^\([A-Z_][A-Z0-9_]*\)=.*/\1/p' offline.env)
 
-# Five weeks: enough logged exposures (three weeks of labels) for the next-best-action model to train and be gated.
-DEMO_ARGS ?= --customers 300 --technicians 40 --days 35 --seed 7
+DEMO_ARGS ?= --customers 300 --technicians 40 --days 14 --seed 7
 # dbt runs from inside its project, as dagster-dbt runs it: its partial-parse cache keeps file paths
 # relative to the working directory (seeds fail to load when two places disagree).
 DBT := cd dbt_project && $(CURDIR)/$(BIN)/dbt --no-use-colors

@@ -381,18 +381,12 @@ def test_partners_page_shows_the_planted_sla_breaches_and_open_breaks(app, mart,
     assert metric(app, "Amount at stake").value == f"{stake[0][0]:,.2f}"
 
 
-def test_recommendations_page_shows_the_champion_and_the_serving_table(app, mart, world):
-    """The demo world trains a champion: the page shows the version the MLflow registry holds with its holdout
-    metrics, and its counts and one customer's rows equal the published serving table's."""
-    from mlflow import MlflowClient
-
+def test_recommendations_page_shows_why_the_rules_fallback_serves_and_the_serving_table(app, mart):
+    """The demo world is too short to train: the page says so with the reason the last training gave, and its
+    counts, top actions and one customer's rows equal the published serving table's."""
     open_page(app, "views/recommendations.py")
-    client = MlflowClient(tracking_uri=f"sqlite:///{world[0] / 'mlflow' / 'mlflow.db'}")
-    champion = client.get_model_version_by_alias("pitwall-nba", "champion")
-    logged = client.get_run(champion.run_id).data.metrics
-    assert metric(app, "Champion").value == f"pitwall-nba v{champion.version}"
-    assert metric(app, "AUC").value == f"{logged['model_auc']:.3f}"
-    assert metric(app, "NDCG@3").value == f"{logged['model_ndcg_at_3']:.3f}"
+    (reason,) = mart.execute("select skipped_reason from nba_model_runs order by trained_at desc limit 1").fetchall()[0]
+    assert reason and any("No champion" in i.value and reason in i.value for i in app.info)
     (rows,) = mart.execute("select count(*) from recommendations").fetchall()[0]
     assert metric(app, "Rows").value == f"{rows:,}"
     for policy, n in mart.execute("select policy, count(*) from recommendations group by 1").fetchall():

@@ -1,7 +1,7 @@
 """The simulated partners write what the contracts promise, and truth.json["partners"] is what an independent
 reading of the files finds.
 
-On the demo world (`make demo`'s DEMO_ARGS: 300 customers, 40 technicians, 35 days, seed 7): records checked against
+On the demo world (300 customers, 40 technicians, 14 days, seed 7): records checked against
 contracts/partners/*.odcs.yaml with a small validator written here, webhook signatures verified with the secret,
 the reconciliation rules of docs/partners-design.md section 5 reimplemented here and run on the landed files
 (phase 1) and again after the late updates (phase 2), the SLA days recomputed, and the internal bookings tied

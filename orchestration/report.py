@@ -98,7 +98,11 @@ def model(con) -> list[str]:
             if values["model"] is not None:
                 lines.append(f"  {metric.upper().replace('_AT_', '@')}: model {values['model']:.3f}, "
                              + ", ".join(f"{who} {v:.3f}" for who, v in values.items() if who != "model" and v is not None))
-        lines += [f"  gate: {reason}" for reason in meta.get("reasons") or []]
+        reasons = list(meta.get("reasons") or [])
+        if meta["alias"] == "champion":  # every check passed: one line, the checks are in MLflow
+            lines.append(f"  gate: passed its {len(reasons)} checks (make mlflow: the run's tags and plots)")
+        else:
+            lines += [f"  gate: {reason}" for reason in reasons]
     if _has(con, "recommendations"):
         mix = con.execute("select policy, count(*) from recommendations group by 1 order by 2 desc").fetchall()
         lines.append("Recommendations by policy: " + ", ".join(f"{p} {n:,}" for p, n in mix)

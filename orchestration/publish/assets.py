@@ -18,11 +18,10 @@ STAGED = dg.AssetKey(["published", "staged"])
 PYTHON_SERVING_TABLES = ["maintenance_reminders", "parts_suggestions", "recommendations", "ui_layouts"]
 # Marts written by Python assets (statistics need scipy).
 PYTHON_MARTS = ["mart_experiment_daily", "mart_experiment_results"]
-# What the checks audit: every mart (a dbt model named mart_*, in whichever domain's folder: the partner marts
-# live in models/partners/, and the Python ones) and the serving tables (dbt's, read from its manifest).
-MART_PREFIX = "mart_"
+# What the checks audit: the marts (models/marts/ and the Python ones) and the serving tables (dbt's, read
+# from its manifest).
 SERVING_TABLES = sorted(models_in(dbt_project.manifest_path, tag=SERVING_TAG) + PYTHON_SERVING_TABLES)
-AUDITED_TABLES = sorted(set(models_in(dbt_project.manifest_path, prefix=MART_PREFIX)) | set(SERVING_TABLES)
+AUDITED_TABLES = sorted(set(models_in(dbt_project.manifest_path, folders=("marts",))) | set(SERVING_TABLES)
                         | set(PYTHON_MARTS))
 
 

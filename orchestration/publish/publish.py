@@ -72,16 +72,13 @@ def _manifest_nodes(manifest_path: Path) -> tuple[dict, ...]:
     return tuple(json.loads(Path(manifest_path).read_text())["nodes"].values())
 
 
-def models_in(manifest_path: Path, *, folders: tuple[str, ...] = (), tag: str | None = None,
-              prefix: str | None = None) -> list[str]:
-    """Names of the dbt models under the given top-level model folders, or with the given tag, or whose name
-    starts with the given prefix (the layer: ``mart_`` is a mart in whichever domain's folder it lives)."""
+def models_in(manifest_path: Path, *, folders: tuple[str, ...] = (), tag: str | None = None) -> list[str]:
+    """Names of the dbt models under the given top-level model folders, or with the given tag."""
     nodes = _manifest_nodes(Path(manifest_path))
     return sorted(
         n["name"] for n in nodes
         if n["resource_type"] == "model"
-        and ((len(n["fqn"]) > 2 and n["fqn"][1] in folders) or (tag is not None and tag in n["config"].get("tags", []))
-             or (prefix is not None and n["name"].startswith(prefix)))
+        and ((len(n["fqn"]) > 2 and n["fqn"][1] in folders) or (tag is not None and tag in n["config"].get("tags", [])))
     )
 
 

@@ -5,15 +5,14 @@
    serves), 3. the serving tables the backend reads, 4. the run's decisions (release gate, reconciliation breaks,
    SLA breaches, alerts), 5. where to look next. ``--relations`` adds every warehouse relation with its rows.
 
-Everything is read from the published copy (what readers see), the ingestion ledger, the simulator's truth file
-when the world is simulated, and the last ``nba_model`` materialization in the Dagster instance.
+Everything is read from the published copy (what readers see, the training record ``nba_model_runs`` included),
+the ingestion ledger, and the simulator's truth file when the world is simulated.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 from collections import Counter
 
 from pitwall import paths
@@ -85,21 +84,24 @@ def planted_keys() -> set[str]:
 
 
 def model(con) -> list[str]:
-    meta = last_nba_model_metadata()
+    """The last training attempt (``nba_model_runs``, what the Recommendations page reads) and the policy mix."""
+    last = con.sql("select * from nba_model_runs order by trained_at desc, run_id limit 1").pl().to_dicts() \
+        if _has(con, "nba_model_runs") else []
     lines = []
-    if meta is None:
-        lines.append("pitwall-nba: no nba_model run recorded in this Dagster instance")
-    elif not meta.get("trained"):
-        lines.append(f"pitwall-nba not trained: {meta.get('reason')}")
+    if not last:
+        lines.append("pitwall-nba: no training attempt recorded (nba_model_runs)")
+    elif not last[0]["trained"]:
+        lines.append(f"pitwall-nba not trained: {last[0]['skipped_reason']}")
     else:
-        lines.append(f"pitwall-nba version {meta['version']} → @{meta['alias']} (MLflow run {meta['mlflow_run_id']})")
+        run = last[0]
+        lines.append(f"pitwall-nba version {run['version']} → @{run['alias']} (MLflow run {run['mlflow_run_id']})")
         for metric in ("auc", "ndcg_at_3"):
-            values = {who: meta.get(f"{who}_{metric}") for who in ("model", "popularity", "rules")}
+            values = {who: run[f"{who}_{metric}"] for who in ("model", "popularity", "rules")}
             if values["model"] is not None:
                 lines.append(f"  {metric.upper().replace('_AT_', '@')}: model {values['model']:.3f}, "
                              + ", ".join(f"{who} {v:.3f}" for who, v in values.items() if who != "model" and v is not None))
-        reasons = list(meta.get("reasons") or [])
-        if meta["alias"] == "champion":  # every check passed: one line, the checks are in MLflow
+        reasons = list(run["gate_reasons"] or [])
+        if run["alias"] == "champion":  # every check passed: one line, the checks are in MLflow
             lines.append(f"  gate: passed its {len(reasons)} checks (make mlflow: the run's tags and plots)")
         else:
             lines += [f"  gate: {reason}" for reason in reasons]
@@ -108,21 +110,6 @@ def model(con) -> list[str]:
         lines.append("Recommendations by policy: " + ", ".join(f"{p} {n:,}" for p, n in mix)
                      + ("  (rules fallback: no champion to score with)" if "model" not in dict(mix) else ""))
     return lines
-
-
-def last_nba_model_metadata() -> dict | None:
-    """The metadata of the last nba_model materialization (trained or not, and why), from the Dagster instance."""
-    if not os.environ.get("DAGSTER_HOME"):
-        return None
-    import dagster as dg
-
-    from orchestration.recommendations.assets import NBA_MODEL
-
-    with dg.DagsterInstance.get() as instance:
-        event = instance.get_latest_materialization_event(NBA_MODEL)
-    if event is None or event.asset_materialization is None:
-        return None
-    return {key: value.value for key, value in event.asset_materialization.metadata.items()}
 
 
 def serving() -> list[str]:

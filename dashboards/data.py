@@ -109,12 +109,10 @@ def sidebar_filters() -> None:
     """The global filters. Their widgets live in the entrypoint, which runs before every page, and keep
     their values in st.session_state under fixed keys, so a choice survives switching pages."""
     path = published_file()
-    if missing_tables(["mart_release_health", "apps"]):
-        return
-    extent, options = _choices(str(path), published_version(path))
-    first_day, last_day = extent.item(0, "first_day"), extent.item(0, "last_day")
+    first_day, last_day = data_extent()
     if first_day is None:
         return
+    _, options = _choices(str(path), published_version(path))
     default_start = max(first_day, last_day - timedelta(days=6))
     # Seed the state once, then let the widgets own it (passing value= as well would reset it on each run).
     dates = st.session_state.get(DATES_KEY)

@@ -58,12 +58,12 @@ demo: venv manifest $(DAGSTER_HOME)/dagster.yaml
 # The whole suite (CI): two pytest-xdist workers, each test module kept on one worker (its module fixtures
 # are built once); the gbstats comparison must run, not skip.
 test: venv manifest $(DAGSTER_HOME)/dagster.yaml gbstats-venv
-	PITWALL_REQUIRE_GBSTATS=1 $(BIN)/python -m pytest -n 2 --dist loadscope --durations 25
+	PITWALL_REQUIRE_GBSTATS=1 $(BIN)/python -m pytest -n 2 --dist loadscope --no-loadscope-reorder --durations 25
 
 # The development loop: every module's logic on small data, without the end-to-end worlds (tests marked
 # slow); minutes, not tens of minutes.
 test-fast: venv manifest $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/python -m pytest -m "not slow" -n 2 --dist loadscope -q
+	$(BIN)/python -m pytest -m "not slow" -n 2 --dist loadscope --no-loadscope-reorder -q
 
 # ruff over the Python, sqlfluff over the dbt project's SQL (pyproject.toml [tool.ruff], .sqlfluff).
 lint: venv

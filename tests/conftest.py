@@ -226,14 +226,17 @@ def con(world):
     connection.close()
 
 
-# The longest modules first, so the two pytest-xdist workers start on them together instead of one of them
-# finishing alone at the end (with --dist loadscope a module runs on one worker, in collection order).
-LONGEST_FIRST = ("test_recommendations.py", "test_engine_equivalence.py")
+# Which module each pytest-xdist worker starts on (with --dist loadscope a module runs on one worker; the
+# Makefile passes --no-loadscope-reorder so that this order is kept, not replaced by "most tests first"):
+# the Spark equivalence (minutes, mostly waiting on Spark) on one worker; on the other, a module on the demo
+# world, which builds that world for everyone, then the trained world. Nobody waits on a world's lock, and
+# the two workers end together instead of one finishing the Spark module alone.
+STARTING_ORDER = ("test_engine_equivalence.py", "test_support_console.py", "test_recommendations.py")
 
 
 def pytest_collection_modifyitems(config, items):
     def rank(item) -> int:
         name = item.path.name
-        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+        return STARTING_ORDER.index(name) if name in STARTING_ORDER else len(STARTING_ORDER)
 
     items.sort(key=rank)  # stable: each module keeps its own order

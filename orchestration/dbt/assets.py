@@ -18,8 +18,8 @@ run can change:
   leaves that day in a marker; the build passes it as ``PITWALL_REPROCESS_FROM`` so the incremental models
   rebuild from it (and test from it), and a whole successful build clears the marker.
 - unit tests check the SQL against fixed fixtures, not the data: they run when the dbt project's files (or
-  dbt's version) differ from those of the last build whose unit tests passed (recorded under the data root),
-  and are skipped otherwise.
+  dbt's version) differ from those of the last build whose unit tests passed (recorded in the dbt project's
+  target folder, for every data root: they do not read the data), and are skipped otherwise.
 """
 
 import functools
@@ -101,7 +101,11 @@ def pitwall_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
         clear_reprocess_from(reprocess)
     # Recorded only when every model (hence every unit test) was in the build.
     if unit_tests and invocation.is_successful() and whole:
-        unit_tests_record().write_text(json.dumps({"project": code}))
+        record = unit_tests_record()
+        record.parent.mkdir(parents=True, exist_ok=True)
+        staged = record.with_name(f"{record.name}.{os.getpid()}.tmp")
+        staged.write_text(json.dumps({"project": code}))
+        staged.replace(record)  # atomic: pipelines on other data roots may read it meanwhile
 
 
 CHANGED_SINCE_ENV = "PITWALL_TESTS_CHANGED_SINCE"  # read by dbt_project/macros/tests/changed_rows.sql
@@ -162,7 +166,7 @@ def changed_since(manifest_path: Path) -> dict[str, str]:
 
 
 def unit_tests_record() -> Path:
-    return paths.data_dir() / "dbt_unit_tests_passed.json"
+    return Path(dbt_project.project_dir) / "target" / "dbt_unit_tests_passed.json"
 
 
 def _unit_tests_passed_for() -> str | None:

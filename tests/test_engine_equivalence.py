@@ -95,14 +95,15 @@ def builds(tmp_path_factory):
     run_python("-m", "simulator", "--out", str(full / "landing"), "--customers", "40", "--technicians", "6",
                "--days", str(DAYS), "--seed", "3", "--no-progress", env=env)
     run_python("-m", "orchestration.ingestion", env=env)
-    # The reference: every day at once. (The data tests run on DuckDB in every simulated world's build.)
-    dbt(full, "duckdb", "build", "--exclude-resource-type", "test")
+    # The reference: every day at once. (The data and unit tests run in the pipeline's build of every
+    # simulated world.)
+    dbt(full, "duckdb", "build", "--exclude-resource-type", "test", "--exclude-resource-type", "unit_test")
 
     days = sorted({p.name.removeprefix("dt=") for p in full.glob("raw/events/dt=*")} - {"1970-01-01"})
     assert len(days) >= DAYS
     cut = days[FIRST_DAYS]
     land_raw(full, daily, before=cut)
-    dbt(daily, "duckdb", "build", "--exclude-resource-type", "test")
+    dbt(daily, "duckdb", "build", "--exclude-resource-type", "test", "--exclude-resource-type", "unit_test")
     # Spark as orchestration.dbt.assets runs it: dbt build without the DuckDB-dialect unit tests. The data
     # tests all run on DuckDB in every simulated world's build; on Spark, one of each kind (below) is compiled
     # and run: all ~250 would cost a Spark job each (minutes) and check nothing the table-by-table comparison

@@ -655,12 +655,16 @@ class _Builder:
 
     # -- recall campaigns -------------------------------------------------------------------------------------
     def _recalls(self) -> list[dict]:
-        """A few campaigns on one make's vehicles each: open on publication, a remedy later, remedied at a visit."""
+        """A few campaigns on one make's vehicles each: open on publication, a remedy later, remedied at a visit.
+        The campaigns published during the world keep their distance to its end in worlds longer than two
+        weeks, so that every world ends with recalls still open (remedies take up to two weeks)."""
         w, rng, end = self.w, self.rng, self.end
         campaigns = (("RC-26V-101", "Ford", "fuel pump", "high", -20), ("RC-26V-214", "Toyota", "airbag inflator", "critical", 2),
                      ("RC-26V-377", "Hyundai", "brake caliper bolt", "medium", 5), ("RC-26V-402", "Tesla", "seat belt chime", "low", 9))
         out = []
         for campaign_id, make, component, severity, day in campaigns:
+            if day >= 0:
+                day += max(self.days - 14, 0)
             published = w.start_us + min(day, max(self.days - 1, 0)) * DAY_US + 15 * HOUR_US
             affected = [v for v in range(len(self.vin)) if w.vehicle_make[v] == make]
             u = rng.random(len(affected))

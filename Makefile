@@ -56,7 +56,8 @@ demo: venv manifest $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m orchestration.report
 
 # The whole suite (CI): two pytest-xdist workers, each test module kept on one worker (its module fixtures
-# are built once); the gbstats comparison must run, not skip.
+# are built once), modules started in the conftest's order (STARTING_ORDER; xdist would otherwise sort them by
+# their number of tests); the gbstats comparison must run, not skip.
 test: venv manifest $(DAGSTER_HOME)/dagster.yaml gbstats-venv
 	PITWALL_REQUIRE_GBSTATS=1 $(BIN)/python -m pytest -n 2 --dist loadscope --no-loadscope-reorder --durations 25
 

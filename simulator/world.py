@@ -42,7 +42,7 @@ APPS = (
 class Release:
     version: str
     build: str
-    ships_at_fraction: float  # position in the run where the release ships (< 0: before the run)
+    ships_at_fraction: float  # position in the run's last two weeks where it ships (< 0: before the run)
 
 
 RELEASES = (
@@ -51,6 +51,19 @@ RELEASES = (
     Release("3.4.1", "341", 0.40),
     Release("3.5.0", "350", 0.65),
 )
+
+
+# Releases ship within the last two weeks of a longer world, as they do in a two-week one: a release's life, and
+# so the weight of the planted crash spike in its crash-free rate, does not stretch with the world's length.
+RELEASE_WINDOW_DAYS = 14
+
+
+def release_ship_day(release: Release, days: int) -> float:
+    """The day (from the world's start, fractional) a release ships; negative: before the world."""
+    if release.ships_at_fraction < 0:
+        return -60.0
+    window = min(days, RELEASE_WINDOW_DAYS)
+    return days - window + release.ships_at_fraction * window
 
 
 def release_name(app: int, release: int) -> str:
@@ -219,7 +232,7 @@ class World:
     @property
     def spike_day(self) -> int:
         """Day of the planted crash spike: halfway between the 3.4.1 and 3.5.0 rollouts."""
-        mid = (RELEASES[2].ships_at_fraction + RELEASES[3].ships_at_fraction) / 2 * self.days
+        mid = (release_ship_day(RELEASES[2], self.days) + release_ship_day(RELEASES[3], self.days)) / 2
         return int(min(max(np.floor(mid), 0), self.days - 1))
 
 
@@ -326,7 +339,7 @@ def build_world(seed: int, start: dt.date, days: int, customers: int, technician
 
     # Release rollout: a device installs a release some time after it ships; ~15% of devices lag by a week or more.
     release_us = np.array(
-        [start_us + int(r.ships_at_fraction * days * DAY_US) if r.ships_at_fraction >= 0 else start_us - 60 * DAY_US for r in RELEASES],
+        [start_us + int(release_ship_day(r, days) * DAY_US) for r in RELEASES],
         dtype=np.int64,
     )
     laggard = rng.random(nd) < 0.15

@@ -53,16 +53,17 @@ RELEASES = (
 )
 
 
-# Releases ship within the last two weeks of a longer world, as they do in a two-week one: a release's life, and
-# so the weight of the planted crash spike in its crash-free rate, does not stretch with the world's length.
-RELEASE_WINDOW_DAYS = 14
+# The timed plants (releases and their crash spike here, recall campaigns in partners/world.py) fall within the
+# last two weeks of a longer world, as they do in a two-week one: a release's life, and so the weight of the
+# spike in its crash-free rate, does not stretch with the world's length, and recalls are still open at its end.
+PLANTED_WINDOW_DAYS = 14
 
 
 def release_ship_day(release: Release, days: int) -> float:
     """The day (from the world's start, fractional) a release ships; negative: before the world."""
     if release.ships_at_fraction < 0:
         return -60.0
-    window = min(days, RELEASE_WINDOW_DAYS)
+    window = min(days, PLANTED_WINDOW_DAYS)
     return days - window + release.ships_at_fraction * window
 
 

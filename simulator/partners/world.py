@@ -41,7 +41,7 @@ from ..apps import PARTNERS as WIDGET_PARTNERS
 from ..apps import E, booking_id
 from ..jobs import Jobs, job_ids
 from ..ops import SCHEMAS as OPS_SCHEMAS
-from ..world import DAY_US, HOUR_US, MINUTE_US, REGION_UTC_OFFSET_H, SERVICES, US, World
+from ..world import DAY_US, HOUR_US, MINUTE_US, PLANTED_WINDOW_DAYS, REGION_UTC_OFFSET_H, SERVICES, US, World
 
 # The roadside webhook secret of the simulated world (tests and the demo); production reads it from
 # PITWALL_PARTNER_ROADSIDE_WEBHOOK_SECRET.
@@ -656,15 +656,15 @@ class _Builder:
     # -- recall campaigns -------------------------------------------------------------------------------------
     def _recalls(self) -> list[dict]:
         """A few campaigns on one make's vehicles each: open on publication, a remedy later, remedied at a visit.
-        The campaigns published during the world keep their distance to its end in worlds longer than two
-        weeks, so that every world ends with recalls still open (remedies take up to two weeks)."""
+        The campaigns published during the world fall in its last two weeks (PLANTED_WINDOW_DAYS), so that every
+        world ends with recalls still open (remedies take up to two weeks)."""
         w, rng, end = self.w, self.rng, self.end
         campaigns = (("RC-26V-101", "Ford", "fuel pump", "high", -20), ("RC-26V-214", "Toyota", "airbag inflator", "critical", 2),
                      ("RC-26V-377", "Hyundai", "brake caliper bolt", "medium", 5), ("RC-26V-402", "Tesla", "seat belt chime", "low", 9))
         out = []
         for campaign_id, make, component, severity, day in campaigns:
             if day >= 0:
-                day += max(self.days - 14, 0)
+                day += max(self.days - PLANTED_WINDOW_DAYS, 0)
             published = w.start_us + min(day, max(self.days - 1, 0)) * DAY_US + 15 * HOUR_US
             affected = [v for v in range(len(self.vin)) if w.vehicle_make[v] == make]
             u = rng.random(len(affected))

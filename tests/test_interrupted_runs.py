@@ -62,6 +62,10 @@ class Instance:
         self.env = {**subprocess_env(), "DAGSTER_HOME": str(self.home), "PITWALL_DATA_DIR": str(self.data),
                     "POOL_TEST_DIR": str(self.marks), "POOL_TEST_POOL": POOL,
                     "PYTHONPATH": os.pathsep.join([str(ROOT), str(LOCATION.parent)])}
+        # Create the instance's sqlite storages now, before any run: a test polling a fresh home while the run's
+        # process creates them too stamps alembic_version twice ("more than one head present"), seen in CI.
+        with self.open():
+            pass
 
     @contextmanager
     def open(self) -> Iterator[dg.DagsterInstance]:

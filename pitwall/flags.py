@@ -20,9 +20,10 @@ flag definitions and do not apply.
 from __future__ import annotations
 
 import copy
+import csv
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -59,6 +60,21 @@ def flags_path() -> Path:
     return experiments_dir() / "flags.yaml"
 
 
+def metrics_path() -> Path:
+    """The one definition of the metrics experiments are analysed on (the dbt seed experiment_metrics)."""
+    return PROJECT_ROOT / "dbt_project" / "seeds" / "experiment_metrics.csv"
+
+
+def defined_metrics(path: str | Path | None = None) -> set[str]:
+    """The metric names of the seed experiment_metrics (its `metric` column)."""
+    path = Path(path) if path is not None else metrics_path()
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        if not reader.fieldnames or "metric" not in reader.fieldnames:
+            raise FlagsError(f"{path}: no 'metric' column")
+        return {row["metric"] for row in reader if row["metric"]}
+
+
 class FlagsError(ValueError):
     """A malformed flag definition; the message names the file, the feature, the rule and the problem."""
 
@@ -91,18 +107,23 @@ class Flags:
 # --------------------------------------------------------------------------------------------------- loading
 
 
-def load_flags(path: str | Path | None = None) -> Flags:
-    """Read and validate a flags file (default ``experiments/flags.yaml``); ``FlagsError`` says what is wrong."""
+def load_flags(path: str | Path | None = None, metrics_file: str | Path | None = None) -> Flags:
+    """Read and validate a flags file (default ``experiments/flags.yaml``); ``FlagsError`` says what is wrong.
+    Every primary and guardrail metric an experiment names must be defined in ``metrics_file`` (default the
+    seed ``dbt_project/seeds/experiment_metrics.csv``): an undefined one would have no results at all."""
     path = Path(path) if path is not None else flags_path()
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise FlagsError(f"{path}: not valid YAML: {exc}") from None
-    return parse_flags(data, source=str(path))
+    metrics_file = Path(metrics_file) if metrics_file is not None else metrics_path()
+    return parse_flags(data, source=str(path), metrics=defined_metrics(metrics_file), metrics_source=str(metrics_file))
 
 
-def parse_flags(data: Any, source: str = "<dict>") -> Flags:
-    """Validate flag definitions already parsed: ``{"features": [{"key": ..., "defaultValue": ..., ...}, ...]}``."""
+def parse_flags(data: Any, source: str = "<dict>", metrics: Collection[str] | None = None,
+                metrics_source: str = "the metric definitions") -> Flags:
+    """Validate flag definitions already parsed: ``{"features": [{"key": ..., "defaultValue": ..., ...}, ...]}``;
+    with ``metrics``, every experiment's primary and guardrail metrics must be among them."""
     if not isinstance(data, dict) or set(data) != {"features"} or not isinstance(data["features"], list):
         raise FlagsError(f"{source}: expected a mapping with one key, 'features', holding a list of features")
     features: dict[str, dict] = {}
@@ -140,6 +161,8 @@ def parse_flags(data: Any, source: str = "<dict>") -> Flags:
                 if exp_key in experiments:
                     raise FlagsError(f"{rule_where}: duplicated experiment key (also in feature "
                                      f"{experiments[exp_key]['feature_key']!r})")
+                if metrics is not None:
+                    _check_metrics(rule_where, rule, metrics, metrics_source)
                 experiments[exp_key] = _experiment_record(key, rule)
             else:
                 raise FlagsError(f"{rule_where}: unknown rule type: a rule needs 'force' (a force or rollout rule) "
@@ -262,6 +285,14 @@ def _check_experiment_rule(where: str, rule: dict, default: Any) -> None:
     guardrails = rule["guardrail_metrics"]
     if not isinstance(guardrails, list) or not all(isinstance(m, str) and m for m in guardrails):
         raise FlagsError(f"{where}: 'guardrail_metrics' must be a list of metric names, got {guardrails!r}")
+
+
+def _check_metrics(where: str, rule: dict, metrics: Collection[str], metrics_source: str) -> None:
+    named = [("primary_metric", rule["primary_metric"])] + [("guardrail_metrics", m) for m in rule["guardrail_metrics"]]
+    for role, metric in named:
+        if metric not in metrics:
+            raise FlagsError(f"{where}: {role} {metric!r} is not a defined metric (not in {metrics_source}; "
+                             f"defined: {', '.join(sorted(metrics))})")
 
 
 def _date(where: str, name: str, value: Any) -> date:

@@ -233,7 +233,8 @@ def gbstats_results(cases, tmp_path_factory) -> dict:
         pytest.skip(reason)
     folder = tmp_path_factory.mktemp("gbstats")
     cases_path, results_path = folder / "cases.json", folder / "results.json"
-    specs = [c["spec"] for c in (*cases.values(), *QUANTILE_CASES.values())] + [_too_few_events_case()]
+    specs = ([c["spec"] for c in (*cases.values(), *QUANTILE_CASES.values())] + [_too_few_events_case()]
+             + list(EDGE_CASES.values()))
     cases_path.write_text(json.dumps({"cases": specs, "srm": SRM_CASES}))
     done = subprocess.run([str(GBSTATS_PYTHON), str(GBSTATS_SCRIPT), str(cases_path), str(results_path)],
                           capture_output=True, text=True, timeout=300)
@@ -357,6 +358,118 @@ def test_quantile_too_few_events_is_nan_where_gbstats_gives_its_default(gbstats_
     assert gb["error_message"] is not None and gb["control"]["zero_variance"] and gb["p_value"] == 1
     assert spec["control"]["events"] <= 73 and "too few events" in mine.error
     assert math.isnan(mine.p_value) and not mine.significant and mine.control_mean == spec["control"]["quantile"]
+
+
+# ------------------------------------------------------------------------------------------------ verdicts
+
+def _edge_cases() -> dict[str, dict]:
+    """Arms gbstats gives no estimate for: a metric that fell to 0 for every treated user (zero variance), and
+    a control mean below 0 (the treatment's mean is higher: better, but (t − c)/c is negative)."""
+    rng = np.random.default_rng(113)
+    crash_free = (rng.random(800) < 0.97).astype(float)
+    zero = {"id": "zero_variance_treatment", "metric_type": "mean", "cuped": False, "alpha": 0.05,
+            "weights": [0.5, 0.5], "control": summarize(crash_free), "treatment": summarize(np.zeros(780))}
+    c, t = rng.normal(-2.0, 1.0, 2000), rng.normal(-1.0, 1.0, 2000)
+    negative = {"id": "negative_control_mean", "metric_type": "mean", "cuped": False, "alpha": 0.05,
+                "weights": [0.5, 0.5], "control": summarize(c), "treatment": summarize(t)}
+    return {case["id"]: case for case in (zero, negative)}
+
+
+EDGE_CASES = _edge_cases()
+
+
+def _verdict_rows(stats_rows: list[dict], *, higher_is_better=True, guardrail=False) -> pl.DataFrame:
+    """results_frame + with_verdicts, as mart_experiment_results computes them (analysis.experiment_results)."""
+    from orchestration.experiments.verdict import with_verdicts
+
+    frame = results_frame(pl.DataFrame(stats_rows))
+    return with_verdicts(frame.with_columns(higher_is_better=pl.lit(higher_is_better), is_guardrail=pl.lit(guardrail)))
+
+
+def _two_arms(spec: dict, experiment="E", metric="m", weights=None) -> list[dict]:
+    weights = weights or spec["weights"]
+    return [{"experiment_key": experiment, "metric": metric, "variation_id": name, "is_control": name == "control",
+             "metric_type": spec["metric_type"], "weight": w, **spec[name]}
+            for name, w in zip(("control", "treatment"), weights)]
+
+
+def test_a_sample_ratio_mismatch_gets_no_verdict(cases):
+    """A clear effect (CUPED p < 1e-6) on 2,000 against 2,300 users of a planned 50/50: nothing reads significant or
+    regressed."""
+    spec = cases["cuped"]["spec"]
+    worse = _verdict_rows(_two_arms(spec), higher_is_better=False, guardrail=True).row(0, named=True)
+    assert worse["srm_flag"] and worse["cuped_p_value"] < 1e-6 and worse["decision_ci_low"] > 0
+    assert worse["verdict"] == "invalid: sample ratio mismatch"
+    assert not (worse["significant"] or worse["cuped_significant"] or worse["significantly_better"]
+                or worse["significantly_worse"] or worse["guardrail_regressed"])
+    # the same numbers where 2,000 : 2,300 was the plan: a regressed guardrail
+    fine = _verdict_rows(_two_arms(spec, weights=(2000, 2300)), higher_is_better=False, guardrail=True).row(0, named=True)
+    assert not fine["srm_flag"] and fine["verdict"] == "significantly worse" and fine["guardrail_regressed"]
+
+
+def test_a_zero_variance_arm_is_flagged_as_gbstats_refuses_it(gbstats_results):
+    """Every treated user's crash-free share fell to 0: gbstats returns its uninformative default with the
+    zero-variance message; here the row is flagged, and as a guardrail it has regressed."""
+    spec = EDGE_CASES["zero_variance_treatment"]
+    gb = gbstats_results["cases"][spec["id"]]["test"]["absolute"]
+    assert gb["treatment"]["zero_variance"] and not gb["control"]["zero_variance"] and gb["error_message"]
+    mine = ours(spec)
+    assert mine.zero_variance_arm == "treatment" and math.isnan(mine.absolute_lift)
+    assert mine.treatment_mean == 0 and mine.control_mean == pytest.approx(gb["control"]["mean"], rel=1e-12)
+    guardrail = _verdict_rows(_two_arms(spec), guardrail=True).row(0, named=True)
+    assert guardrail["zero_variance_arm"] == "treatment" and guardrail["zero_variance_flag"]
+    assert guardrail["verdict"] == "flagged: zero variance in the treatment" and guardrail["guardrail_regressed"]
+    # the same drop where lower is better (e.g. crashes per session fell to 0): flagged, not a regression
+    lower = _verdict_rows(_two_arms(spec), higher_is_better=False, guardrail=True).row(0, named=True)
+    assert lower["zero_variance_flag"] and not lower["guardrail_regressed"] and not lower["significant"]
+
+
+def test_a_negative_control_mean_has_no_relative_lift_as_in_gbstats(gbstats_results):
+    """Control mean −2, treatment −1 (higher is better: the treatment is better). (t − c)/c = −0.5 has the
+    wrong sign; gbstats' engine reports no estimate (0) for a control mean ≤ 0, and so do we (null), while the
+    absolute comparison stands and decides."""
+    spec = EDGE_CASES["negative_control_mean"]
+    gb = gbstats_results["cases"][spec["id"]]
+    mine = ours(spec)
+    assert mine.control_mean < 0 < mine.absolute_lift
+    assert gb["test"]["relative"]["expected"] < 0  # the raw test's sign-flipped relative lift
+    assert gb["engine"]["relative"]["expected"] == 0  # what GrowthBook shows: no estimate
+    assert math.isnan(mine.relative_lift) and math.isnan(mine.relative_ci_low) and "negative" in mine.error
+    absolute = gb["test"]["absolute"]
+    assert close(mine.absolute_lift, absolute["expected"]) and close(mine.p_value, absolute["p_value"])
+    assert close(mine.absolute_ci_low, absolute["ci"][0]) and close(mine.absolute_ci_high, absolute["ci"][1])
+    row = _verdict_rows(_two_arms(spec)).row(0, named=True)
+    assert row["relative_lift"] is None and row["decision_basis"] == "absolute"
+    assert row["verdict"] == "significantly better" and row["decision_ci_low"] > 0
+    assert row["decision_lift"] == pytest.approx(mine.absolute_lift, rel=1e-12)
+
+
+@pytest.mark.parametrize("case_id", CASE_IDS)
+@pytest.mark.parametrize("higher_is_better", [True, False])
+def test_the_verdict_never_contradicts_the_interval_it_comes_with(case_id, cases, higher_is_better):
+    """The verdict is read off the decision interval (CUPED relative, else relative, else absolute), and that
+    test's p-value is below alpha exactly when the interval excludes 0. ratio_small_unequal is the case the
+    old verdict got wrong: Welch's absolute p = 0.057 said inconclusive beside a relative 95 % interval that
+    excludes 0 (relative p = 0.027)."""
+    spec = cases[case_id]["spec"]
+    arms = _two_arms(spec, weights=(spec["control"]["users"], spec["treatment"]["users"]))  # no SRM here
+    row = _verdict_rows(arms, higher_is_better=higher_is_better).row(0, named=True)
+    expected_basis = "CUPED relative" if spec["cuped"] and row["cuped_theta"] else "relative"
+    if case_id == "cuped_no_pre_variance":
+        assert row["cuped_theta"] == 0 and expected_basis == "relative"
+    assert row["decision_basis"] == expected_basis
+    prefix = "cuped_" if expected_basis.startswith("CUPED") else ""
+    low, high = row[f"{prefix}relative_ci_low"], row[f"{prefix}relative_ci_high"]
+    assert (row["decision_ci_low"], row["decision_ci_high"]) == (low, high)
+    assert row["decision_p_value"] == row[f"{prefix}relative_p_value"]
+    excludes_zero = low > 0 or high < 0
+    assert (row["decision_p_value"] < spec["alpha"]) == excludes_zero
+    good = (low > 0) if higher_is_better else (high < 0)
+    bad = (high < 0) if higher_is_better else (low > 0)
+    assert row["verdict"] == ("significantly better" if good else "significantly worse" if bad else "inconclusive")
+    assert row["significant"] == excludes_zero
+    if case_id == "ratio_small_unequal":
+        assert row["p_value"] > spec["alpha"] and excludes_zero  # the old verdict said inconclusive here
 
 
 # ------------------------------------------------------------------------------------------------ independent

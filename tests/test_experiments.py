@@ -5,16 +5,26 @@ what the simulator planted (simulator/experiments.py, truth.json `experiments`):
   of the acceptance rate's relative lift contains 0.30;
 - home-layout-v2: no effect: the primary metric's null is not rejected;
 - booking-flow-v2: the treatment's exposures are lost on Android: the sample-ratio check flags it, and
-  only it.
+  only it, and none of its metrics gets a verdict;
+- every experiment of experiments/flags.yaml (nba-home-card, nba-post-job-placement and personalized-home
+  decide serving) logs exposures and has results for every metric its plan names;
+- CUPED: the home-screen experiments start two weeks into the data, so their users have a pre-period; the
+  reported variance reduction equals a recount from the users' facts before and after their exposure.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
+import duckdb
 import numpy as np
 import polars as pl
 import pytest
+import yaml
 from scipy import stats as scipy_stats
 
 pytestmark = pytest.mark.slow
@@ -167,3 +177,124 @@ def test_p95_latency_guardrail_equals_a_recount_and_flags_no_regression(con, res
         (recount.relative_ci_low, recount.relative_ci_high), rel=1e-6)
     assert r["error"] is None and np.isfinite(r["p_value"])
     assert not r["significantly_worse"] and not r["guardrail_regressed"]
+
+
+def test_a_sample_ratio_mismatch_gets_no_verdict(results):
+    """booking-flow-v2 (SRM planted): every row says so instead of a verdict; nothing is significant or regressed."""
+    booking = results.filter(pl.col("experiment_key") == "booking-flow-v2")
+    assert booking.height >= 5 and booking["srm_flag"].all()
+    assert set(booking["verdict"]) == {"invalid: sample ratio mismatch"}
+    for column in ("significant", "significantly_better", "significantly_worse", "guardrail_regressed",
+                   "cuped_significant"):
+        assert not booking[column].fill_null(False).any(), column
+    others = results.filter(pl.col("experiment_key") != "booking-flow-v2")
+    assert not (others["verdict"] == "invalid: sample ratio mismatch").any()
+
+
+def test_every_experiment_logs_exposures_and_has_every_planned_metric(con, results, world):
+    """An experiment that assigns users (and so decides what they are served) is analysed: it has exposures,
+    and a result for its primary metric and each guardrail; the exposures per variation are the users the
+    simulated apps' GrowthBook SDK put in it (truth.json, recounted from the assignment), less the users the
+    apps never brought to the feature."""
+    from pitwall.flags import load_flags
+
+    experiments = load_flags().experiments()
+    assert {"nba-home-card", "nba-post-job-placement", "personalized-home"} <= set(experiments)
+    truth = world[1]["experiments"]
+    exposed = con.sql("""select experiment_key, variation_id, count(*) as users from int_experiment_exposures
+                         where not multiple_variations group by all""").pl()
+    for key, experiment in experiments.items():
+        rows = results.filter(pl.col("experiment_key") == key)
+        planned = {experiment["primary_metric"], *experiment["guardrail_metrics"]}
+        assert planned <= set(rows["metric"]), (key, planned - set(rows["metric"]))
+        assert rows.filter(pl.col("is_primary"))["metric"].to_list() == [experiment["primary_metric"]]
+        assert set(rows.filter(pl.col("is_guardrail"))["metric"]) == set(experiment["guardrail_metrics"])
+        for variation, assigned in truth[key]["assigned_by_variation"].items():
+            users = exposed.filter((pl.col("experiment_key") == key) & (pl.col("variation_id") == variation))["users"]
+            assert users.len() == 1 and 0 < users[0] <= assigned, (key, variation, users, assigned)
+    planned_metrics = con.sql("""select p.experiment_key, p.metric from int_experiment_planned_metrics p
+                                 anti join experiment_metrics m using (metric)""").fetchall()
+    assert planned_metrics == []
+
+
+def _per_user(con, experiment: str, metric: str) -> pl.DataFrame:
+    """Each exposed user's metric value after, and in the 14 days before, their first exposure, recounted from
+    int_user_facts and the exposures (not from fct_experiment_user_metrics)."""
+    fact = con.execute("select numerator_fact from experiment_metrics where metric = ?", [metric]).fetchall()[0][0]
+    return con.sql("""
+        select e.user_id, e.variation_id,
+               coalesce(sum(f.value) filter (where f.occurred_at >= e.first_exposed_at
+                        and f.occurred_at < cast(d.end_date as timestamptz) + interval 1 day), 0) as post,
+               coalesce(sum(f.value) filter (where f.occurred_at < e.first_exposed_at
+                        and f.occurred_at >= e.first_exposed_at - interval 14 day), 0) as pre
+        from int_experiment_exposures e
+        join (select distinct experiment_key, end_date from experiment_definitions) d using (experiment_key)
+        left join int_user_facts f on f.user_id = e.user_id and f.fact = ?
+        where e.experiment_key = ? and not e.multiple_variations
+        group by all""", params=[fact, experiment]).pl()
+
+
+def test_cuped_has_a_pre_period_and_reports_its_variance_reduction(con, results):
+    """The home-screen experiments start two weeks into the data: their users did something before their
+    first exposure, θ is not 0, and the variance reduction the mart reports is the recount's."""
+    reductions = {}
+    for experiment in ("home-layout-v2", "booking-flow-v2", "nba-reasons-text", "nba-home-card"):
+        users = _per_user(con, experiment, "rec_revenue_per_user")
+        r = row(results, experiment, "rec_revenue_per_user")
+        x, y = users["pre"].to_numpy(), users["post"].to_numpy()
+        if experiment in ("home-layout-v2", "booking-flow-v2"):
+            assert (x != 0).mean() > 0.3, experiment  # was: every user's pre-period 0, so θ = 0
+        theta = np.cov(y, x, ddof=1)[0, 1] / np.var(x, ddof=1) if np.var(x) > 0 else 0.0
+        assert r["cuped_theta"] == pytest.approx(theta, rel=1e-9, abs=1e-12), experiment
+        plain = adjusted = 0.0
+        for variation in ("control", "treatment"):
+            arm = users.filter(pl.col("variation_id") == variation)
+            ya, xa = arm["post"].to_numpy(), arm["pre"].to_numpy()
+            plain += np.var(ya, ddof=1) / ya.size
+            adjusted += np.var(ya - theta * xa, ddof=1) / ya.size
+        assert r["cuped_variance_reduction"] == pytest.approx(1 - adjusted / plain, rel=1e-6, abs=1e-12), experiment
+        reductions[experiment] = r["cuped_variance_reduction"]
+    ratio_rows = results.filter(pl.col("metric_type") != "mean")
+    assert ratio_rows["cuped_variance_reduction"].is_null().all()
+    print("CUPED variance reduction of rec_revenue_per_user:", reductions)
+
+
+def _build_planned_metrics(root: Path, dbt_manifest: Path, flags_data: dict) -> subprocess.CompletedProcess:
+    """experiment_definitions of ``flags_data`` (loaded without the metric check) in a fresh warehouse, then dbt
+    builds the seed experiment_metrics and int_experiment_planned_metrics with its tests there."""
+    from conftest import ROOT, subprocess_env
+    from orchestration.experiments.analysis import definitions_frame
+    from pitwall.flags import parse_flags
+
+    root.mkdir(parents=True, exist_ok=True)
+    frame = definitions_frame(parse_flags(flags_data))
+    with duckdb.connect(str(root / "warehouse.duckdb")) as warehouse:
+        warehouse.register("frame", frame.to_arrow())
+        warehouse.execute("create or replace table experiment_definitions as select * from frame")
+    target = root / "dbt_target"
+    target.mkdir(exist_ok=True)
+    shutil.copy2(dbt_manifest.parent / "partial_parse.msgpack", target)  # parse only what differs
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "dbt"), "build", "--select", "experiment_metrics",
+         "int_experiment_planned_metrics", "--project-dir", ".", "--profiles-dir", ".", "--target-path", str(target)],
+        cwd=ROOT / "dbt_project", capture_output=True, text=True,
+        env={**subprocess_env(), "PITWALL_DATA_DIR": str(root), "PITWALL_ENGINE": "duckdb"})
+
+
+def test_the_dbt_build_refuses_a_planned_metric_nobody_defined(tmp_path, dbt_manifest):
+    """The relationships test of int_experiment_planned_metrics: the project's own plans build; the same plans
+    with a guardrail experiment_metrics does not define (one the old flags.yaml named) fail the build,
+    naming the test, where the metric used to vanish in an inner join."""
+    from pitwall.flags import flags_path
+
+    data = yaml.safe_load(flags_path().read_text())
+    good = _build_planned_metrics(tmp_path / "good", dbt_manifest, data)
+    assert good.returncode == 0, good.stdout[-3000:]
+    for feature in data["features"]:
+        for rule in feature.get("rules", []):
+            if rule.get("key") == "nba-home-card":
+                rule["guardrail_metrics"] = [*rule["guardrail_metrics"], "app_uninstall_rate"]
+    bad = _build_planned_metrics(tmp_path / "bad", dbt_manifest, data)
+    assert bad.returncode != 0
+    assert "relationships_int_experiment_planned_metrics_metric" in bad.stdout, bad.stdout[-3000:]
+    assert "Got 1 result" in bad.stdout, bad.stdout[-3000:]

@@ -310,4 +310,72 @@ def test_malformed_files_are_refused(tmp_path):
     with pytest.raises(FlagsError, match="'features'"):
         load_flags(path)
     path.write_text(yaml.safe_dump({"features": base_features()}))
-    assert list(load_flags(path).features) == ["edge-three-way", "edge-device"]
+    metrics = tmp_path / "metrics.csv"
+    metrics.write_text("metric,label\nm,M\n")
+    assert list(load_flags(path, metrics_file=metrics).features) == ["edge-three-way", "edge-device"]
+
+
+def test_an_undefined_metric_is_refused_on_load_naming_it(tmp_path):
+    """A metric an experiment names but experiment_metrics does not define would be inner-joined away (no
+    results, no error): loading refuses it, naming the experiment, the metric and its role."""
+    from pitwall.flags import defined_metrics, metrics_path
+
+    path = tmp_path / "flags.yaml"
+    features = base_features()
+    features[1]["rules"][0]["guardrail_metrics"] = ["crash_free_sessions", "app_uninstall_rate"]
+    path.write_text(yaml.safe_dump({"features": features}))
+    seed = tmp_path / "metrics.csv"
+    seed.write_text("metric,label\nm,M\ncrash_free_sessions,C\n")
+    with pytest.raises(FlagsError) as error:
+        load_flags(path, metrics_file=seed)
+    message = str(error.value)
+    assert "'app_uninstall_rate'" in message and "guardrail_metrics" in message and "edge-device" in message
+    features[1]["rules"][0]["guardrail_metrics"] = ["crash_free_sessions"]
+    features[1]["rules"][0]["primary_metric"] = "rec_booking_rate_7d"
+    path.write_text(yaml.safe_dump({"features": features}))
+    with pytest.raises(FlagsError, match="primary_metric 'rec_booking_rate_7d'"):
+        load_flags(path, metrics_file=seed)
+    # the project's own file, against the project's own seed (an independent read of both files)
+    flags = yaml.safe_load(flags_path().read_text())
+    with metrics_path().open() as f:
+        seeded = {line.split(",")[0] for line in f.read().splitlines()[1:] if line}
+    assert defined_metrics() == seeded
+    named = {m for feature in flags["features"] for rule in feature.get("rules", []) if "variations" in rule
+             for m in [rule["primary_metric"], *rule["guardrail_metrics"]]}
+    assert named <= seeded, named - seeded
+    load_flags()
+
+
+def test_the_simulator_assigns_with_the_sdk_not_with_pitwall_flags(monkeypatch):
+    """The simulated truth must not inherit a bug of pitwall.flags: the simulator assigns with the GrowthBook SDK
+    and works with pitwall.flags unimportable; its variations are the SDK's, user by user, recounted here on
+    each app version for the experiment with an app_version condition."""
+    import datetime as dt
+    import sys
+
+    from growthbook import GrowthBook
+
+    from simulator.experiments import SIMULATED, assign, sdk_features
+    from simulator.world import CUSTOMER, PLATFORMS, REGIONS, RELEASES, build_world
+
+    world = build_world(5, dt.date(2026, 11, 1), 10, 80, 12)
+    monkeypatch.setitem(sys.modules, "pitwall.flags", None)  # any import of it now raises ImportError
+    experiments = assign(world)
+    monkeypatch.undo()
+    features, rules = sdk_features()
+    assert set(SIMULATED) == set(rules) == set(load_flags().experiments())
+    gb = GrowthBook(features=features)
+    for key in SIMULATED:
+        for u in range(len(world.user_id)):
+            for r, release in enumerate(RELEASES):
+                gb.set_attributes({"id": world.user_id[u],
+                                   "role": "customer" if world.user_app[u] == CUSTOMER else "technician",
+                                   "region": REGIONS[world.user_region[u]], "platform": PLATFORMS[world.user_platform[u]],
+                                   "app_version": release.version})
+                result = gb.eval_feature(rules[key]["feature_key"])
+                inside = result.experiment is not None and result.experiment.key == key and result.experimentResult.inExperiment
+                expected = result.experimentResult.variationId if inside else -1
+                assert experiments.variation[experiments.index(key), r, u] == expected, (key, u, release.version)
+    gb.destroy()
+    post_job = experiments.variation[experiments.index("nba-post-job-placement")]
+    assert (post_job[0] == -1).all() and (post_job[-1] >= 0).any()  # 3.3.0 is below the condition's 3.4.0

@@ -5,19 +5,39 @@ import altair as alt
 import polars as pl
 import streamlit as st
 
-from dashboards import charts, data, queries
+from dashboards import charts, data, queries, tables
 from dashboards.formatting import interval, lift, measure, p_value, percent
 
 WARNING = "⚠️"
 
 
 def verdict(row: dict) -> str:
-    """The mart's decision on a metric (significantly_better / _worse know whether higher is better)."""
-    if row["significantly_better"]:
-        return "significantly better"
-    if row["significantly_worse"]:
-        return "significantly worse"
-    return "inconclusive"
+    """The mart's verdict (orchestration/experiments/verdict.py): the one definition, never recomputed here."""
+    return row["verdict"]
+
+
+def is_absolute(row: dict) -> bool:
+    return (row["decision_basis"] or "").endswith("absolute")
+
+
+def decision_lift(row: dict) -> str:
+    """The lift the verdict was read from: relative in %, or absolute in the metric's unit when there is no
+    relative lift (a control mean ≤ 0)."""
+    value = row["decision_lift"]
+    if is_absolute(row):
+        return "—" if value is None else f"{value:+,.2f}"
+    return lift(value)
+
+
+def decision_interval(row: dict) -> str:
+    low, high = row["decision_ci_low"], row["decision_ci_high"]
+    if is_absolute(row):
+        return "—" if low is None or high is None else f"[{low:+,.2f}, {high:+,.2f}]"
+    return interval(low, high)
+
+
+def reduction(value: float | None) -> str:
+    return "—" if value is None else percent(value, 1)
 
 
 def warnings(row: dict) -> str:
@@ -26,6 +46,8 @@ def warnings(row: dict) -> str:
         found.append(f"{WARNING} SRM")
     if row["guardrail_regressed"]:
         found.append(f"{WARNING} guardrail: {row['regressed_guardrails']}")
+    if row["zero_variance_flag"]:
+        found.append(f"{WARNING} zero variance: {row['zero_variance_metrics']}")
     return " · ".join(found)
 
 
@@ -44,33 +66,37 @@ if data.page_ready("experiments"):
     st.subheader("All experiments")
     rows = experiments.to_dicts()
     several = len(rows) > experiments["experiment_key"].n_unique()  # some experiment has 2+ treatments
-    st.dataframe(
+    tables.table(
         pl.DataFrame([{
             "experiment": r["experiment_name"], "key": r["experiment_key"],
             **({"treatment": r["variation_name"]} if several else {}), "status": r["status"],
-            "warnings": warnings(r), "primary metric": r["primary_metric_label"], "lift": lift(r["relative_lift"]),
-            "95% CI": interval(r["relative_ci_low"], r["relative_ci_high"]), "p-value": p_value(r["p_value"]),
+            "warnings": warnings(r), "primary metric": r["primary_metric_label"], "lift": decision_lift(r),
+            "95% CI": decision_interval(r), "p-value": p_value(r["decision_p_value"]),
             "verdict": verdict(r), "control users": r["control_users"], "treatment users": r["treatment_users"],
             "start": r["planned_start_date"], "end": r["planned_end_date"],
         } for r in rows]),
-        hide_index=True, width="stretch",
         column_config={
             "status": st.column_config.TextColumn(width="small"),
-            "warnings": st.column_config.TextColumn(help="SRM: sample-ratio mismatch; guardrail: a guardrail "
-                                                         "metric significantly worse"),
-            "lift": st.column_config.TextColumn(width="small", help="Primary metric: treatment / control − 1"),
-            "p-value": st.column_config.TextColumn(width="small",
-                                                   help="Welch's t-test on the difference of the means"),
+            "warnings": st.column_config.TextColumn(help="SRM: sample-ratio mismatch (no verdict); guardrail: a "
+                                                         "guardrail metric significantly worse, or fallen to a "
+                                                         "constant the bad way; zero variance: an arm where "
+                                                         "every user has the same value (nothing to test)"),
+            "lift": st.column_config.TextColumn(width="small", help="Primary metric: treatment / control − 1 "
+                                                "(CUPED-adjusted where it applies); the absolute difference "
+                                                "when the control mean is ≤ 0"),
+            "p-value": st.column_config.TextColumn(width="small", help="The test of the lift shown: the verdict "
+                                                   "is significant exactly when its interval excludes 0"),
             "control users": st.column_config.NumberColumn(format="localized"),
             "treatment users": st.column_config.NumberColumn(format="localized"),
-            "start": st.column_config.DateColumn("planned start"), "end": st.column_config.DateColumn("planned end"),
+            "start": st.column_config.DateColumn("planned start", format="YYYY-MM-DD"),
+            "end": st.column_config.DateColumn("planned end", format="YYYY-MM-DD"),
         },
     )
 
     by_key = {}
     for r in rows:
         by_key.setdefault(r["experiment_key"], r)
-    flagged = {r["experiment_key"] for r in rows if r["srm_flag"] or r["guardrail_regressed"]}
+    flagged = {r["experiment_key"] for r in rows if r["srm_flag"] or r["guardrail_regressed"] or r["zero_variance_flag"]}
     key = st.selectbox("Experiment", list(by_key), key="experiment_key",
                        format_func=lambda k: f"{by_key[k]['experiment_name']} ({k})"
                                              + (f" {WARNING}" if k in flagged else ""))
@@ -97,16 +123,24 @@ if data.page_ready("experiments"):
             for a in arms.iter_rows(named=True))
         st.error(f"**Sample ratio mismatch.** The exposed users are not split as the experiment's weights say "
                  f"(χ² = {experiment['srm_chi2']:.1f}, p-value {p_value(experiment['srm_p_value'])}, "
-                 f"flagged below 0.001). {split}. Exposures are being lost or duplicated in one arm: do not "
-                 "trust these results until the cause is found.", icon=":material/error:")
+                 f"flagged below 0.001). {split}. Exposures are being lost or duplicated in one arm: no "
+                 "metric of this experiment gets a verdict until the cause is found.", icon=":material/error:")
 
     metrics = data.run(queries.experiment_metrics, f, key).filter(variation_id=experiment["variation_id"])
     results = metrics.to_dicts()
     regressed = [r for r in results if r["guardrail_regressed"]]
     if regressed:
         st.warning("**Guardrail regressed.** " + "; ".join(
-            f"{r['metric_label']}: {lift(r['relative_lift'])} {interval(r['relative_ci_low'], r['relative_ci_high'])}, "
-            f"p-value {p_value(r['p_value'])}" for r in regressed) + ".", icon=":material/warning:")
+            f"{r['metric_label']}: {decision_lift(r)} {decision_interval(r)}, p-value {p_value(r['decision_p_value'])}"
+            if r["decision_basis"] else
+            f"{r['metric_label']}: {measure(r['control_mean'], r['is_rate'])} in the control, "
+            f"{measure(r['treatment_mean'], r['is_rate'])} for every user of the treatment"
+            for r in regressed) + ".", icon=":material/warning:")
+    constant = [r for r in results if r["zero_variance_flag"] and not r["guardrail_regressed"]]
+    if constant:
+        st.warning("**Zero variance.** " + "; ".join(
+            f"{r['metric_label']}: every user of {r['zero_variance_arm'].replace('both', 'both arms')} has the "
+            "same value, so nothing can be tested" for r in constant) + ".", icon=":material/warning:")
 
     primary = next((r for r in results if r["is_primary"]), None)
     control_name = arms.filter(pl.col("is_control"))["variation_name"].to_list() or ["control"]
@@ -121,14 +155,16 @@ if data.page_ready("experiments"):
     if primary is not None:
         # The verdict colours both cards: green better, red worse, grey inconclusive (whichever way is good).
         colour = {"significantly better": "normal", "significantly worse": "inverse"}.get(verdict(primary), "off")
-        cols[2].metric("Relative lift", lift(primary["relative_lift"]),
-                       "95% CI " + interval(primary["relative_ci_low"], primary["relative_ci_high"]),
-                       delta_color=colour, delta_arrow="off", border=True,
-                       help="Treatment / control − 1, with its 95% interval (delta method)")
-        cols[3].metric("p-value", p_value(primary["p_value"]), verdict(primary), delta_color=colour,
+        basis = primary["decision_basis"] or "relative"
+        cols[2].metric("Absolute lift" if is_absolute(primary) else "Relative lift", decision_lift(primary),
+                       "95% CI " + decision_interval(primary), delta_color=colour, delta_arrow="off", border=True,
+                       help=f"The {basis} lift the verdict is read from, with its 95% interval: treatment / "
+                            "control − 1 (delta method), or the difference of the means when the control mean "
+                            "is ≤ 0")
+        cols[3].metric("p-value", p_value(primary["decision_p_value"]), verdict(primary), delta_color=colour,
                        delta_arrow="off", border=True,
-                       help="Welch's t-test on the difference of the means; the relative lift's own test gives "
-                            f"{p_value(primary['relative_p_value'])}")
+                       help=f"The two-sided test of that {basis} lift: below 0.05 exactly when its interval "
+                            f"excludes 0. Welch's test of the unadjusted difference gives {p_value(primary['p_value'])}")
 
     st.subheader("Results per metric")
     has_cuped = any(r["cuped_relative_lift"] is not None for r in results)
@@ -137,41 +173,48 @@ if data.page_ready("experiments"):
         "role": "primary" if r["is_primary"] else "guardrail" if r["is_guardrail"] else "secondary",
         "better": "↑" if r["higher_is_better"] else "↓",
         "control": measure(r["control_mean"], r["is_rate"]), "treatment": measure(r["treatment_mean"], r["is_rate"]),
-        "lift": lift(r["relative_lift"]), "95% CI": interval(r["relative_ci_low"], r["relative_ci_high"]),
-        "p-value": p_value(r["p_value"]), "verdict": verdict(r),
-        **({"CUPED lift": lift(r["cuped_relative_lift"]),
-            "CUPED 95% CI": interval(r["cuped_relative_ci_low"], r["cuped_relative_ci_high"]),
-            "CUPED p-value": p_value(r["cuped_p_value"])} if has_cuped else {}),
+        "lift": decision_lift(r), "95% CI": decision_interval(r), "p-value": p_value(r["decision_p_value"]),
+        "verdict": verdict(r), "basis": r["decision_basis"] or "—",
+        "unadjusted lift": lift(r["relative_lift"]),
+        **({"CUPED variance reduction": reduction(r["cuped_variance_reduction"])} if has_cuped else {}),
         "note": r["error"] or "",
     } for r in results])
-    st.dataframe(table if any(r["error"] for r in results) else table.drop("note"), hide_index=True,
-                 width="stretch",
+    tables.table(table if any(r["error"] for r in results) else table.drop("note"),
                  column_config={"role": st.column_config.TextColumn(width="small"),
                                 "better": st.column_config.TextColumn(width="small", help="Which way is better"),
                                 "lift": st.column_config.TextColumn(width="small"),
                                 "p-value": st.column_config.TextColumn(width="small"),
+                                "basis": st.column_config.TextColumn(
+                                    width="small", help="The lift the verdict is read from: CUPED relative where "
+                                    "the pre-period adjusts it, relative, or absolute when the control mean ≤ 0"),
+                                "CUPED variance reduction": st.column_config.TextColumn(
+                                    help="Share of the lift's variance removed by each user's value before "
+                                    "exposure (mean metrics; 0 when the pre-period says nothing)"),
                                 "control": st.column_config.TextColumn(help="Mean per user, or the ratio of sums "
                                                                              "for ratio metrics; rates in %")})
 
+    # The chart shows relative lifts: the rows whose verdict comes from an absolute lift are in the table only.
     chart_rows = metrics.with_columns(
         label=pl.col("metric_label") + pl.when(pl.col("is_primary")).then(pl.lit(" (primary)"))
         .when(pl.col("is_guardrail")).then(pl.lit(" (guardrail)")).otherwise(pl.lit("")),
         verdict=pl.Series([verdict(r) for r in results], dtype=pl.String),
-        lift_text=pl.Series([lift(r["relative_lift"]) for r in results], dtype=pl.String),
-        ci_text=pl.Series([interval(r["relative_ci_low"], r["relative_ci_high"]) for r in results], dtype=pl.String),
-        p_text=pl.Series([p_value(r["p_value"]) for r in results], dtype=pl.String),
-    ).select("label", "relative_lift", "relative_ci_low", "relative_ci_high", "verdict", "lift_text", "ci_text",
-             "p_text")
+        lift_text=pl.Series([decision_lift(r) for r in results], dtype=pl.String),
+        ci_text=pl.Series([decision_interval(r) for r in results], dtype=pl.String),
+        p_text=pl.Series([p_value(r["decision_p_value"]) for r in results], dtype=pl.String),
+    ).filter(pl.col("decision_basis").str.ends_with("relative")).select(
+        "label", "decision_lift", "decision_ci_low", "decision_ci_high", "verdict", "lift_text", "ci_text", "p_text")
     st.altair_chart(charts.lift_intervals(
-        chart_rows, "label", "relative_lift", "relative_ci_low", "relative_ci_high", "verdict",
+        chart_rows, "label", "decision_lift", "decision_ci_low", "decision_ci_high", "verdict",
         tooltip=[alt.Tooltip("label:N", title="metric"), alt.Tooltip("lift_text:N", title="lift"),
                  alt.Tooltip("ci_text:N", title="95% CI"), alt.Tooltip("p_text:N", title="p-value"),
                  "verdict:N"]), width="stretch")
     st.caption(f"Relative lift = treatment / control − 1 ({experiment['variation_name']} against "
-               f"{control_name[0]}), with its 95% interval (delta method). Verdict and p-value: Welch's t-test on "
-               "the difference of the means, in the metric's good direction; in close cases the relative "
-               "interval can just touch zero while that test is significant, or the reverse. CUPED: the same "
-               "lift adjusted by each user's value before exposure (mean metrics only).")
+               f"{control_name[0]}), with its 95% interval (delta method), CUPED-adjusted by each user's value "
+               "in the 14 days before exposure where it applies (mean metrics). The verdict is the mart's, read "
+               "off the interval shown, in the metric's good direction: significant exactly when that interval "
+               "excludes 0. No verdict under a sample-ratio mismatch; an arm with zero variance is flagged. "
+               "A metric whose control mean is ≤ 0 has no relative lift: its absolute difference decides, and "
+               "it is left out of this chart.")
 
     label = primary["metric_label"] if primary else experiment["primary_metric"]
     st.subheader(f"Cumulative lift: {label}")

@@ -3,8 +3,10 @@
 
     experiment_definitions   flags.yaml → one row per experiment × variation (a dbt source)
     mart_experiment_results  per experiment × metric × treatment variation: users, means, absolute and
-                             relative lift with 95 % intervals, p-value, CUPED estimates, SRM, guardrail
-                             regressions, the experiment's status and decision metric. Mean and ratio
+                             relative lift with 95 % intervals, p-value, CUPED estimates and the variance
+                             they removed, SRM, zero-variance arms, the verdict with the interval it is read
+                             from (verdict.py: the one definition; none under SRM), guardrail regressions,
+                             the experiment's status and decision metric. Mean and ratio
                              metrics come from int_experiment_metric_stats, quantile metrics (e.g.
                              api_latency_p95) from int_experiment_quantile_stats: their `*_mean` are the
                              arms' quantiles, `control_users`/`treatment_users` the exposed users (the
@@ -23,6 +25,7 @@ from pitwall.flags import Flags, load_flags
 from pitwall.warehouse import read
 
 from .stats import results_frame
+from .verdict import with_verdicts
 
 DEFINITION_SCHEMA = {
     "experiment_key": pl.String, "feature_key": pl.String, "experiment_name": pl.String,
@@ -93,18 +96,13 @@ def experiment_results(alpha: float = 0.05) -> pl.DataFrame:
                  how="left")
            .join(metrics, on="metric", how="left"))
     status = [_status(s, e, data_end) for s, e in zip(out["start_date"], out["end_date"])]
-    worse = pl.when(pl.col("higher_is_better")).then(pl.col("absolute_ci_high") < 0).otherwise(pl.col("absolute_ci_low") > 0)
-    better = pl.when(pl.col("higher_is_better")).then(pl.col("absolute_ci_low") > 0).otherwise(pl.col("absolute_ci_high") < 0)
-    return out.with_columns(
+    out = out.with_columns(
         status=pl.Series(status, dtype=pl.String),
         is_primary=pl.col("metric") == pl.col("primary_metric"),
         is_guardrail=pl.col("guardrail_metrics").list.contains(pl.col("metric")),
-        significantly_better=better.fill_null(False),
-        significantly_worse=worse.fill_null(False),
         data_through=pl.lit(data_end),
-    ).rename({"start_date": "planned_start_date", "end_date": "planned_end_date"}).with_columns(
-        guardrail_regressed=pl.col("is_guardrail") & pl.col("significantly_worse"),
-    ).drop("guardrail_metrics").sort("experiment_key", pl.col("is_primary").not_(), "metric", "variation_id")
+    ).rename({"start_date": "planned_start_date", "end_date": "planned_end_date"}).drop("guardrail_metrics")
+    return with_verdicts(out).sort("experiment_key", pl.col("is_primary").not_(), "metric", "variation_id")
 
 
 DAILY_SCHEMA = {

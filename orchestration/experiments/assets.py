@@ -53,7 +53,12 @@ def experiment_marts(context: dg.AssetExecutionContext):
     flagged = results.filter(pl.col("srm_flag")) if len(results) else results
     for row in flagged.unique("experiment_key").iter_rows(named=True):
         context.log.warning(f"sample-ratio mismatch in {row['experiment_key']}: p = {row['srm_p_value']:.2g}")
+    zero_variance = results.filter(pl.col("zero_variance_flag")) if len(results) else results
+    for row in zero_variance.iter_rows(named=True):
+        context.log.warning(f"zero variance in {row['zero_variance_arm']} of {row['experiment_key']} / "
+                            f"{row['metric']} ({row['variation_id']}): {row['verdict']}")
     yield dg.MaterializeResult(asset_key=EXPERIMENT_RESULTS, metadata={
         "rows": len(results), "experiments": results["experiment_key"].n_unique() if len(results) else 0,
-        "srm_flagged": flagged["experiment_key"].n_unique() if len(flagged) else 0})
+        "srm_flagged": flagged["experiment_key"].n_unique() if len(flagged) else 0,
+        "zero_variance_flagged": len(zero_variance)})
     yield dg.MaterializeResult(asset_key=EXPERIMENT_DAILY, metadata={"rows": len(daily)})

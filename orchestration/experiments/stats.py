@@ -60,9 +60,11 @@ it to 1e-6, and checks these relations):
   p-values below ~1e-16 to 0.
 - Where gbstats returns its "uninformative" default (lift 0, CI [0, 0], p 1 and an error message), we
   return NaN (null in `results_frame`) with the reason in `error`: when either arm has n < 2, a
-  per-user variance ≤ 0 or (ratio) a denominator sum of 0. A control mean of 0 only makes the RELATIVE
-  quantities NaN (gbstats also blanks the absolute ones); an adjusted control mean of 0 is no problem
-  here (gbstats blanks the result).
+  per-user variance ≤ 0 (`zero_variance_arm` names the arm: gbstats' `_has_zero_variance`) or (ratio) a
+  denominator sum of 0. A control mean ≤ 0 only makes the RELATIVE quantities NaN: divided by a negative
+  mean the relative lift has the wrong sign, and gbstats' `process_single_metric` reports no estimate
+  there either (its TwoSidedTTest blanks everything for a mean of exactly 0, but computes the sign-flipped
+  lift for a negative one); an adjusted control mean of 0 is no problem here (gbstats blanks the result).
 - Binary metrics are mean metrics with sum_squares = sum: s² = p(1 − p)·n/(n − 1), gbstats'
   `SampleMeanStatistic`; gbstats' `ProportionStatistic` ("binomial") uses p(1 − p), n/(n − 1) smaller.
 - CUPED for ratio metrics: gbstats 0.8.0 has none (regression adjustment exists for "mean_ra" only), so
@@ -144,6 +146,9 @@ class Comparison:
     # quantile metrics: the events each arm's quantile is over (None for mean and ratio metrics)
     control_events: int | None = None
     treatment_events: int | None = None
+    # "control", "treatment" or "both": the arm(s) whose per-user (quantile: per-event) variance is ≤ 0, so that
+    # nothing can be tested (gbstats' `_has_zero_variance`); e.g. a metric that dropped to 0 for every user
+    zero_variance_arm: str | None = None
 
 
 @dataclass(frozen=True)
@@ -306,9 +311,14 @@ def compare(
     if math.isnan(a.mean) or math.isnan(b.mean):
         return Comparison(**base, **blank, error="zero denominator in an arm")
     if not (a.variance > 0 and b.variance > 0):
-        return Comparison(**base, **blank, error="zero or negative variance in an arm")
+        return Comparison(**base, **blank, error="zero or negative variance in an arm",
+                          zero_variance_arm=_zero_variance_arm(a.variance <= 0, b.variance <= 0))
 
     return Comparison(**base, **_test(a, b, alpha))
+
+
+def _zero_variance_arm(control: bool, treatment: bool) -> str | None:
+    return "both" if control and treatment else "control" if control else "treatment" if treatment else None
 
 
 def _test(a: _Arm, b: _Arm, alpha: float) -> dict:
@@ -319,9 +329,11 @@ def _test(a: _Arm, b: _Arm, alpha: float) -> dict:
     abs_low, abs_high, p_value = _two_sided(lift, se2_a + se2_b, dof, alpha)
 
     error = None
-    if a.unadjusted_mean == 0:
+    if a.unadjusted_mean <= 0:
+        # gbstats gives no relative estimate either (process_single_metric reports 0 and TwoSidedTTest the
+        # default): divided by a negative mean, the lift has the wrong sign; by 0, none.
         rel, rel_low, rel_high, rel_p = _NAN, _NAN, _NAN, _NAN
-        error = "control mean is 0: no relative lift"
+        error = f"control mean is {'0' if a.unadjusted_mean == 0 else 'negative'}: no relative lift"
     else:
         mean_a, mean_b = a.unadjusted_mean, b.unadjusted_mean
         rel = lift / mean_a
@@ -387,6 +399,9 @@ def _quantile_variance_init(q: QuantileStats) -> float:
     return iid * cluster / (q.level * (1 - q.level) / n)
 
 
+_QUANTILE_ZERO_VARIANCE = "zero or negative variance in an arm"
+
+
 def _quantile_arm(q: QuantileStats) -> tuple[_Arm, str | None]:
     """The arm (n = events, per-event variance as gbstats uses it) and why it is uninformative, if it is."""
     if not 0 < q.level < 1:
@@ -402,7 +417,7 @@ def _quantile_arm(q: QuantileStats) -> tuple[_Arm, str | None]:
     if n <= max(too_few):
         return arm, f"too few events for the quantile's interval (n ≤ {max(too_few):.1f})"
     if variance_init <= 0 and n < 1000:
-        return arm, "zero or negative variance in an arm"
+        return arm, _QUANTILE_ZERO_VARIANCE
     return arm, None
 
 
@@ -433,8 +448,19 @@ def compare_quantile(control: QuantileStats, treatment: QuantileStats, alpha: fl
         treatment_events=treatment.events,
     )
     if error_a or error_b:
-        return Comparison(**base, **_BLANK, error=error_a or error_b)
+        zero = _zero_variance_arm(error_a == _QUANTILE_ZERO_VARIANCE, error_b == _QUANTILE_ZERO_VARIANCE)
+        return Comparison(**base, **_BLANK, error=error_a or error_b, zero_variance_arm=zero)
     return Comparison(**base, **_test(a, b, alpha))
+
+
+def variance_reduction(plain: Comparison, cuped: Comparison) -> float | None:
+    """1 − Var(CUPED lift) / Var(plain lift): the share of the absolute lift's variance CUPED removed (0 when
+    θ = 0, i.e. when the pre-period covariate carries nothing); None when either variance is unavailable."""
+    before = plain.control_variance + plain.treatment_variance
+    after = cuped.control_variance + cuped.treatment_variance
+    if plain.zero_variance_arm or not (math.isfinite(before) and math.isfinite(after)) or before <= 0:
+        return None
+    return 1.0 - after / before
 
 
 def srm_check(users: list[int], weights: list[float]) -> tuple[float, float]:
@@ -533,8 +559,10 @@ def results_frame(stats: pl.DataFrame, *, alpha: float = 0.05) -> pl.DataFrame:
     `control_variance` and the same for `treatment_`; `absolute_lift`, `absolute_ci_low/high`,
     `relative_lift`, `relative_ci_low/high`, `p_value` (Welch), `relative_p_value` (gbstats' default),
     `significant` (p_value < alpha), `error`, `control_events` and `treatment_events` (quantile rows: the
-    events the quantiles are over; null otherwise); when the pre-period columns are present, the same set prefixed
-    `cuped_` plus `cuped_theta` (null for ratio metrics and rows without pre-period sums); per experiment
+    events the quantiles are over; null otherwise), `zero_variance_arm` (control, treatment or both when an
+    arm's variance is ≤ 0); when the pre-period columns are present, the same set prefixed `cuped_` plus
+    `cuped_theta` and `cuped_variance_reduction` (1 − the CUPED lift's variance / the plain one's; null for
+    ratio and quantile metrics and rows without pre-period sums); per experiment
     `srm_chi2`, `srm_p_value`, `srm_flag` (p < 0.001). Exactly one control per experiment × metric, and
     `users` and `weight` of a variation must be the same for every metric of its experiment (they are
     exposures, not metric values).
@@ -579,9 +607,11 @@ def results_frame(stats: pl.DataFrame, *, alpha: float = 0.05) -> pl.DataFrame:
         **_result_schema("", False),
         "control_events": pl.Int64,
         "treatment_events": pl.Int64,
+        "zero_variance_arm": pl.String,
     }
     if has_pre:
         schema.update(_result_schema("cuped_", True))
+        schema["cuped_variance_reduction"] = pl.Float64
     schema.update({"srm_chi2": pl.Float64, "srm_p_value": pl.Float64, "srm_flag": pl.Boolean})
 
     rows = []
@@ -613,7 +643,10 @@ def results_frame(stats: pl.DataFrame, *, alpha: float = 0.05) -> pl.DataFrame:
             else:
                 plain = compare(control_stats, treatment_stats, ratio=ratio, cuped=False, alpha=alpha)
             row.update(_result_values("", plain, False))
-            row.update(control_events=plain.control_events, treatment_events=plain.treatment_events)
+            row.update(control_events=plain.control_events, treatment_events=plain.treatment_events,
+                       zero_variance_arm=plain.zero_variance_arm)
+            if has_pre:
+                row["cuped_variance_reduction"] = None
             if has_pre and quantile:
                 row.update(_result_values("cuped_", None, True, "no CUPED for quantile metrics (as in gbstats 0.8.0)"))
             elif has_pre:
@@ -627,6 +660,7 @@ def results_frame(stats: pl.DataFrame, *, alpha: float = 0.05) -> pl.DataFrame:
                 else:
                     cuped = compare(control_stats, treatment_stats, ratio=False, cuped=True, alpha=alpha)
                     row.update(_result_values("cuped_", cuped, True))
+                    row["cuped_variance_reduction"] = variance_reduction(plain, cuped)
             chi2, p_value, flag = srm[experiment]
             row.update(srm_chi2=chi2, srm_p_value=p_value, srm_flag=flag)
             rows.append(row)

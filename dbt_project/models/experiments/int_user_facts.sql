@@ -7,6 +7,7 @@
 --   sessions, crash_free_sessions            fct_sessions
 --   api_request_duration_ms                  fct_api_requests of the user's sessions: one per request, its duration
 --   nps_responses, nps_points                int_survey_responses (valid NPS answers; +100 / 0 / −100)
+--   job_ratings, job_rating_points           int_survey_responses (valid CSAT answers about a job: 1 to 5)
 -- Only what happened by the end of the data (the latest event): a job booked for next week is no outcome yet.
 
 with
@@ -61,6 +62,14 @@ nps as (
     from {{ ref('int_survey_responses') }}
     where survey_type = 'nps' and is_valid_score and user_id is not null
 
+),
+
+ratings as (
+
+    select user_id, occurred_at, cast(score as double) as score
+    from {{ ref('int_survey_responses') }}
+    where survey_type = 'csat' and is_valid_score and user_id is not null
+
 )
 
 select user_id, occurred_at, 'recs_shown' as fact, 1.0 as value from exposures
@@ -82,3 +91,7 @@ union all
 select user_id, occurred_at, 'nps_responses', 1.0 from nps
 union all
 select user_id, occurred_at, 'nps_points', points from nps
+union all
+select user_id, occurred_at, 'job_ratings', 1.0 from ratings
+union all
+select user_id, occurred_at, 'job_rating_points', score from ratings

@@ -24,6 +24,26 @@ A = {name: i for i, name in enumerate(REC_ACTIONS)}
 RAINY_REGIONS = (0, 3)  # north, west (world.REGIONS)
 
 
+def _customer_hash(customer: np.ndarray) -> np.ndarray:
+    """A multiplicative hash of the customer index (Knuth's golden-ratio constant), free of the random streams."""
+    return (np.asarray(customer, dtype=np.uint64) + np.uint64(7)) * np.uint64(0x9E3779B97F4A7C15)
+
+
+def heavy_viewer(customer: np.ndarray) -> np.ndarray:
+    """The planted heavy recommendation viewers: planted.HEAVY_VIEWER_SHARE of the customers."""
+    return (_customer_hash(customer) >> np.uint64(40)).astype(np.float64) / float(1 << 24) < planted.HEAVY_VIEWER_SHARE
+
+
+def heavy_viewer_action(customer: np.ndarray) -> np.ndarray:
+    """The action whose card a heavy viewer keeps reopening (an index into REC_ACTIONS)."""
+    return ((_customer_hash(customer) >> np.uint64(20)) % np.uint64(len(REC_ACTIONS))).astype(np.int64)
+
+
+def heavy_viewer_days(days: int) -> range:
+    """The days (from the world's start) on which heavy viewers see extra cards: the world's last week."""
+    return range(max(days - planted.HEAVY_VIEWER_DAYS, 0), days)
+
+
 def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
@@ -97,6 +117,15 @@ class HiddenPropensity:
                 a: float(prob[action == i].mean()) if (action == i).any() else None for i, a in enumerate(REC_ACTIONS)},
             "exposures_by_action": {a: int((action == i).sum()) for i, a in enumerate(REC_ACTIONS)},
             "logged_policy": LOGGED_POLICY, "logged_propensity": LOGGED_PROPENSITY,
+            "heavy_viewers": {
+                "customers": [self.w.customer_id[c] for c in np.flatnonzero(heavy_viewer(np.arange(self.w.n_customers)))],
+                "days": [int(d) for d in heavy_viewer_days(self.w.days)],
+                "action": {self.w.customer_id[c]: REC_ACTIONS[int(heavy_viewer_action(np.array([c]))[0])]
+                           for c in np.flatnonzero(heavy_viewer(np.arange(self.w.n_customers)))},
+                "extra_cards_per_session_shown": planted.HEAVY_VIEWER_EXTRA_CARDS,
+                "note": "planted: in the world's last week these customers reopen one action's card several times "
+                        "in every session that shows a recommendation, so the policy's weekly frequency cap binds "
+                        "for those of them with eligible actions"},
             "planted": planted.REC_PROPENSITY,
             "note": "generated exposures (before delivery losses): the hidden propensity's own AUC against the drawn "
                     "acceptances is the best a model can reach; logging policy: uniform random action and placement",

@@ -111,3 +111,33 @@ def test_labels_come_only_from_logged_exposures(con, world):
     assert {e: int(e in credited) for e in labels} == labels
     shown = con.execute("select count(*) from stg_events where event_name = 'recommendation_shown'").fetchall()[0][0]
     assert con.execute("select count(*) from int_recommendation_exposures").fetchall()[0][0] == shown
+
+
+def test_due_now_rules_are_the_catalogs_in_sql_and_in_python(con):
+    """The due-now rules have one definition, the action catalog's due_* columns: fct_nba_features' due_by_rule
+    (SQL) equals models_ml.nba.spec's evaluation of the same catalog on every row, and the reading the rules
+    fallback names for an action is the one its rule reads (they disagreed on cabin_filter)."""
+    import polars as pl
+
+    from models_ml.nba.spec import RULE_FEATURE, due_by_rule, due_rules
+
+    catalog = {a: (r, b, c, d) for a, r, b, c, d in con.execute(
+        "select action_id, due_reading, due_below, due_at_least, due_dtc_family from dim_actions").fetchall()}
+    rules = due_rules()
+    assert catalog == {a: (r.reading, r.below, r.at_least, r.dtc_family) for a, r in rules.items()}
+    assert RULE_FEATURE == {a: r for a, (r, *_) in catalog.items() if r}
+
+    frame = con.sql("""select action_id, due_by_rule, battery_voltage, oil_life_pct, min_tire_pressure_kpa,
+                                  vehicle_age_years, daily_km_30d, odometer_km, dtc_families_7d
+                           from fct_nba_features""").pl()
+    python = due_by_rule(frame)
+    assert frame["due_by_rule"].null_count() == 0
+    differ = frame.filter(frame["due_by_rule"] != python)
+    assert differ.is_empty(), differ.head()
+    # every rule is due for some rows and not for others: the comparison is not vacuous
+    per_action = frame.group_by("action_id").agg(pl.col("due_by_rule").sum().alias("due"), pl.len())
+    for action_id, due, n in per_action.iter_rows():
+        if rules[action_id].reading or rules[action_id].dtc_family:
+            assert 0 < due < n, (action_id, due, n)
+        else:
+            assert due == 0, action_id

@@ -87,16 +87,25 @@ def test_first_model_beating_the_baselines_becomes_champion(client, first):
     tags = client.get_model_version(MODEL_NAME, first.version).tags
     assert tags["gate.decision"] == "champion"
     run = client.get_run(first.run_id)
+    assert run.data.tags["gate.decision"] == "champion" and run.data.tags["gate.reasons"] == "; ".join(d.reasons)
     for key in ("model_auc", "model_ndcg_at_3", "popularity_ndcg_at_3", "rules_ndcg_at_3", "model_ece",
                 "model_brier", "model_log_loss", "model_precision_at_3"):
         assert key in run.data.metrics
     assert run.data.metrics["model_ndcg_at_3"] > run.data.metrics["popularity_ndcg_at_3"]
     artifacts = {a.path for a in client.list_artifacts(first.run_id)} | \
         {a.path for a in client.list_artifacts(first.run_id, "plots")}
-    assert {"encoding.json", "feature_list.json", "gate_decision.json", "plots/roc.png",
-            "plots/calibration.png", "plots/gain.png"} <= artifacts
+    assert {"encoding.json", "feature_list.json", "gate_decision.json", "plots/roc.png", "plots/precision_recall.png",
+            "plots/calibration.png", "plots/gain.png", "plots/feature_importance.png"} <= artifacts
     model = client.get_model_version(MODEL_NAME, first.version)
     assert model.run_id == first.run_id
+    # the registered model says what it reads (the encoded features, in order) and shows an example of it
+    import mlflow
+
+    from models_ml.nba.features import Encoding
+    info = mlflow.models.get_model_info(f"models:/{MODEL_NAME}@champion")
+    encoding = Encoding.from_json(mlflow.artifacts.load_text(f"runs:/{first.run_id}/encoding.json"))
+    assert [c.name for c in info.signature.inputs.inputs] == list(encoding.names)
+    assert info.saved_input_example_info is not None
 
 
 def test_worse_model_is_not_promoted_and_the_champion_stays(client, first, worse):
@@ -179,6 +188,41 @@ def test_reasons_are_computed_for_kept_rows_and_name_the_features_that_matter(fi
     assert (first_reason == "oil_life_pct").mean() > 0.9
     row = oil.row(0, named=True)
     assert f"oil life {row['oil_life_pct']:.0f}%" in row["reason_codes"]
+
+
+def test_context_reasons_show_only_when_no_actionable_reason_does(client, first):
+    """Context (here region and platform: true of the customer, nothing to act on) is given as a reason only on
+    rows where no other feature pushed the score up; it used to lead or sit beside actionable reasons. The
+    training run logs how its holdout rows are explained."""
+    champ = load_champion()
+    candidates = synthetic_candidates(n_users=400, n_days=1, session_rate=1.0, actions_per_session=8,
+                                      with_labels=False, seed=23)
+    kept = (score(champ, candidates).sort(["user_id", "expected_value"], descending=[False, True])
+            .group_by("user_id", maintain_order=True).head(3))
+    context = ("region", "platform")
+    kwargs = dict(exclude=("action_id", "action_kind", "placement"), fallback="recommended for your vehicle")
+    before = explain(champ, kept, TEMPLATES, **kwargs)
+    after = explain(champ, kept, TEMPLATES, context=context, **kwargs)
+
+    def has_context(feats):
+        return any(f in context for f in feats)
+
+    def has_actionable(feats):
+        return any(f not in context for f in feats)
+
+    mixed = [f for f in before["reason_features"].to_list() if has_context(f) and has_actionable(f)]
+    assert len(mixed) > 20  # what the rule is for: context beside (or ahead of) actionable reasons
+    for old, new in zip(before["reason_features"].to_list(), after["reason_features"].to_list()):
+        if has_actionable(old):
+            assert new and not has_context(new), (old, new)
+            assert [f for f in old if f not in context] == new[:len([f for f in old if f not in context])]
+        else:
+            assert new == old  # context only, or nothing: unchanged
+    metrics = client.get_run(first.run_id).data.metrics
+    assert 0 < metrics["reasons_actionable_share"] <= 1
+    assert metrics["reasons_actionable_share"] + metrics["reasons_context_only_share"] \
+        + metrics["reasons_fallback_share"] == pytest.approx(1)
+    assert 0 < metrics["reasons_top_feature_shown_share"] <= 1
 
 
 def test_make_mlflow_serves_the_projects_store_with_the_champion(store, first):

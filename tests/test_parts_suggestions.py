@@ -9,6 +9,7 @@ parts list alone (how often the service's past jobs used the part).
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -99,6 +100,26 @@ def test_a_switched_off_placement_gives_no_suggestions_and_inputs_fix_the_output
     assert MlflowClient().get_experiment(run.info.experiment_id).name == "pitwall-parts"
     assert run.info.artifact_uri.startswith((root / "mlflow").as_uri())
     assert run.data.metrics["holdout_auc"] > 0.5
+    # a well-kept run: the model and baseline metrics, the plots, the booster as an MLflow model that says what
+    # it reads (with an example) and scores as the fit the pipeline used
+    assert {"holdout_auc", "baseline_auc", "holdout_log_loss", "baseline_log_loss"} <= set(run.data.metrics)
+    artifacts = {a.path for a in MlflowClient().list_artifacts(run.info.run_id)} | \
+        {a.path for a in MlflowClient().list_artifacts(run.info.run_id, "plots")}
+    assert {"encoding.json", "metrics.json", "plots/roc.png", "plots/precision_recall.png",
+            "plots/calibration.png", "plots/feature_importance.png"} <= artifacts
+    # (MLflow 3 keeps the model itself as the run's logged model, which runs:/<run id>/model resolves to)
+    import mlflow
+
+    from models_ml.nba.features import encode
+    from models_ml.parts.model import fit
+    from pitwall.warehouse import read
+    info = mlflow.models.get_model_info(f"runs:/{run.info.run_id}/model")
+    assert info.signature is not None and info.saved_input_example_info is not None
+    training = read("select * from int_job_part_candidates where purpose = 'training'")
+    fresh = fit(training)
+    logged = mlflow.xgboost.load_model(f"runs:/{run.info.run_id}/model")
+    sample = encode(training.head(200), fresh.encoding)
+    assert np.allclose(logged.inplace_predict(sample), fresh.booster.inplace_predict(sample), atol=1e-6)
     stable = [c for c in first.columns if c not in ("scoring_run_id", "generated_at", "mlflow_run_id")]
     assert first.select(stable).equals(again.select(stable))  # the kept fit suggests what a refit does
     refit = build_parts_suggestions(reuse=False)

@@ -7,7 +7,7 @@ import altair as alt
 import polars as pl
 import streamlit as st
 
-from dashboards import charts, data, queries
+from dashboards import charts, data, queries, tables
 from dashboards.formatting import percent
 
 st.title("Recommendations")
@@ -36,11 +36,8 @@ if data.page_ready("recommendations"):
                              " vs best baseline")
         cols[3].metric("Trained", best["trained_at"].strftime("%Y-%m-%d %H:%M UTC"), border=True)
     with st.expander(f"Training history ({runs.height} runs)", expanded=champion.is_empty() and runs.height > 0):
-        # missing shown as blank, not "None"
-        st.dataframe(runs.select("trained_at", "trained", "version", "alias", "skipped_reason", "gate_reasons",
-                                 "model_auc", "popularity_auc", "rules_auc", "model_ndcg_at_3")
-                     .with_columns(pl.col(pl.String).fill_null("")),
-                     hide_index=True, width="stretch",
+        tables.table(runs.select("trained_at", "trained", "version", "alias", "skipped_reason", "gate_reasons",
+                                 "model_auc", "popularity_auc", "rules_auc", "model_ndcg_at_3"),
                      column_config={"trained_at": st.column_config.DatetimeColumn("trained", format="YYYY-MM-DD HH:mm"),
                                     "skipped_reason": "not trained because",
                                     "gate_reasons": st.column_config.ListColumn("gate"),
@@ -62,8 +59,8 @@ if data.page_ready("recommendations"):
         for col, row in zip(cols[1:], by_policy.sort("rows", descending=True).to_dicts()):
             col.metric(row["policy"], f"{row['rows']:,}", border=True,
                        help=f"{percent(row['rows'] / total, 1)} of the rows")
-        st.altair_chart(charts.bars(mix, "placement", "rows", "policy", horizontal=True, y_title="rows",
-                                    height=max(120, 36 * mix.height)), width="stretch")
+        st.altair_chart(charts.bars(mix, "placement", "rows", "policy", horizontal=True, y_title="rows"),
+                        width="stretch")
 
         st.markdown("**What customers see first** (the rank-1 action per placement)")
         top = data.run(queries.recommendation_top_actions, f)
@@ -72,7 +69,7 @@ if data.page_ready("recommendations"):
             x=alt.X("customers:Q", title="customers"),
             row=alt.Row("placement:N", title=None, header=alt.Header(labelAngle=0, labelAlign="left")),
             tooltip=["placement:N", "action_id:N", "customers:Q", alt.Tooltip("share:Q", format=".1%")],
-        ).properties(height={"step": 18}).resolve_scale(y="independent"), width="stretch")
+        ).properties(height={"step": charts.BAND}).resolve_scale(y="independent"), width="stretch")
 
     st.subheader("How shown recommendations did")
     data.caption_ignored("mart_recommendation_efficacy")
@@ -80,7 +77,7 @@ if data.page_ready("recommendations"):
     if efficacy.is_empty():
         st.info("No recommendation was shown in the weeks of this window.")
     else:
-        st.dataframe(efficacy, hide_index=True, width="stretch",
+        tables.table(efficacy,
                      column_config={"click_rate": st.column_config.NumberColumn("click rate", format="percent"),
                                     "acceptance_rate": st.column_config.NumberColumn("acceptance rate",
                                                                                      format="percent"),
@@ -111,4 +108,4 @@ if data.page_ready("recommendations"):
     if rows.is_empty():
         st.info(f"No recommendation for {user_id!r} tomorrow.")
     else:
-        st.dataframe(rows, hide_index=True, width="stretch")
+        tables.table(rows)

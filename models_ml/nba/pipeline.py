@@ -23,11 +23,13 @@ from models_ml.nba.evaluate import HoldoutEvaluation, evaluate_holdout, score_me
 from models_ml.nba.features import Feature, encode
 from models_ml.nba.gate import Check, GateConfig, PromotionDecision, comparison_checks, gain_shares, sanity_checks
 from models_ml.nba.plots import holdout_figures
+from models_ml.nba.scoring import customer_reasons, reason_shares
 from models_ml.nba.tracking import MODEL_NAME, configure, log_booster, log_json
 from models_ml.nba.train import Split, TrainConfig, TrainedModel, encoding_of, predict, time_split, train_model
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 TAG_LIMIT = 4000  # model-version tag values are limited to 5000 characters
+REASON_SAMPLE_ROWS = 2_000  # holdout rows whose customer reasons the run measures (exact TreeSHAP: ~1.5 ms a row)
 
 
 @dataclass
@@ -59,6 +61,18 @@ def _rescore_champion(client: MlflowClient, name: str, split: Split, k: int) -> 
         return current, None, f"{type(exc).__name__}: {exc}"
     metrics, _ = score_metrics(split.holdout, scores, probabilistic=True, k=k)
     return current, metrics, None
+
+
+def holdout_reason_shares(trained: TrainedModel, holdout: pl.DataFrame, rows: int = REASON_SAMPLE_ROWS,
+                          seed: int = 0) -> dict[str, float]:
+    """How the customer reasons (models_ml.nba.scoring.customer_reasons) explain a seeded sample of the holdout
+    rows: the share with an actionable reason, with context only, with none, and whose largest push is shown.
+    Empty when the spec's reason features are not this model's (a synthetic spec)."""
+    if not len(holdout) or "action_id" not in trained.encoding.names:
+        return {}
+    sample = holdout.sample(n=min(rows, len(holdout)), seed=seed) if len(holdout) > rows else holdout
+    explained = customer_reasons(trained, sample)
+    return reason_shares(trained, explained)
 
 
 def decide(client: MlflowClient, trained: TrainedModel, evaluation: HoldoutEvaluation, split: Split,
@@ -109,6 +123,7 @@ def train_evaluate_register(frame: pl.DataFrame, spec: Sequence[Feature | tuple[
     holdout_scores = trained.predict(split.holdout)
     evaluation = evaluate_holdout(holdout_scores, split.train, split.holdout, k=k)
     eval_seconds = time.perf_counter() - t0
+    reasons = holdout_reason_shares(trained, split.holdout)
 
     client, exp_id = configure()
     with mlflow.start_run(experiment_id=exp_id, run_name=run_name) as run:
@@ -125,14 +140,16 @@ def train_evaluate_register(frame: pl.DataFrame, spec: Sequence[Feature | tuple[
                             "fit_rows": float(trained.n_fit_rows), "valid_rows": float(trained.n_valid_rows),
                             "holdout_rows": float(evaluation.n_rows),
                             "holdout_positives": float(evaluation.n_positives),
-                            "train_seconds": trained.train_seconds, "evaluate_seconds": eval_seconds})
+                            "train_seconds": trained.train_seconds, "evaluate_seconds": eval_seconds,
+                            **reasons})
         mlflow.log_text(trained.encoding.to_json(), "encoding.json")
         log_json([[f.name, f.kind] for f in trained.encoding.features], "feature_list.json")
         log_json({"metrics": evaluation.metrics, "calibration": evaluation.calibration,
                   "ranking_groups": "user_id x as_of_date over holdout rows; groups with >= 2 candidates "
                                     "and >= 1 acceptance"}, "holdout_metrics.json")
-        log_json(gain_shares(trained.booster), "feature_gain_share.json")
-        for path, fig in holdout_figures(evaluation).items():
+        shares = gain_shares(trained.booster)
+        log_json(shares, "feature_gain_share.json")
+        for path, fig in holdout_figures(evaluation, shares).items():
             mlflow.log_figure(fig, path)
         sample = encode(split.holdout.head(20) if len(split.holdout) else split.train.head(20), trained.encoding)
         info = log_booster(trained.booster, sample, trained.encoding.names, registered_model_name=name)
@@ -142,7 +159,8 @@ def train_evaluate_register(frame: pl.DataFrame, spec: Sequence[Feature | tuple[
         if decision.champion_metrics:
             mlflow.log_metrics({f"champion_{k_}": v for k_, v in decision.champion_metrics.items() if v == v})
         mlflow.set_tags({"gate.decision": decision.alias, "gate.promoted": str(decision.promoted).lower(),
-                         "model_version": version, "gate.previous_champion": decision.previous_champion_version or ""})
+                         "model_version": version, "gate.previous_champion": decision.previous_champion_version or "",
+                         "gate.reasons": "; ".join(decision.reasons)[:TAG_LIMIT]})
         log_json({"promoted": decision.promoted, "alias": decision.alias, "version": version,
                   "previous_champion_version": decision.previous_champion_version,
                   "reasons": decision.reasons,

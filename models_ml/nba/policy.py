@@ -4,9 +4,10 @@
       → placements switched off for the user by their flag (experiments/flags.yaml): no rows
       → weekly frequency cap per user (recommendations shown in the last 7 days)
       → order by expected value (propensity × value), or by rules_score when no champion (rules_fallback)
-      → arbitration across kinds per placement (at most N of each kind)
       → exploration: a small share of (user, placement) slots shows a uniformly random eligible action at
-        rank 1, with the probability the policy chose it (propensity_logged) for IPS estimates
+        rank 1 (drawn from every eligible action, before arbitration), with the probability the policy had
+        of putting it there (propensity_logged) for IPS estimates
+      → arbitration across kinds per placement (at most N of each kind, the explored action included)
       → top `slots` per (user, placement)
 
 Everything is vectorized in polars. Exploration draws come from a hash of (seed, user, placement, as-of
@@ -58,36 +59,40 @@ def rank(candidates: pl.DataFrame, config: PolicyConfig, by_model: bool) -> tupl
 
     order = "expected_value" if by_model else "rules_score"
     slot = ["user_id", "placement"]
+    limit = pl.col("action_kind").replace_strict(dict(config.max_per_kind), default=config.slots, return_dtype=pl.Int64)
+    # A kind allowed no slot at all is never shown, explored or not.
+    before = len(rows)
+    rows = rows.filter(limit > 0)
     rows = rows.with_columns(pl.col(order).alias("order_value")).sort(
         [*slot, "order_value", "action_id"], descending=[False, False, True, False], nulls_last=True)
+    # Exploration draws over every eligible action of the slot (before arbitration), so that any of them,
+    # an upsell arbitration would cut included, can be shown at rank 1 with a known probability.
+    draw = [pl.col("user_id"), pl.col("placement"), pl.col("as_of_date")]
+    rows = rows.with_columns(
+        greedy_position=pl.int_range(pl.len()).over(slot) + 1,
+        n_eligible=pl.len().over(slot),
+        explored=_uniform(draw, config.seed) < config.explore_share,
+    ).with_columns(
+        explore_pick=(_uniform(draw, config.seed + 1) * pl.col("n_eligible")).floor().cast(pl.Int64) + 1,
+    ).with_columns(
+        picked=pl.col("explored") & (pl.col("greedy_position") == pl.col("explore_pick")),
+    )
+    # Then arbitration across kinds on the rest, in the greedy order, the explored action (first) counting
+    # against its kind's limit.
+    rows = rows.sort([*slot, "picked", "greedy_position"], descending=[False, False, True, False])
     within_kind = pl.int_range(pl.len()).over([*slot, "action_kind"]) + 1
-    limit = pl.col("action_kind").replace_strict(dict(config.max_per_kind), default=config.slots, return_dtype=pl.Int64)
-    before = len(rows)
     rows = rows.filter(within_kind <= limit)
     counts["arbitration"] = before - len(rows)
-
-    # Exploration: in an explored slot, rank 1 is a uniformly random eligible action.
-    rows = rows.with_columns(
-        greedy_rank=pl.int_range(pl.len()).over(slot) + 1,
-        n_eligible=pl.len().over(slot),
-        explored=_uniform([pl.col("user_id"), pl.col("placement"), pl.col("as_of_date")], config.seed) < config.explore_share,
-    )
-    pick = (_uniform([pl.col("user_id"), pl.col("placement"), pl.col("as_of_date")], config.seed + 1)
-            * pl.col("n_eligible")).floor().cast(pl.Int64) + 1
-    rows = rows.with_columns(explore_pick=pick)
     eps = config.explore_share
-    rows = rows.with_columns(
-        rank=pl.when(~pl.col("explored")).then(pl.col("greedy_rank"))
-        .when(pl.col("greedy_rank") == pl.col("explore_pick")).then(1)
-        .when(pl.col("greedy_rank") < pl.col("explore_pick")).then(pl.col("greedy_rank") + 1)
-        .otherwise(pl.col("greedy_rank")),
-    )
-    # P(this action at rank 1) under the policy: greedy choice with 1 − ε, any eligible one with ε / n.
-    rank1_probability = (pl.when(pl.col("greedy_rank") == 1).then(1 - eps).otherwise(0.0) + eps / pl.col("n_eligible"))
+    # P(this action at rank 1) under the policy: the greedy choice (the slot's first eligible action, which
+    # arbitration always keeps) with 1 − ε, any of the n eligible actions with ε / n.
+    rank1_probability = (pl.when(pl.col("greedy_position") == 1).then(1 - eps).otherwise(0.0)
+                         + eps / pl.col("n_eligible"))
+    rows = rows.with_columns(rank=pl.int_range(pl.len()).over(slot) + 1)
     rows = rows.filter(pl.col("rank") <= config.slots).with_columns(
         policy=pl.when(pl.col("explored") & (pl.col("rank") == 1)).then(pl.lit(POLICY_EXPLORE))
         .otherwise(pl.lit(POLICY_MODEL if by_model else POLICY_FALLBACK)),
         propensity_logged=pl.when(pl.col("rank") == 1).then(rank1_probability).otherwise(1 - eps),
-    ).drop("order_value", "greedy_rank", "explore_pick", "explored").sort([*slot, "rank"])
+    ).drop("order_value", "greedy_position", "explore_pick", "explored", "picked").sort([*slot, "rank"])
     counts["kept"] = len(rows)
     return rows, counts

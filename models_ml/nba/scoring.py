@@ -120,7 +120,7 @@ def render_reason(name: str, template: str | None, values: pl.Series) -> pl.Seri
 def explain(model: Champion, kept: pl.DataFrame, templates: Mapping[str, str], top_n: int = 3,
             method: Literal["exact", "approx"] = "exact", min_contribution: float = 0.0,
             exclude: tuple[str, ...] = (), fallback: str | None = None,
-            only_when_positive: tuple[str, ...] = ()) -> pl.DataFrame:
+            only_when_positive: tuple[str, ...] = (), context: tuple[str, ...] = ()) -> pl.DataFrame:
     """Reasons for the rows the caller kept after ranking: ``kept`` plus
     - ``reason_features``: up to ``top_n`` features with the largest positive contributions: the first must be
       > 0, the others > ``min_contribution`` (log-odds), so every row with any positive contribution has a reason;
@@ -130,8 +130,10 @@ def explain(model: Champion, kept: pl.DataFrame, templates: Mapping[str, str], t
     given (and no reason features).
 
     Features named in ``exclude`` (e.g. ``action_id``) are never given as reasons, nor is a missing reading,
-    nor a feature of ``only_when_positive`` (flags, counts) whose value is not above zero. Exact contributions
-    cost about a millisecond per row: call this only on the kept rows."""
+    nor a feature of ``only_when_positive`` (flags, counts) whose value is not above zero. Features named in
+    ``context`` (true of the customer, nothing to act on: region, fuel type) are given only on rows where no
+    other feature is a positive reason. Exact contributions cost about a millisecond per row: call this only
+    on the kept rows."""
     names = model.encoding.names
     contrib = contributions(model.booster, model.encoding, kept, method=method)
     for i, n in enumerate(names):
@@ -143,6 +145,10 @@ def explain(model: Champion, kept: pl.DataFrame, templates: Mapping[str, str], t
             if n in only_when_positive:
                 absent = absent | (kept.get_column(n).fill_null(0) <= 0)
             contrib[absent.to_numpy(), i] = -np.inf
+    in_context = np.array([n in context for n in names], dtype=bool)
+    if in_context.any():
+        actionable = (contrib[:, ~in_context] > 0).any(axis=1)
+        contrib[np.ix_(actionable, in_context)] = -np.inf
     k = min(top_n, len(names))
     top = np.argsort(-contrib, axis=1, kind="stable")[:, :k]
     top_val = np.take_along_axis(contrib, top, axis=1)
@@ -166,3 +172,39 @@ def explain(model: Champion, kept: pl.DataFrame, templates: Mapping[str, str], t
         lists = lists.with_columns(pl.when(pl.col("reason_codes").list.len() == 0).then(pl.lit([fallback]))
                                    .otherwise(pl.col("reason_codes")).alias("reason_codes"))
     return pl.concat([kept, lists], how="horizontal").with_columns(pl.lit(method).alias("reason_method"))
+
+
+def customer_reasons(model: Champion, kept: pl.DataFrame, method: Literal["exact", "approx"] = "exact") -> pl.DataFrame:
+    """The reasons a customer is shown, with the spec's rules (models_ml/nba/spec.py): actionable facts about
+    the vehicle or its history first; context (region, segment, fuel type) only when none pushed the row up;
+    identity and earlier offers never; the fallback text when nothing did."""
+    from models_ml.nba.spec import CONTEXT_REASONS, FALLBACK_REASON, NOT_REASONS, REASON_TEMPLATES, REASON_WHEN_POSITIVE
+
+    return explain(model, kept, REASON_TEMPLATES, method=method, exclude=NOT_REASONS,
+                   only_when_positive=REASON_WHEN_POSITIVE, context=CONTEXT_REASONS, fallback=FALLBACK_REASON)
+
+
+def reason_shares(model: Champion, explained: pl.DataFrame) -> dict[str, float]:
+    """How the reasons of ``explained`` rows (the output of :func:`customer_reasons`) explain them:
+    - ``reasons_actionable_share``: rows with at least one actionable reason (a fact about the vehicle or history);
+    - ``reasons_context_only_share``: rows whose reasons are context only (region, segment, fuel type);
+    - ``reasons_fallback_share``: rows with no positive reason (the fallback text);
+    - ``reasons_top_feature_shown_share``: rows whose largest positive contribution is among their reasons
+      (the rest were pushed most by something never shown: the action itself, its placement, earlier offers)."""
+    from models_ml.nba.spec import CONTEXT_REASONS
+
+    n = len(explained)
+    if not n:
+        return {}
+    features = explained.get_column("reason_features")
+    actionable = features.list.eval(~pl.element().is_in(list(CONTEXT_REASONS))).list.any().fill_null(False)
+    any_reason = features.list.len() > 0
+    contrib = contributions(model.booster, model.encoding, explained, method=explained["reason_method"][0]
+                            if "reason_method" in explained.columns else "exact")
+    names = np.array(model.encoding.names, dtype=object)
+    top = np.where(contrib.max(axis=1) > 0, names[np.argmax(contrib, axis=1)], None)
+    shown = pl.Series([t is not None and t in (f or []) for t, f in zip(top, features.to_list())])
+    return {"reasons_actionable_share": float(actionable.sum()) / n,
+            "reasons_context_only_share": float((any_reason & ~actionable).sum()) / n,
+            "reasons_fallback_share": float((~any_reason).sum()) / n,
+            "reasons_top_feature_shown_share": float(shown.sum()) / n}

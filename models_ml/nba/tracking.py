@@ -66,17 +66,19 @@ def log_json(obj, artifact_file: str) -> None:
 
 def log_booster(booster: xgb.Booster, sample: np.ndarray, feature_names: list[str],
                 registered_model_name: str | None = MODEL_NAME):
-    """Log the booster in the active run with a signature; register it. Returns MLflow's ModelInfo.
+    """Log the booster in the active run with a signature and an input example (``registered_model_name``:
+    register it, None: do not). Returns MLflow's ModelInfo.
 
     The signature describes what the booster itself reads: the encoded matrix (float columns named after
     the features; categoricals as codes into ``encoding.json``). Score with ``mlflow.xgboost.load_model``
-    and :func:`models_ml.nba.scoring.score`, which encode the feature mart's columns first.
+    and the model's own scoring (``models_ml.nba.scoring.score``, ``models_ml.parts.model.predict``), which
+    encodes the feature mart's columns first.
     """
     import pandas as pd
 
     example = pd.DataFrame(sample[:20], columns=feature_names)
     signature = infer_signature(example, booster.inplace_predict(sample[:20]))
-    return mlflow.xgboost.log_model(booster, name="model", signature=signature,
+    return mlflow.xgboost.log_model(booster, name="model", signature=signature, input_example=example.head(5),
                                     pip_requirements=pip_requirements(),
                                     registered_model_name=registered_model_name)
 

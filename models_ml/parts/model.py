@@ -4,9 +4,10 @@ Rows come from the dbt model `int_job_part_candidates` (past jobs labelled with 
 part; upcoming jobs to score). The classifier learns what the service's parts list alone cannot say: a
 failing battery needs a battery whatever job was booked, old vehicles need brake pads at inspections.
 It is refit when its training rows change (``training_fingerprint``: the rows, the features and the
-fit's parameters) and logged to MLflow with the booster and its encoding; a run whose training rows are
-the same as an earlier fit's reuses that fit (``save``/``load``), so suggestions for the new day's jobs
-cost a scoring, not a training. Unlike the next-best-action model it serves no one directly, so it has no
+fit's parameters) and logged to MLflow as an MLflow model (signature, input example) with its encoding,
+holdout metrics and plots; a run whose training rows are the same as an earlier fit's reuses that fit
+(orchestration/recommendations/parts.py), so suggestions for the new day's jobs cost a scoring, not a
+training. Unlike the next-best-action model it serves no one directly, so it has no
 registry gate: its holdout metrics against the parts-list baseline (how often the service's past jobs
 used the part) are logged and reported.
 """
@@ -17,7 +18,6 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
-from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -75,6 +75,8 @@ class PartsModel:
     booster: xgb.Booster
     encoding: Encoding
     metrics: dict = field(default_factory=dict)
+    # the holdout fit's labels and scores, for the run's plots ({"labels", "model", "parts_list"}); not kept
+    holdout: dict[str, np.ndarray] | None = None
 
 
 def _fit(rows: pl.DataFrame, config: PartsConfig) -> tuple[xgb.Booster, Encoding]:
@@ -117,15 +119,16 @@ def fit(training: pl.DataFrame, config: PartsConfig | None = None) -> PartsModel
     holdout = training.filter(pl.col("as_of_date") > end - timedelta(days=config.holdout_days))
     metrics: dict = {"training_rows": len(training), "training_jobs": training.get_column("job_id").n_unique(),
                      "holdout_rows": len(holdout)}
+    scored = None
     if len(older) and len(holdout):
         label = holdout.get_column("used").cast(pl.Int8).to_numpy()
         booster, encoding = _fit(older, config)
-        model_m = _metrics(label, predict((booster, encoding), holdout))
-        base_m = _metrics(label, parts_list_baseline(older, holdout))
-        metrics.update({f"holdout_{k}": v for k, v in model_m.items()})
-        metrics.update({f"baseline_{k}": v for k, v in base_m.items()})
+        scored = {"labels": label, "model": predict((booster, encoding), holdout),
+                  "parts_list": parts_list_baseline(older, holdout)}
+        metrics.update({f"holdout_{k}": v for k, v in _metrics(label, scored["model"]).items()})
+        metrics.update({f"baseline_{k}": v for k, v in _metrics(label, scored["parts_list"]).items()})
     booster, encoding = _fit(training, config)
-    return PartsModel(booster=booster, encoding=encoding, metrics=metrics)
+    return PartsModel(booster=booster, encoding=encoding, metrics=metrics, holdout=scored)
 
 
 def training_fingerprint(training: pl.DataFrame, config: PartsConfig | None = None) -> str:
@@ -140,21 +143,3 @@ def training_fingerprint(training: pl.DataFrame, config: PartsConfig | None = No
                               "xgboost": xgb.__version__, "rows": len(training)}, sort_keys=True).encode())
     digest.update(rows.tobytes())
     return digest.hexdigest()
-
-
-BOOSTER_FILE, ENCODING_FILE, METRICS_FILE = "booster.ubj", "encoding.json", "metrics.json"
-
-
-def save(model: PartsModel, folder: Path) -> None:
-    """The booster, its encoding and its metrics as files (logged as the MLflow run's artifacts)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    model.booster.save_model(str(folder / BOOSTER_FILE))
-    (folder / ENCODING_FILE).write_text(model.encoding.to_json())
-    (folder / METRICS_FILE).write_text(json.dumps(model.metrics, sort_keys=True))
-
-
-def load(folder: Path) -> PartsModel:
-    booster = xgb.Booster()
-    booster.load_model(str(folder / BOOSTER_FILE))
-    return PartsModel(booster=booster, encoding=Encoding.from_json((folder / ENCODING_FILE).read_text()),
-                      metrics=json.loads((folder / METRICS_FILE).read_text()))

@@ -18,14 +18,13 @@ from models_ml.nba import (
     GateConfig,
     TrainConfig,
     TrainingOutcome,
-    explain,
     load_champion,
     score,
     train_evaluate_register,
 )
 from models_ml.nba.policy import PolicyConfig, rank
-from models_ml.nba.scoring import render_reason
-from models_ml.nba.spec import FEATURES, NOT_REASONS, REASON_TEMPLATES, REASON_WHEN_POSITIVE, RULE_FEATURE
+from models_ml.nba.scoring import customer_reasons, render_reason
+from models_ml.nba.spec import FEATURES, REASON_TEMPLATES, RULE_FEATURE
 from pitwall.flags import Flags, load_flags
 from pitwall.warehouse import read
 
@@ -170,8 +169,7 @@ def _decide(candidates: pl.DataFrame, config: PolicyConfig, flags: Flags, champi
         propensity=pl.lit(None, pl.Float32), expected_value=pl.lit(None, pl.Float64))
     kept, counts = rank(scored, config, by_model=champion is not None)
     if champion is not None and len(kept):
-        kept = explain(champion, kept, REASON_TEMPLATES, method=method, exclude=NOT_REASONS,
-                       only_when_positive=REASON_WHEN_POSITIVE, fallback="popular with similar drivers")
+        kept = customer_reasons(champion, kept, method=method)
     else:
         kept = _rule_reasons(kept)
     return kept, counts, scored.filter(pl.col("due_by_rule").fill_null(False))

@@ -7,16 +7,17 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-import tempfile
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
 import mlflow
 import polars as pl
 
 from models_ml.nba import explain
-from models_ml.nba.tracking import configure, log_json
+from models_ml.nba.features import Encoding, encode
+from models_ml.nba.gate import gain_shares
+from models_ml.nba.plots import importance_figure, model_figures
+from models_ml.nba.tracking import configure, log_booster, log_json
 from models_ml.parts.model import (
     FALLBACK_REASON,
     FEATURES,
@@ -26,9 +27,7 @@ from models_ml.parts.model import (
     PartsConfig,
     PartsModel,
     fit,
-    load,
     predict,
-    save,
     training_fingerprint,
 )
 from pitwall.flags import Flags
@@ -111,6 +110,8 @@ def build_parts_suggestions(policy: PartsPolicy | None = None, config: PartsConf
 
 
 FINGERPRINT_TAG = "training_fingerprint"
+# beside the logged model: what its inputs need (the encoding) and the fit's metrics
+ENCODING_ARTIFACT, METRICS_ARTIFACT = "encoding.json", "metrics.json"
 
 
 def fitted(training: pl.DataFrame, config: PartsConfig, reuse: bool = True) -> tuple[PartsModel, str, str]:
@@ -126,7 +127,7 @@ def fitted(training: pl.DataFrame, config: PartsConfig, reuse: bool = True) -> t
 
 
 def _kept_fit(fingerprint: str) -> tuple[PartsModel, str, str] | None:
-    """The latest finished fit logged with this training fingerprint, if its artifacts are still there."""
+    """The latest finished fit logged with this training fingerprint, if its model and encoding are readable."""
     client, experiment_id = configure(EXPERIMENT)
     runs = client.search_runs([experiment_id], filter_string=f"tags.{FINGERPRINT_TAG} = '{fingerprint}' "
                               "and attributes.status = 'FINISHED'", max_results=1,
@@ -135,11 +136,13 @@ def _kept_fit(fingerprint: str) -> tuple[PartsModel, str, str] | None:
         return None
     run = runs[0]
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a pipeline's logs are not a terminal
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            model = load(Path(client.download_artifacts(run.info.run_id, "model", tmp)))
-        except (OSError, ValueError, mlflow.exceptions.MlflowException):
-            return None  # its artifacts are gone or unreadable: fit again
+    artifacts = f"runs:/{run.info.run_id}"
+    try:
+        model = PartsModel(booster=mlflow.xgboost.load_model(f"{artifacts}/model"),
+                           encoding=Encoding.from_json(mlflow.artifacts.load_text(f"{artifacts}/{ENCODING_ARTIFACT}")),
+                           metrics=mlflow.artifacts.load_dict(f"{artifacts}/{METRICS_ARTIFACT}"))
+    except (OSError, ValueError, KeyError, mlflow.exceptions.MlflowException):
+        return None  # its artifacts are gone, unreadable or of an older layout: fit again
     started = dt.datetime.fromtimestamp(run.info.start_time / 1000, dt.UTC)
     return model, run.info.run_id, (
         f"reused model trained on {run.data.tags.get('training_rows')} rows through "
@@ -147,7 +150,9 @@ def _kept_fit(fingerprint: str) -> tuple[PartsModel, str, str] | None:
 
 
 def _log_run(model: PartsModel, config: PartsConfig, fingerprint: str, training: pl.DataFrame) -> str:
-    """The fit's parameters, holdout metrics and the model itself (booster, encoding), tagged with the
+    """The fit as a well-kept MLflow run: parameters, holdout metrics of the model and of the parts-list
+    baseline, the plots (ROC, precision-recall, calibration, gain, feature importance), and the booster as an
+    MLflow model with its signature and an input example, beside the encoding its inputs need; tagged with the
     fingerprint of its training rows so that a run on the same rows reuses it."""
     _, experiment_id = configure(EXPERIMENT)
     with mlflow.start_run(experiment_id=experiment_id, run_name="parts-suggestions") as run:
@@ -157,7 +162,18 @@ def _log_run(model: PartsModel, config: PartsConfig, fingerprint: str, training:
         metrics = model.metrics
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and v == v})
         log_json([name for name, _ in FEATURES], "features.json")
-        with tempfile.TemporaryDirectory() as tmp:
-            save(model, Path(tmp) / "model")
-            mlflow.log_artifacts(str(Path(tmp) / "model"), "model")
+        mlflow.log_text(model.encoding.to_json(), ENCODING_ARTIFACT)
+        log_json(metrics, METRICS_ARTIFACT)
+        shares = gain_shares(model.booster)
+        log_json(shares, "feature_gain_share.json")
+        if model.holdout is not None:
+            scores = {who: model.holdout[who] for who in ("model", "parts_list")}
+            figures = model_figures(model.holdout["labels"], scores, scores, shares,
+                                    holdout=f"the last {config.holdout_days} days of jobs")
+        else:
+            figures = {"plots/feature_importance.png": importance_figure(shares)}
+        for path, figure in figures.items():
+            mlflow.log_figure(figure, path)
+        log_booster(model.booster, encode(training.head(20), model.encoding), model.encoding.names,
+                    registered_model_name=None)
     return run.info.run_id

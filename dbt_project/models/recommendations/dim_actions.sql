@@ -13,6 +13,10 @@ select
     nullif(catalog.requires_dtc_family, '') as requires_dtc_family,
     nullif(catalog.excluded_fuel_type, '') as excluded_fuel_type,
     nullif(catalog.suppressed_by_recall, '') as suppressed_by_recall,
+    nullif(catalog.due_reading, '') as due_reading,
+    catalog.due_below,
+    catalog.due_at_least,
+    nullif(catalog.due_dtc_family, '') as due_dtc_family,
     catalog.reason_hint,
     catalog.description
 from {{ ref('action_catalog') }} as catalog

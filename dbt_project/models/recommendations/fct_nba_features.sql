@@ -3,6 +3,13 @@
 -- telemetry readings, jobs and invoices, recommendation exposures and outcomes, sessions. Missing
 -- telemetry (an unconnected vehicle) stays null: the model treats missing as its own case.
 -- rules_score is the rules-only ordering (due-now flags, then value): the baseline and the fallback.
+-- The due-now rules are the action catalog's due_* columns (dim_actions), the one definition that
+-- models_ml/nba/spec.py reads too: due when the reading named by due_reading is below due_below or at
+-- least due_at_least, or when a trouble code of due_dtc_family was seen in the last 7 days.
+
+-- the features a due-now rule may read (the seed's accepted_values test on due_reading names the same)
+{%- set due_readings = ['battery_voltage', 'oil_life_pct', 'min_tire_pressure_kpa', 'vehicle_age_years',
+                        'daily_km_30d', 'odometer_km'] %}
 
 with
 
@@ -181,17 +188,30 @@ joined as (
     left join last_session
         on last_session.user_id = spine.user_id and last_session.as_of_date = spine.as_of_date
 
+),
+
+due as (
+
+    select
+        joined.*,
+        case actions.due_reading
+            {%- for reading in due_readings %}
+            when '{{ reading }}' then cast(joined.{{ reading }} as double)
+            {%- endfor %}
+        end as due_reading_value,
+        actions.due_below,
+        actions.due_at_least,
+        actions.due_dtc_family
+    from joined
+    inner join actions on actions.action_id = joined.action_id
+
 )
 
 select
-    *,
-    -- the rules-only ordering: is the action due now by its rule, then its value
-    case action_id
-        when 'battery_replacement' then battery_voltage < 12.2 or dtc_battery_7d
-        when 'oil_change' then oil_life_pct < 20
-        when 'tire_rotation' then min_tire_pressure_kpa < 220
-        when 'brake_service' then vehicle_age_years >= 7 or dtc_brakes_7d
-        else false
-    end as due_by_rule,
-    case when coalesce(due_by_rule, false) then 1000 else 0 end + coalesce(action_value, 0) as rules_score
-from joined
+    due.* exclude (due_reading_value, due_below, due_at_least, due_dtc_family),
+    -- the rules-only ordering: is the action due now by its catalog rule, then its value
+    coalesce(due.due_reading_value < due.due_below, false)
+    or coalesce(due.due_reading_value >= due.due_at_least, false)
+    or coalesce(list_contains(due.dtc_families_7d, due.due_dtc_family), false) as due_by_rule,
+    case when due_by_rule then 1000 else 0 end + coalesce(due.action_value, 0) as rules_score
+from due

@@ -4,9 +4,12 @@ terms reach the warehouse."""
 
 from __future__ import annotations
 
+import jinja2
 import pytest
 import yaml
+from scipy.stats import poisson
 
+from conftest import ROOT
 from orchestration.alerts import alert_store
 from orchestration.partners import contracts, loading
 from orchestration.partners.contracts import ContractError
@@ -164,20 +167,44 @@ def test_partner_tables_are_the_contract_columns_plus_lineage():
 
 def test_contract_tables_are_written_idempotently():
     con = connect()
+    # a warehouse written before volumePerDay.significance existed gets the column
+    con.execute("""create table partner_contract_datasets (partner varchar not null, partner_id varchar not null,
+        dataset varchar not null, physical_name varchar not null, volume_date_field varchar, volume_min_ratio double,
+        volume_max_ratio double, volume_min_history_days integer, amount_tolerance_abs double,
+        amount_tolerance_rel double, primary key (partner, dataset))""")
     assert contracts.write_contract_tables(con) == contracts.write_contract_tables(con) == (5, 10)
     datasets = {r[0]: r[1:] for r in con.execute(
         "select partner || '.' || dataset, partner_id, physical_name, volume_date_field, volume_min_ratio, "
-        "volume_max_ratio, volume_min_history_days, amount_tolerance_abs, amount_tolerance_rel "
+        "volume_max_ratio, volume_min_history_days, volume_significance, amount_tolerance_abs, amount_tolerance_rel "
         "from partner_contract_datasets").fetchall()}
     assert datasets["oem.service_orders"] == ("oem_network", "partner_oem_service_orders", "created_at", 0.4, 2.5, 3,
-                                              0.5, 0.01)
+                                              0.01, 0.5, 0.01)
+    assert datasets["roadside.dispatch_events"][5:7] == (7, 0.01)
     assert datasets["warranty.claims"][2] == "delivery_date"
-    assert datasets["oem.recall_campaigns"][3:] == (None,) * 5
+    assert datasets["oem.recall_campaigns"][3:] == (None,) * 6
     slas = {(r[0], r[1], r[2]): r[3:] for r in con.execute(
         "select partner, dataset, property, value, value_text, unit from partner_contract_slas").fetchall()}
     assert slas[("warranty", "claims", "timeOfAvailability")] == (None, "06:00", "UTC")
     assert slas[("oem", "service_orders", "latency")] == (800.0, "800", "ms")
     assert slas[("roadside", "dispatch_events", "freshness")] == (5.0, "5", "min")
+
+
+def test_the_count_aware_volume_bound_is_the_poisson_quantile_of_scipy():
+    """The dbt macro behind a dataset's expected daily volume (int_partner_dataset_daily), against scipy."""
+    macros = jinja2.Environment().from_string((ROOT / "dbt_project/macros/partners.sql").read_text()).module
+    means = [0.0, 0.5, 1.0, 3.5, 8.0, 30.0, 1000.0, 123456.5]
+    probabilities = [0.001, 0.01, 0.5, 0.99, 0.999]
+    con = connect()
+    rows = con.execute(f"""select mean, p, {macros.poisson_quantile("mean", "p")} as quantile
+                           from unnest(?::double[]) as m(mean), unnest(?::double[]) as q(p)""",
+                       [means, probabilities]).fetchall()
+    assert len(rows) == len(means) * len(probabilities)
+    for mean, p, quantile in rows:
+        assert quantile == (poisson.ppf(p, mean) if mean > 0 else 0), (mean, p)
+    # a small day is not a breach by chance: 3 orders against a median of 8 (4% of such days) is within the
+    # lower bound of the oem contract (significance 0.01), 0 orders is not
+    (bound,) = con.execute(f"select {macros.poisson_quantile('8.0', '0.01')}").fetchall()[0]
+    assert 0 < bound <= 3
 
 
 def test_sla_breaches_are_recorded_from_the_sla_checks_once_each(data_root):

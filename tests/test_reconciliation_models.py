@@ -20,7 +20,7 @@ from conftest import ROOT
 
 pytestmark = pytest.mark.slow
 
-# The partner tables as orchestration/partners creates them (docs/partners-design.md section 2).
+# The partner tables as orchestration/partners creates them (docs/partners.md, Connectors).
 PARTNER_TABLES_DDL = """
 create table if not exists partner_oem_service_orders (
     order_id varchar, version integer, booking_ref varchar, vin varchar, status varchar, service_date date,
@@ -55,7 +55,7 @@ create table if not exists partner_contract_breaches (
     last_detected_at timestamptz);
 create table if not exists partner_contract_datasets (
     partner varchar, partner_id varchar, dataset varchar, physical_name varchar, volume_date_field varchar,
-    volume_min_ratio double, volume_max_ratio double, volume_min_history_days integer,
+    volume_min_ratio double, volume_max_ratio double, volume_min_history_days integer, volume_significance double,
     amount_tolerance_abs double, amount_tolerance_rel double);
 create table if not exists partner_contract_slas (
     partner varchar, dataset varchar, property varchar, value double, value_text varchar, unit varchar);
@@ -63,11 +63,11 @@ create table if not exists partner_contract_slas (
 
 CONTRACT_ROWS = """
 insert into partner_contract_datasets values
-    ('oem', 'oem_network', 'service_orders', 'partner_oem_service_orders', 'created_at', 0.4, 2.5, 3, 0.5, 0.01),
-    ('oem', 'oem_network', 'recall_campaigns', 'partner_oem_recall_campaigns', 'published_at', null, null, null, null, null),
-    ('warranty', 'warranty_co', 'claims', 'partner_warranty_claims', 'delivery_date', 0.4, 3.0, 3, 0.5, 0.01),
-    ('warranty', 'warranty_co', 'claim_status', 'partner_warranty_claim_status', 'updated_at', null, null, null, null, null),
-    ('roadside', 'roadside_co', 'dispatch_events', 'partner_roadside_dispatch_events', 'received_at', 0.3, 3.0, 3, 0.5, 0.01);
+    ('oem', 'oem_network', 'service_orders', 'partner_oem_service_orders', 'created_at', 0.4, 2.5, 3, null, 0.5, 0.01),
+    ('oem', 'oem_network', 'recall_campaigns', 'partner_oem_recall_campaigns', 'published_at', null, null, null, null, null, null),
+    ('warranty', 'warranty_co', 'claims', 'partner_warranty_claims', 'delivery_date', 0.4, 3.0, 3, null, 0.5, 0.01),
+    ('warranty', 'warranty_co', 'claim_status', 'partner_warranty_claim_status', 'updated_at', null, null, null, null, null, null),
+    ('roadside', 'roadside_co', 'dispatch_events', 'partner_roadside_dispatch_events', 'received_at', 0.3, 3.0, 3, null, 0.5, 0.01);
 insert into partner_contract_slas values
     ('oem', 'service_orders', 'generalAvailability', 0.95, '0.95', 'ratio'),
     ('oem', 'service_orders', 'latency', 800, '800', 'ms'),

@@ -1,5 +1,5 @@
 {#-
-    The partner-side definitions (docs/partners-design.md section 5), each written once and used by every
+    The partner-side definitions (docs/partners.md, Reconciliation), each written once and used by every
     model that needs it.
 -#}
 
@@ -76,4 +76,27 @@ qualify row_number() over (
         cast(line_no as integer) as line_no,
         cast(sync_id as varchar) as sync_id,
         cast(loaded_at as timestamptz) as loaded_at
+{%- endmacro -%}
+
+
+{#-
+    poisson_quantile(mean, p): the p-quantile of a Poisson distribution of this mean, the smallest k with
+    P(X <= k) >= p (scipy.stats.poisson.ppf). What a day's record count is judged against when the counts
+    are small: a count below the lower quantile (or above the upper) happens by chance with probability
+    below p. Summed in log space over mean ± 12 standard deviations (the mass outside is below 1e-30);
+    a mean of 0 (or null) gives 0 (or null). DuckDB.
+-#}
+{%- macro poisson_quantile(mean, p) -%}
+    case when {{ mean }} = 0 then 0 else (
+        select min(k) from (
+            select
+                k,
+                sum(exp(k * ln({{ mean }}) - {{ mean }} - lgamma(k + 1))) over (order by k) as cumulative
+            from range(
+                cast(greatest(0, floor({{ mean }} - 12 * sqrt({{ mean }}) - 12)) as bigint),
+                cast(ceil({{ mean }} + 12 * sqrt({{ mean }}) + 12) as bigint)
+            ) as poisson_support (k)
+        ) as poisson_cdf
+        where cumulative >= {{ p }}
+    ) end
 {%- endmacro -%}

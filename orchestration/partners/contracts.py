@@ -370,7 +370,9 @@ def gx_suite(dataset: Dataset):
     """The suite a typed batch of ``dataset`` must pass. Frame conventions (see loading.typed_frame): text and
     decimal-string columns hold the partner's text (patterns are rules on it), other numbers are floats,
     integers nullable Int64, dates and timestamps datetime64."""
-    import great_expectations as gx
+    from pitwall.gx import great_expectations
+
+    gx = great_expectations()
 
     E = gx.expectations
     expectations = []
@@ -409,10 +411,13 @@ create table if not exists partner_contract_datasets (
     volume_min_ratio double,
     volume_max_ratio double,
     volume_min_history_days integer,
+    volume_significance double,
     amount_tolerance_abs double,
     amount_tolerance_rel double,
     primary key (partner, dataset)
 );
+-- added after the first release: a warehouse from before gets the column (null - no count-aware bound)
+alter table partner_contract_datasets add column if not exists volume_significance double;
 create table if not exists partner_contract_slas (
     partner varchar not null,
     dataset varchar not null,
@@ -441,6 +446,7 @@ def contract_rows(contracts: dict[str, Contract] | None = None) -> tuple[list[di
                 "volume_date_field": d.volume_date_field, "volume_min_ratio": _number(volume.get("minRatio")),
                 "volume_max_ratio": _number(volume.get("maxRatio")),
                 "volume_min_history_days": volume.get("minHistoryDays"),
+                "volume_significance": _number(volume.get("significance")),
                 "amount_tolerance_abs": _number(tolerance.get("absolute")),
                 "amount_tolerance_rel": _number(tolerance.get("relative")),
             })
@@ -454,7 +460,8 @@ _ARROW_SCHEMAS = {
     "partner_contract_datasets": pa.schema([
         ("partner", pa.string()), ("partner_id", pa.string()), ("dataset", pa.string()), ("physical_name", pa.string()),
         ("volume_date_field", pa.string()), ("volume_min_ratio", pa.float64()), ("volume_max_ratio", pa.float64()),
-        ("volume_min_history_days", pa.int32()), ("amount_tolerance_abs", pa.float64()),
+        ("volume_min_history_days", pa.int32()), ("volume_significance", pa.float64()),
+        ("amount_tolerance_abs", pa.float64()),
         ("amount_tolerance_rel", pa.float64())]),
     "partner_contract_slas": pa.schema([
         ("partner", pa.string()), ("dataset", pa.string()), ("property", pa.string()), ("value", pa.float64()),

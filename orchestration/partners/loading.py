@@ -401,7 +401,9 @@ def parse_record(dataset: Dataset, raw: Any, *, text_wire: bool) -> dict:
 
 @functools.cache
 def _gx_context():
-    import great_expectations as gx
+    from pitwall.gx import great_expectations
+
+    gx = great_expectations()
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")

@@ -12,7 +12,7 @@ moves a draw of the apps, the delivery or the extracts. It produces
 
 Both sides tell one story: a partner-side change and its internal mirror happen together, and a change
 whose later side would fall after the end of the run does not happen at all, so the only disagreements
-are the planted ones (and the reconciliation rules of docs/partners-design.md section 5, reimplemented in
+are the planted ones (and the reconciliation rules of docs/partners.md, Reconciliation, reimplemented in
 ``reconcile``, decide which breaks they are: truth.json records what the rules find, not an intention).
 
 Times are int64 microseconds (UTC) inside, ISO-8601 with milliseconds and Z on the wire, amounts integer
@@ -206,7 +206,7 @@ class Txn:
     late_fixed: dict = field(default_factory=dict)  # fixed fields a late version corrects
 
 
-# --- reconciliation (docs/partners-design.md section 5) ----------------------------------------------
+# --- reconciliation (docs/partners.md, Reconciliation) ----------------------------------------------
 
 @dataclass(frozen=True)
 class Rec:
@@ -272,7 +272,10 @@ def reconcile(partner: str, txns: list[Rec], internal: list[Rec], data_end_us: i
         if t.id in matched:
             continue
         twin = matched_keys.get((t.vin, t.date, t.cents))
-        brk("duplicate" if twin else "missing_internal", t.id, twin)
+        if twin:
+            brk("duplicate", t.id, twin)
+        elif t.created_us <= data_end_us:  # created after our data ends: nothing could match it yet
+            brk("missing_internal", t.id, None)
     taken = set(matched.values())
     for r in internal:
         if r.id not in taken and r.created_us < data_end_us - DAY_US:
@@ -430,7 +433,7 @@ class _Builder:
         self.first_vehicle = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
         self.vehicle_count = counts
         self.job_id = job_ids(np.arange(len(jobs)))
-        # SLA days (docs/partners-design.md section 1): one each, with a trailing history before and a day after.
+        # SLA days (docs/partners.md, SLAs): one each, with a trailing history before and a day after.
         planted_sla = self.days >= 8
         self.roadside_slow_day = int(self.days * 0.35) if planted_sla else -1
         self.warranty_missing_day = int(self.days * 0.5) if planted_sla else -1
@@ -1132,7 +1135,7 @@ class _Builder:
             "webhooks": {**webhook_stats, "files": len(webhook_files), "secret_env": "PITWALL_PARTNER_ROADSIDE_WEBHOOK_SECRET"},
             "warranty_files": {f["day"]: f["rows"] for f in warranty_files},
             "recall_campaign_versions": len(self.recalls),
-            "note": "breaks are what the rules of docs/partners-design.md section 5 find on the phase-1 data (the end of the "
+            "note": "breaks are what the rules of docs/partners.md, Reconciliation find on the phase-1 data (the end of the "
                     "data = the latest event's true time); resolved_by_late_update: gone once the late updates are applied. "
                     "SLA days: volume by the contract's volumeDateField, freshness/latency by the record's own time "
                     "(updated_at; roadside occurred_at); timeOfAvailability: the day's file never landed. Days after the "

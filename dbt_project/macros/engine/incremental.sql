@@ -1,6 +1,9 @@
 {#-
-    Incremental models by day (stg_events, stg_spans, fct_sessions, int_funnel_entry_steps): a run
-    rebuilds whole day partitions and leaves the others alone, so a daily run touches one day.
+    Incremental models by day (every model whose meta names an arrival_column: stg_events, stg_spans,
+    fct_sessions, fct_api_requests, int_funnel_entries, int_funnel_entry_steps, mart_funnel_daily,
+    mart_api_latency_daily, mart_release_health; orchestration/dbt/assets.py incremental_models() finds them
+    in the manifest the same way): a run rebuilds whole day partitions and leaves the others alone, so a
+    daily run touches one day.
 
     partition_replace_strategy(): how a day partition is replaced — delete+insert on the day key on
     DuckDB (unique_key = the day column: the batch's days are deleted, then inserted), insert_overwrite

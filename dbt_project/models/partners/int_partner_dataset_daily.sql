@@ -17,7 +17,9 @@
 -- Delivery of each partner dataset per day, what its SLAs are judged on (mart_partner_sla_daily):
 --   records     landed records (every version) whose contract volumeDateField falls on the day, with the
 --               expected range min/max ratio × the median of the 7 days before (null until the contract's
---               minHistoryDays of history); every day from the dataset's first record to its last counts
+--               minHistoryDays of history), widened when the contract gives a significance to the Poisson
+--               quantiles of that median: a small count is not a breach by chance (8 a day on average, 3 or fewer
+--               4% of days); every day from the dataset's first record to its last counts
 --               (0 included), and so does a day with API calls only; a day is judged once the data has
 --               moved past it (the end of the data, data_end_at, is on a later day)
 --   freshness   p95 lag of the records whose own time (updated_at; roadside occurred_at) falls on the day:
@@ -159,6 +161,7 @@ daily as (
         contract.volume_min_ratio,
         contract.volume_max_ratio,
         contract.volume_min_history_days,
+        contract.volume_significance,
         coalesce(volume.records, 0) as records,
         freshness.freshness_records,
         freshness.freshness_lag_p95_seconds,
@@ -193,6 +196,15 @@ with_history as (
 
 ),
 
+judged as (
+
+    select
+        *,
+        in_record_range and is_complete_day and history_days >= volume_min_history_days as is_judged
+    from with_history
+
+),
+
 final as (
 
     select
@@ -205,13 +217,18 @@ final as (
         volume_min_ratio,
         volume_max_ratio,
         volume_min_history_days,
+        volume_significance,
         records,
         history_days,
         cast(trailing_median_records as double) as trailing_median_records,
-        case when in_record_range and is_complete_day and history_days >= volume_min_history_days
-            then volume_min_ratio * trailing_median_records end as expected_min_records,
-        case when in_record_range and is_complete_day and history_days >= volume_min_history_days
-            then volume_max_ratio * trailing_median_records end as expected_max_records,
+        case when is_judged then least(
+            volume_min_ratio * trailing_median_records,
+            coalesce({{ poisson_quantile('trailing_median_records', 'volume_significance') }}, cast('infinity' as double))
+        ) end as expected_min_records,
+        case when is_judged then greatest(
+            volume_max_ratio * trailing_median_records,
+            coalesce({{ poisson_quantile('trailing_median_records', '1 - volume_significance') }}, 0)
+        ) end as expected_max_records,
         freshness_records,
         freshness_lag_p95_seconds,
         first_available_at,
@@ -222,7 +239,7 @@ final as (
         case when api_calls > 0 then 1.0 - api_calls_failed / api_calls end as api_availability,
         case when api_calls > 0 then api_calls_not_ok / api_calls end as api_error_rate,
         api_latency_p95_ms
-    from with_history
+    from judged
 
 )
 

@@ -1,5 +1,5 @@
 -- Our side of the reconciliation, one row per record the partner is expected to know
--- (docs/partners-design.md section 5): oem and roadside bookings the partner has confirmed (a booking
+-- (docs/partners.md, Reconciliation): oem and roadside bookings the partner has confirmed (a booking
 -- still `requested` is not yet expected at the partner), and every warranty claim we filed.
 
 with

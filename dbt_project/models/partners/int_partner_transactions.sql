@@ -1,5 +1,5 @@
 -- One row per partner transaction, its latest version, in the shape the reconciliation compares
--- (docs/partners-design.md section 5): oem service orders, warranty claims, roadside dispatches.
+-- (docs/partners.md, Reconciliation): oem service orders, warranty claims, roadside dispatches.
 -- The version history (every landed version) is read from the sources only for the moments a latest
 -- version no longer shows: when an OEM order first became completed, when a warranty claim first appeared.
 

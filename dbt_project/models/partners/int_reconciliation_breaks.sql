@@ -1,8 +1,9 @@
 -- The current reconciliation breaks, one row per break_id = md5(partner | class | record_id)
--- (docs/partners-design.md section 5):
+-- (docs/partners.md, Reconciliation):
 --   duplicate          a second partner transaction for the same shared ref as a matched one, or an
 --                      unmatched one with the same (vin, date, amount) as a matched one (on the later one)
---   missing_internal   any other unmatched partner transaction
+--   missing_internal   any other unmatched partner transaction created before the end of our data (one
+--                      created later, as a partner's API serves them, waits for the data that would match it)
 --   missing_partner    an internal record still unmatched more than 24 h after it was created (by the end
 --                      of the data)
 --   amount_mismatch    a matched pair whose amounts differ beyond the contract's tolerance
@@ -99,6 +100,8 @@ partner_side as (
     left join duplicate_of_values
         on unmatched_transactions.partner = duplicate_of_values.partner
         and unmatched_transactions.partner_txn_id = duplicate_of_values.partner_txn_id
+    where coalesce(duplicate_of_ref.duplicate_of, duplicate_of_values.duplicate_of) is not null
+        or unmatched_transactions.created_at <= {{ data_end_at() }}
 
 ),
 

@@ -2,8 +2,8 @@
     after the last round stays unmatched. -#}
 {%- set fallback_rounds = 6 -%}
 
--- One row per matched pair of a partner transaction and an internal record (docs/partners-design.md
--- section 5): first exact (shared ref = internal id; among several partner transactions with the same
+-- One row per matched pair of a partner transaction and an internal record (docs/partners.md,
+-- Reconciliation): first exact (shared ref = internal id; among several partner transactions with the same
 -- ref the earliest created, then the smallest id, matches), then a fallback among what is still unmatched
 -- on both sides (same vin, dates at most a day apart, amounts within the contract's tolerance, one-to-one,
 -- best first by date gap, amount gap, partner id, internal id). Each pair carries the comparisons the

@@ -120,7 +120,7 @@ def test_a_failing_check_stops_the_publish_and_a_passing_one_publishes_the_servi
     checks = {e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.passed
               for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
     assert checks["expectations_mart_release_health"] is False
-    assert sum(not ok for ok in checks.values()) == 1 and len(checks) == len(audited_tables())
+    assert sum(not ok for ok in checks.values()) == 1 and len(checks) == len(audited_tables()) + 1
     materialized = {tuple(e.asset_key.path) for e in result.get_asset_materialization_events()}
     assert materialized == {("published", "staged")}
     assert not published.exists() and not (root / "published" / "serving").exists()
@@ -137,3 +137,35 @@ def test_a_failing_check_stops_the_publish_and_a_passing_one_publishes_the_servi
                 con.execute(f'select count(*) from "{name}"').fetchall() != [(0,)]
     finally:
         con.close()
+
+
+def test_every_published_relation_is_audited_marts_by_name_wherever_their_folder(world, tmp_path, monkeypatch):
+    """A mart in a domain folder (models/partners/) has its own check, as one in models/marts/ does, and a bad
+    row in any other published relation (a fact, here) stops the publish too."""
+    from orchestration.publish.assets import AUDITED_TABLES, OTHER_RELATIONS_CHECK
+    from orchestration.publish.publish import publication_relations
+
+    published_names = publication_relations(world[0] / "published" / "pitwall.duckdb")
+    marts = {name for name in published_names if name.startswith("mart_")}
+    assert {"mart_partner_sla_daily", "mart_reconciliation_breaks", "mart_reconciliation_daily",
+            "mart_partner_booking_funnel"} <= marts <= set(AUDITED_TABLES)
+
+    root = tmp_path / "data"
+    root.mkdir()
+    for database in ("warehouse.duckdb", "alerts.duckdb"):  # what the world's publication was staged from
+        shutil.copy(world[0] / database, root / database)
+    monkeypatch.setenv("PITWALL_DATA_DIR", str(root))
+    spoil(root / "warehouse.duckdb", [
+        "update mart_partner_sla_daily set day = current_date + 3 where rowid = 0",
+        "update fct_sessions set events = -1 where rowid = 0",
+    ])
+    result = _publish_in_process()
+    evaluations = {e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data
+                   for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+    assert {name for name, e in evaluations.items() if not e.passed} == \
+        {"expectations_mart_partner_sla_daily", OTHER_RELATIONS_CHECK}
+    failing = evaluations[OTHER_RELATIONS_CHECK].metadata["failing"].value
+    assert list(failing) == ["fct_sessions"] and "events" in failing["fct_sessions"][0]
+    assert evaluations[OTHER_RELATIONS_CHECK].metadata["relations"].value == \
+        len(published_names) - len(set(AUDITED_TABLES) & set(published_names))
+    assert not (root / "published" / "pitwall.duckdb").exists()

@@ -1,5 +1,5 @@
-"""Data-quality rules the published marts and serving tables must pass, checked on the staged publication
-before it replaces the published one.
+"""Data-quality rules every published relation must pass (marts, serving tables, and the rest), checked on
+the staged publication before it replaces the published one.
 
 The rules follow from each table's columns, so a new mart is checked without a line here:
 
@@ -7,7 +7,8 @@ The rules follow from each table's columns, so a new mart is checked without a l
 - percentiles of one measure are ordered: median/p50 ≤ p90 ≤ p95 ≤ p99 (``p95_ms`` ≥ ``p50_ms``, …);
 - nothing observed is dated in the future: dates not after today (UTC), timestamps not after now plus
   the clock tolerance that ingestion accepts (a device may run ahead of the collector); planned times
-  (``scheduled_for``, ``*_until``, ``planned_*``) are exempt;
+  (``scheduled_for``, ``*_until``, ``planned_*``, ``slot_*``, and the columns ``PLANNED_COLUMNS`` names) are
+  exempt;
 - counts (integer columns) are not negative.
 
 ``expectations_for`` states the rules once, as Great Expectations' expectation types with their
@@ -34,7 +35,22 @@ from pitwall.duck import connect
 # Timestamps may run as far ahead as ingestion lets them (a device clock ahead of the collector).
 FUTURE_TOLERANCE = dt.timedelta(hours=FUTURE_TOLERANCE_HOURS)
 RATE = re.compile(r"(_rate|^converted_from_.+|^stickiness|^retention)$")
-PLANNED = re.compile(r"(^scheduled_for$|_until$|^planned_)")  # times in the future by design
+PLANNED = re.compile(r"(^scheduled_for$|_until$|^planned_|^slot_)")  # times in the future by design
+# Columns of one relation that hold planned dates under a general name. A partner's service order is dated by its
+# appointment, which may lie ahead; the reconciliation compares transactions and internal records by that date,
+# so its dates (and its daily mart's days) may lie ahead too (docs/partners.md, Reconciliation). An experiment
+# definition's end date is its planned end.
+PLANNED_COLUMNS: dict[str, frozenset[str]] = {
+    "partner_oem_service_orders": frozenset({"service_date"}),
+    "stg_partner_oem_service_orders": frozenset({"service_date"}),
+    "int_partner_transactions": frozenset({"txn_date"}),
+    "int_partner_internal_records": frozenset({"record_date"}),
+    "int_reconciliation_matches": frozenset({"txn_date", "record_date"}),
+    "int_reconciliation_breaks": frozenset({"break_date"}),
+    "mart_reconciliation_breaks": frozenset({"break_date"}),
+    "mart_reconciliation_daily": frozenset({"day"}),
+    "experiment_definitions": frozenset({"end_date"}),
+}
 PERCENTILE = re.compile(r"^(?:p(\d{2})|(median))_(.+)$")
 INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT"}
 TIMESTAMP_TYPES = {"TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S"}
@@ -75,8 +91,10 @@ BETWEEN = "expect_column_values_to_be_between"
 PAIR_GREATER = "expect_column_pair_values_a_to_be_greater_than_b"
 
 
-def expectations_for(columns: dict[str, str], now: dt.datetime) -> list[Expectation]:
-    """The expectations a table with these columns (name -> DuckDB type) must meet."""
+def expectations_for(columns: dict[str, str], now: dt.datetime, planned: frozenset[str] = frozenset()
+                     ) -> list[Expectation]:
+    """The expectations a table with these columns (name -> DuckDB type) must meet; ``planned``: its columns
+    that hold planned dates (``PLANNED_COLUMNS``)."""
     out = []
     percentiles: dict[str, list[tuple[int, str]]] = {}
     for name, dtype in columns.items():
@@ -86,7 +104,7 @@ def expectations_for(columns: dict[str, str], now: dt.datetime) -> list[Expectat
             out.append(Expectation(BETWEEN, (name,), min_value=0))
         # Dates and timestamps compare as naive UTC timestamps, so the bounds are naive UTC too.
         # Values, not the max: a column that is all null (no crash yet) has nothing in the future.
-        if PLANNED.search(name):
+        if PLANNED.search(name) or name in planned:
             pass
         elif dtype == "DATE":
             out.append(Expectation(BETWEEN, (name,), max_value=dt.datetime.combine(now.date(), dt.time())))
@@ -168,7 +186,9 @@ def _validate_sql(con, table: str, columns: dict[str, str], expectations: list[E
 # --- the Great Expectations engine ------------------------------------------------------------------------
 
 def to_gx(e: Expectation):
-    import great_expectations as gx
+    from pitwall.gx import great_expectations
+
+    gx = great_expectations()
 
     if e.type == BETWEEN:
         return gx.expectations.ExpectColumnValuesToBeBetween(column=e.columns[0], min_value=e.min_value,
@@ -188,7 +208,9 @@ def _frame(con, table: str, columns: dict[str, str]):
 
 class _GX:
     def __init__(self):
-        import great_expectations as gx
+        from pitwall.gx import great_expectations
+
+        gx = great_expectations()
         from great_expectations.data_context.types.base import ProgressBarsConfig
 
         self.gx = gx
@@ -233,7 +255,7 @@ def validate_publication(path: Path, tables: list[str], now: dt.datetime | None 
             if not columns:
                 results[table] = TableValidation(table, 0, 0, [Failure("table_exists", (), "missing")])
                 continue
-            expectations = expectations_for(columns, now)
+            expectations = expectations_for(columns, now, PLANNED_COLUMNS.get(table, frozenset()))
             results[table] = (gx_engine.validate(con, table, columns, expectations) if gx_engine
                               else _validate_sql(con, table, columns, expectations))
     finally:

@@ -72,14 +72,27 @@ def _manifest_nodes(manifest_path: Path) -> tuple[dict, ...]:
     return tuple(json.loads(Path(manifest_path).read_text())["nodes"].values())
 
 
-def models_in(manifest_path: Path, *, folders: tuple[str, ...] = (), tag: str | None = None) -> list[str]:
-    """Names of the dbt models under the given top-level model folders, or with the given tag."""
+def models_in(manifest_path: Path, *, prefix: str | None = None, tag: str | None = None) -> list[str]:
+    """Names of the dbt models whose name starts with ``prefix`` (dbt's layer prefixes: ``mart_``, ...), or
+    that carry ``tag``. By name, not folder: a mart lives in its domain's folder (models/partners/...)."""
     nodes = _manifest_nodes(Path(manifest_path))
     return sorted(
         n["name"] for n in nodes
         if n["resource_type"] == "model"
-        and ((len(n["fqn"]) > 2 and n["fqn"][1] in folders) or (tag is not None and tag in n["config"].get("tags", [])))
+        and ((prefix is not None and n["name"].startswith(prefix))
+             or (tag is not None and tag in n["config"].get("tags", [])))
     )
+
+
+def publication_relations(path: Path) -> list[str]:
+    """The relations a (staged) publication holds for its readers: every table but its own fingerprints."""
+    con = connect(path, read_only=True)
+    try:
+        return [n for (n,) in con.execute(
+            "select table_name from duckdb_tables() where schema_name = 'main' order by 1").fetchall()
+            if n != PUBLICATION_TABLE]
+    finally:
+        con.close()
 
 
 def partitioned_models(manifest_path: Path | None = None) -> dict[str, str]:

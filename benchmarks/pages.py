@@ -49,10 +49,10 @@ def floor_seconds() -> float:
 
 
 def page_files() -> list[str]:
-    """The app's pages, in the order of its navigation (read from app.py's st.Page calls)."""
-    import re
+    """The app's pages, in the order of its navigation."""
+    from dashboards.pages import PAGES
 
-    return re.findall(r'st\.Page\("([^"]+)"', APP.read_text())
+    return [p.file for p in PAGES]
 
 
 def main() -> None:

@@ -10,25 +10,14 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboards import data
+from dashboards.pages import PAGES
 
 st.set_page_config(page_title="Pitwall", page_icon=":material/speed:", layout="wide")
 
-PAGES = [
-    st.Page("views/overview.py", title="Overview", icon=":material/monitor_heart:", default=True),
-    st.Page("views/funnels.py", title="Funnels", icon=":material/filter_alt:", url_path="funnels"),
-    st.Page("views/engagement.py", title="Engagement & Retention", icon=":material/group:", url_path="engagement"),
-    st.Page("views/release_health.py", title="Release Health", icon=":material/bug_report:",
-            url_path="release-health"),
-    st.Page("views/api_latency.py", title="API Latency", icon=":material/timer:", url_path="api-latency"),
-    st.Page("views/trace_explorer.py", title="Trace Explorer", icon=":material/account_tree:", url_path="traces"),
-    st.Page("views/feedback.py", title="Feedback", icon=":material/reviews:", url_path="feedback"),
-    st.Page("views/experiments.py", title="Experiments", icon=":material/science:", url_path="experiments"),
-    st.Page("views/recommendations.py", title="Recommendations", icon=":material/recommend:",
-            url_path="recommendations"),
-    st.Page("views/partners.py", title="Partners", icon=":material/handshake:", url_path="partners"),
-    st.Page("views/support_console.py", title="Support console", icon=":material/support_agent:", url_path="support"),
-]
-page = st.navigation(PAGES)
+page = st.navigation([
+    st.Page(p.file, title=p.title, icon=p.icon, url_path=p.url_path or None, default=not p.url_path)
+    for p in PAGES
+])
 
 published = data.published_file()
 if data.published_version(published) is None:

@@ -6,11 +6,14 @@ import altair as alt
 import polars as pl
 
 PERCENT = ".1%"
+INCOMPLETE_NOTE = "incomplete day"
 LEGEND = alt.Legend(orient="bottom", columns=4, labelLimit=260)
 
 
 def lines(frame: pl.DataFrame, x: str, y: str, color: str | None = None, *, y_title: str | None = None,
-          y_format: str | None = None, height: int = 300, ticks: str = "day") -> alt.Chart:
+          y_format: str | None = None, height: int = 300, ticks: str = "day", incomplete=None) -> alt.Chart:
+    """A line per ``color`` over days; ``incomplete``: a day the data may not hold all of yet (data.incomplete_day),
+    marked with a dashed rule where the chart shows it."""
     encoding = {
         "x": alt.X(f"{x}:T", title=None, axis=alt.Axis(format="%b %d", tickCount=ticks)),
         # Rates near 100% would be a flat line on a zero-based axis: let the scale follow the data.
@@ -21,14 +24,46 @@ def lines(frame: pl.DataFrame, x: str, y: str, color: str | None = None, *, y_ti
     }
     if color:
         encoding["color"] = alt.Color(f"{color}:N", title=None, legend=LEGEND)
-    return alt.Chart(frame).mark_line(point=True).encode(**encoding).properties(height=height).interactive()
+    chart = alt.Chart(frame).mark_line(point=True).encode(**encoding).interactive()
+    if incomplete is not None and frame.height and incomplete in set(frame[x].cast(pl.Date).to_list()):
+        # inline values: they stay in the chart's spec (Streamlit ships data frames beside it)
+        marker = alt.Data(values=[{x: incomplete.isoformat(), "note": INCOMPLETE_NOTE}])
+        rule = alt.Chart(marker).mark_rule(strokeDash=[4, 4], color="gray").encode(
+            x=f"{x}:T", tooltip=[alt.Tooltip(f"{x}:T"), "note:N"])
+        text = alt.Chart(marker).mark_text(align="right", baseline="top", dx=-4, dy=4, color="gray").encode(
+            x=f"{x}:T", y=alt.value(0), text="note:N")
+        return alt.layer(chart, rule, text).properties(height=height)
+    return chart.properties(height=height)
+
+
+# Streamlit fits the whole chart (axes, titles and legend included) into the height it is given: a chart of
+# categories needs that room on top of a band per category, or Vega hides the labels that would overlap.
+AXIS_ROOM = 70     # px: the value axis, its title and padding
+LEGEND_ROOM = 40   # px: a legend below the chart
+BAND = 32          # px per category (per bar, when bars are grouped)
+# Characters: longer category labels under vertical bars turn upright, the one angle at which Vega's overlap
+# test (on each label's upright bounding box) lets a long label keep a narrow band.
+LONG_LABEL = 10
+
+
+def fitted_height(bands: int, *, legend: bool = False) -> int:
+    """The height that gives each of ``bands`` horizontal bars a band its label fits in."""
+    return AXIS_ROOM + (LEGEND_ROOM if legend else 0) + BAND * max(bands, 1)
 
 
 def bars(frame: pl.DataFrame, x: str, y: str, color: str | None = None, *, x_title: str | None = None,
          y_title: str | None = None, y_format: str | None = None, sort: list[str] | str | None = None,
-         horizontal: bool = False, tooltip: list | None = None, height: int = 300) -> alt.Chart:
-    category = (alt.X(f"{x}:N", title=x_title, sort=sort, axis=alt.Axis(labelAngle=0, labelLimit=180)) if not horizontal
-                else alt.Y(f"{x}:N", title=x_title, sort=sort, axis=alt.Axis(labelLimit=300)))
+         horizontal: bool = False, tooltip: list | None = None, height: int | None = None) -> alt.Chart:
+    if horizontal:
+        groups = frame[color].n_unique() if color else 1
+        height = height or fitted_height(frame[x].n_unique() * groups, legend=color is not None)
+        category = alt.Y(f"{x}:N", title=x_title, sort=sort, axis=alt.Axis(labelLimit=300))
+    else:
+        long_labels = frame.height and frame[x].cast(pl.String).str.len_chars().max() > LONG_LABEL
+        category = alt.X(f"{x}:N", title=x_title, sort=sort, axis=alt.Axis(
+            labelAngle=-90 if long_labels else 0, labelAlign="right" if long_labels else "center",
+            labelBaseline="middle" if long_labels else "top", labelLimit=180))
+        height = height or 300
     axis = alt.Axis(format=y_format) if y_format else alt.Undefined
     value = (alt.Y(f"{y}:Q", title=y_title or y, axis=axis) if not horizontal
              else alt.X(f"{y}:Q", title=y_title or y, axis=axis))

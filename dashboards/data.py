@@ -10,7 +10,7 @@ the next rerun, and with a ttl so the cache does not grow stale forever.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -138,6 +138,29 @@ def data_extent() -> tuple:
         return None, None
     extent, _ = _choices(str(path), published_version(path))
     return extent.item(0, "first_day"), extent.item(0, "last_day")
+
+
+@st.cache_data(ttl=CACHE_TTL, show_spinner=False)
+def _last_ingestion(path: str, version: int):
+    con = connect(path, read_only=True)
+    try:
+        return queries.last_ingestion(con).item(0, "last_ingested_at")
+    finally:
+        con.close()
+
+
+def incomplete_day():
+    """The last day, when the data may not hold all of it yet: the latest ingestion ran before that day ended
+    (UTC). Daily charts mark it, so a dip on a half-loaded day does not read as a drop. None otherwise."""
+    path = published_file()
+    if missing_tables(["mart_release_health", "stg_events"]):
+        return None
+    _, last_day = data_extent()
+    ingested_at = _last_ingestion(str(path), published_version(path))
+    if last_day is None or ingested_at is None:
+        return None
+    day_end = datetime.combine(last_day + timedelta(days=1), time(), tzinfo=UTC)
+    return last_day if ingested_at < day_end else None
 
 
 def filters() -> Filters:

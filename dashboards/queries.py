@@ -136,6 +136,11 @@ def data_extent(con: Connection) -> pl.DataFrame:
     return _frame(con, "select min(day) as first_day, max(day) as last_day from mart_release_health")
 
 
+def last_ingestion(con: Connection) -> pl.DataFrame:
+    """When events were last ingested: a last day whose end no ingestion has seen yet is incomplete."""
+    return _frame(con, "select max(ingested_at) as last_ingested_at from stg_events")
+
+
 def filter_options(con: Connection) -> dict[str, list[str]]:
     """Values each global filter offers, from the release-health mart (every session has them) and the apps seed."""
     frame = _frame(con, """
@@ -529,7 +534,8 @@ _RATES = """
 
 def experiment_list(con: Connection, f: Filters | None = None) -> pl.DataFrame:
     """One row per experiment × treatment variation: status, planned dates, users per arm, the primary
-    metric's relative lift with its interval and p-value, the SRM flag and the guardrails that regressed.
+    metric's verdict with the interval and p-value it was read from (decision_*), the SRM flag, the
+    guardrails that regressed and the metrics with a zero-variance arm.
     Running experiments first, then finished ones, most recent start first."""
     return _frame(con, f"""
         with rates as ({_RATES}),
@@ -543,6 +549,9 @@ def experiment_list(con: Connection, f: Filters | None = None) -> pl.DataFrame:
                    any_value(srm_chi2) as srm_chi2, any_value(srm_p_value) as srm_p_value,
                    coalesce(bool_or(srm_flag), false) as srm_flag,
                    coalesce(bool_or(guardrail_regressed), false) as guardrail_regressed,
+                   coalesce(bool_or(zero_variance_flag), false) as zero_variance_flag,
+                   string_agg(metric_label, ', ' order by metric_label)
+                       filter (where zero_variance_flag) as zero_variance_metrics,
                    string_agg(metric_label, ', ' order by metric_label)
                        filter (where guardrail_regressed) as regressed_guardrails
             from mart_experiment_results group by experiment_key, variation_id
@@ -550,6 +559,8 @@ def experiment_list(con: Connection, f: Filters | None = None) -> pl.DataFrame:
         select v.*, coalesce(p.metric_label, v.primary_metric) as primary_metric_label,
                coalesce(r.is_rate, false) as primary_is_rate, p.control_mean, p.treatment_mean,
                p.relative_lift, p.relative_ci_low, p.relative_ci_high, p.p_value,
+               p.decision_basis, p.decision_lift, p.decision_ci_low, p.decision_ci_high, p.decision_p_value,
+               coalesce(p.verdict, 'no result: no primary metric') as verdict,
                coalesce(p.significantly_better, false) as significantly_better,
                coalesce(p.significantly_worse, false) as significantly_worse, p.error
         from by_variation v
@@ -563,7 +574,8 @@ def experiment_list(con: Connection, f: Filters | None = None) -> pl.DataFrame:
 
 def experiment_metrics(con: Connection, f: Filters | None, experiment_key: str) -> pl.DataFrame:
     """Every metric of one experiment and treatment variation: means, relative lift, its 95 % interval,
-    p-values, CUPED where computed, and the verdict; the primary metric first, then the guardrails."""
+    p-values, CUPED where computed (with the variance it removed), and the mart's verdict with the interval
+    and p-value it was read from (decision_*); the primary metric first, then the guardrails."""
     return _frame(con, f"""
         with rates as ({_RATES})
         select m.variation_id, m.variation_name, m.metric, m.metric_label, m.metric_type, m.higher_is_better,
@@ -572,6 +584,8 @@ def experiment_metrics(con: Connection, f: Filters | None, experiment_key: str) 
                m.absolute_lift, m.absolute_ci_low, m.absolute_ci_high,
                m.relative_lift, m.relative_ci_low, m.relative_ci_high, m.p_value, m.relative_p_value,
                m.cuped_relative_lift, m.cuped_relative_ci_low, m.cuped_relative_ci_high, m.cuped_p_value,
+               m.cuped_variance_reduction, m.decision_basis, m.decision_lift, m.decision_ci_low,
+               m.decision_ci_high, m.decision_p_value, m.verdict, m.zero_variance_flag, m.zero_variance_arm,
                m.significantly_better, m.significantly_worse, m.guardrail_regressed, m.error
         from mart_experiment_results m left join rates r using (metric)
         where m.experiment_key = $experiment_key

@@ -6,6 +6,7 @@ published file gives a message with the command that produces it, never a traceb
 
 from __future__ import annotations
 
+import shutil
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -16,16 +17,17 @@ from streamlit.testing.v1 import AppTest
 from conftest import ROOT
 from dashboards import queries
 from dashboards.formatting import change, interval, lift, measure, milliseconds, p_value, percent, points, score
+from dashboards.pages import WAREHOUSE_PAGES
 from pitwall.duck import connect
 
 pytestmark = pytest.mark.slow
 
 APP = str(ROOT / "dashboards" / "app.py")
-PAGES = ["views/overview.py", "views/funnels.py", "views/engagement.py", "views/release_health.py",
-         "views/api_latency.py", "views/trace_explorer.py", "views/feedback.py", "views/experiments.py",
-         "views/recommendations.py", "views/partners.py"]
-# The experiments the simulated apps expose users to (simulator/experiments.py); booking-flow-v2 has the planted SRM.
-EXPOSED_EXPERIMENTS = {"nba-reasons-text", "home-layout-v2", "booking-flow-v2"}
+PAGES = [page.file for page in WAREHOUSE_PAGES]
+# The experiments the simulated apps expose users to (simulator/experiments.py: every one of experiments/flags.yaml);
+# booking-flow-v2 has the planted SRM.
+EXPOSED_EXPERIMENTS = {"nba-reasons-text", "home-layout-v2", "booking-flow-v2", "nba-home-card",
+                       "nba-post-job-placement", "personalized-home"}
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +45,18 @@ def mart(published):
     con = connect(published, read_only=True)
     yield con
     con.close()
+
+
+def test_every_pages_queries_return_rows_on_the_demo_world(mart):
+    """queries.PAGE_QUERIES, what a benchmark or a notebook times without Streamlit (docs/dashboards.md, Speed):
+    one entry per page of the app's table map, and on the demo world every query of every page returns rows
+    over the whole data (the default week can miss what happened earlier, such as the planted SLA breaches)."""
+    assert set(queries.PAGE_QUERIES) == set(queries.PAGE_TABLES)
+    extent = queries.data_extent(mart)
+    f = queries.default_filters(mart, days=(extent.item(0, "last_day") - extent.item(0, "first_day")).days + 1)
+    empty = [(page, query.__name__) for page, page_queries in queries.PAGE_QUERIES.items()
+             for query in page_queries if query(mart, f).is_empty()]
+    assert empty == []
 
 
 @pytest.fixture
@@ -228,6 +242,13 @@ def dataframe_with(at: AppTest, column: str):
     return found[0]
 
 
+def shown_lift(basis: str | None, value, low, high) -> tuple[str, str]:
+    """The lift and interval as the page shows the mart's decision: relative in %, absolute as a number."""
+    if (basis or "").endswith("absolute"):
+        return (f"{value:+,.2f}", f"[{low:+,.2f}, {high:+,.2f}]")
+    return lift(value), interval(low, high)
+
+
 def test_experiments_list_shows_every_experiment_of_the_mart(app, mart):
     open_page(app, "views/experiments.py")
     listed = dataframe_with(app, "key")
@@ -235,14 +256,49 @@ def test_experiments_list_shows_every_experiment_of_the_mart(app, mart):
     assert EXPOSED_EXPERIMENTS <= set(listed["key"])
     assert set(listed["key"]) == in_mart
     for key in EXPOSED_EXPERIMENTS:
-        users_c, users_t, rel, low, high, p, srm = mart.execute("""
-            select control_users, treatment_users, relative_lift, relative_ci_low, relative_ci_high, p_value, srm_flag
+        users_c, users_t, basis, value, low, high, p, verdict, srm = mart.execute("""
+            select control_users, treatment_users, decision_basis, decision_lift, decision_ci_low, decision_ci_high,
+                   decision_p_value, verdict, srm_flag
             from mart_experiment_results where experiment_key = ? and is_primary
         """, [key]).fetchall()[0]
         row = listed[listed["key"] == key].iloc[0]
         assert (row["control users"], row["treatment users"]) == (users_c, users_t)
-        assert (row["lift"], row["95% CI"], row["p-value"]) == (lift(rel), interval(low, high), p_value(p))
+        assert (row["lift"], row["95% CI"]) == shown_lift(basis, value, low, high)
+        assert (row["p-value"], row["verdict"]) == (p_value(p), verdict)
         assert ("SRM" in row["warnings"]) == srm
+
+
+def test_the_verdict_shown_never_contradicts_the_interval_shown(app, mart):
+    """Every metric of every experiment: the page's verdict is the mart's, beside the interval it was read
+    from, and that interval is on the verdict's side of 0 (the old page showed the relative interval beside
+    the absolute test's verdict); an experiment with SRM shows no verdict at all."""
+    for key in sorted(EXPOSED_EXPERIMENTS):
+        open_experiment(app, key)
+        table = dataframe_with(app, "role")
+        rows = mart.execute("""
+            select metric_label, decision_basis, decision_lift, decision_ci_low, decision_ci_high, decision_p_value,
+                   verdict, higher_is_better, srm_flag
+            from mart_experiment_results where experiment_key = ? and is_primary""", [key]).fetchall()
+        rows += mart.execute("""
+            select metric_label, decision_basis, decision_lift, decision_ci_low, decision_ci_high, decision_p_value,
+                   verdict, higher_is_better, srm_flag
+            from mart_experiment_results where experiment_key = ? and not is_primary""", [key]).fetchall()
+        assert len(table) == len(rows)
+        for label, basis, value, low, high, p, verdict, higher_is_better, srm in rows:
+            shown = table[table["metric"] == label].iloc[0]
+            assert shown["verdict"] == verdict
+            if srm:
+                assert verdict == "invalid: sample ratio mismatch"
+                continue
+            if basis is None:  # no interval at all: flagged or no result, never better, worse or inconclusive
+                assert verdict.startswith(("flagged:", "no result:")) and shown["95% CI"] == "—"
+                continue
+            assert (shown["lift"], shown["95% CI"]) == shown_lift(basis, value, low, high)
+            assert shown["p-value"] == p_value(p)
+            good = low > 0 if higher_is_better else high < 0
+            bad = high < 0 if higher_is_better else low > 0
+            assert verdict == ("significantly better" if good else "significantly worse" if bad else "inconclusive")
+            assert (p < 0.05) == (good or bad)
 
 
 def test_srm_is_shown_for_booking_flow_and_not_for_nba_reasons(app, mart, world):
@@ -257,6 +313,9 @@ def test_srm_is_shown_for_booking_flow_and_not_for_nba_reasons(app, mart, world)
     assert f"{control:,} users" in srm[0] and f"{treatment:,} users" in srm[0]
     assert f"p-value {p_value(srm_p)}" in srm[0]
 
+    assert metric(app, "p-value").delta == "invalid: sample ratio mismatch"
+    assert not any("Guardrail regressed" in w.value for w in app.warning)
+
     open_experiment(app, "nba-reasons-text")
     assert not any("Sample ratio mismatch" in e.value for e in app.error)
     assert metric(app, "Control users").value  # the page did draw the experiment
@@ -265,30 +324,31 @@ def test_srm_is_shown_for_booking_flow_and_not_for_nba_reasons(app, mart, world)
 def test_experiment_primary_metric_matches_the_mart(app, mart):
     for key in sorted(EXPOSED_EXPERIMENTS):
         open_experiment(app, key)
-        (label, metric_type, users_c, users_t, mean_c, mean_t, rel, low, high, p, better, worse,
+        (label, metric_type, users_c, users_t, mean_c, mean_t, basis, value, low, high, p, verdict,
          cuped) = mart.execute("""
             select metric_label, metric_type, control_users, treatment_users, control_mean, treatment_mean,
-                   relative_lift, relative_ci_low, relative_ci_high, p_value, significantly_better,
-                   significantly_worse, cuped_relative_lift
+                   decision_basis, decision_lift, decision_ci_low, decision_ci_high, decision_p_value, verdict,
+                   cuped_variance_reduction
             from mart_experiment_results where experiment_key = ? and is_primary
         """, [key]).fetchall()[0]
         assert metric(app, "Control users").value == f"{users_c:,}"
         assert metric(app, "Treatment users").value == f"{users_t:,}"
         assert any(m.value == f"**Primary metric:** {label}" for m in app.markdown)
-        shown = metric(app, "Relative lift")
-        assert (shown.value, shown.delta) == (lift(rel), f"95% CI {interval(low, high)}")
+        shown_value, shown_interval = shown_lift(basis, value, low, high)
+        shown = metric(app, "Absolute lift" if basis.endswith("absolute") else "Relative lift")
+        assert (shown.value, shown.delta) == (shown_value, f"95% CI {shown_interval}")
         shown = metric(app, "p-value")
-        assert shown.value == p_value(p)
-        assert shown.delta == ("significantly better" if better else "significantly worse" if worse else "inconclusive")
+        assert (shown.value, shown.delta) == (p_value(p), verdict)
 
         results = dataframe_with(app, "role")
         first = results.iloc[0]
         assert (first["metric"], first["role"]) == (label, "primary")
         rate = metric_type == "ratio" and 0 <= min(mean_c, mean_t) and max(mean_c, mean_t) <= 1
         assert (first["control"], first["treatment"]) == (measure(mean_c, rate), measure(mean_t, rate))
-        assert (first["lift"], first["95% CI"], first["p-value"]) == (lift(rel), interval(low, high), p_value(p))
+        assert (first["lift"], first["95% CI"], first["p-value"]) == (shown_value, shown_interval, p_value(p))
+        assert (first["verdict"], first["basis"]) == (verdict, basis)
         if cuped is not None:
-            assert first["CUPED lift"] == lift(cuped)
+            assert first["CUPED variance reduction"] == percent(cuped, 1)
         # primary first, then the guardrails, then the others
         roles = list(results["role"])
         assert roles == sorted(roles, key=["primary", "guardrail", "secondary"].index)
@@ -301,9 +361,11 @@ def test_the_planted_lift_is_significant_and_the_null_is_not(app):
     assert metric(app, "p-value").delta == "inconclusive"
 
 
-def _published_copy(mart, root: Path, experiments_where: str, regress: str | None = None) -> Path:
+def _published_copy(mart, root: Path, experiments_where: str, regress: str | None = None,
+                    zero_variance: str | None = None) -> Path:
     """A published file with the tables the Experiments page needs, copied from the world's, the experiment
-    marts limited to ``experiments_where``; ``regress`` names a metric to turn into a regressed guardrail."""
+    marts limited to ``experiments_where``; ``regress`` names a metric to turn into a regressed guardrail,
+    ``zero_variance`` one whose treatment fell to 0 for every user (a guardrail: regressed, flagged)."""
     (root / "published").mkdir(parents=True)
     con = duckdb.connect(str(root / "published" / "pitwall.duckdb"))
     try:
@@ -316,7 +378,15 @@ def _published_copy(mart, root: Path, experiments_where: str, regress: str | Non
             con.unregister("frame")
         if regress:
             con.execute("""update mart_experiment_results set is_guardrail = true, significantly_better = false,
-                           significantly_worse = true, guardrail_regressed = true where metric = ?""", [regress])
+                           significantly_worse = true, guardrail_regressed = true,
+                           verdict = 'significantly worse' where metric = ?""", [regress])
+        if zero_variance:
+            con.execute("""update mart_experiment_results set treatment_mean = 0, zero_variance_arm = 'treatment',
+                           zero_variance_flag = true, is_guardrail = true, guardrail_regressed = true,
+                           significantly_better = false, significantly_worse = false, significant = false,
+                           decision_basis = null, decision_lift = null, decision_ci_low = null,
+                           decision_ci_high = null, decision_p_value = null,
+                           verdict = 'flagged: zero variance in the treatment' where metric = ?""", [zero_variance])
     finally:
         con.close()
     return root
@@ -333,6 +403,23 @@ def test_a_regressed_guardrail_is_shown(tmp_path, monkeypatch, mart):
     warnings = [w.value for w in at.warning if "Guardrail regressed" in w.value]
     assert warnings and "Crash-free sessions" in warnings[0]
     assert not any("Sample ratio mismatch" in e.value for e in at.error)
+
+
+def test_a_zero_variance_arm_is_flagged_on_the_page(tmp_path, monkeypatch, mart):
+    """A guardrail that fell to 0 for every treated user has no interval: the page flags it (list and
+    experiment) with what happened, instead of an inconclusive verdict."""
+    root = _published_copy(mart, tmp_path / "data", "experiment_key = 'nba-reasons-text'",
+                           zero_variance="crash_free_sessions")
+    monkeypatch.setenv("PITWALL_DATA_DIR", str(root))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    open_page(at, "views/experiments.py")
+    assert not at.exception, [e.value for e in at.exception]
+    warnings = dataframe_with(at, "key")["warnings"].iloc[0]
+    assert "zero variance: Crash-free sessions" in warnings and "guardrail: Crash-free sessions" in warnings
+    regressed = [w.value for w in at.warning if "Guardrail regressed" in w.value]
+    assert regressed and "Crash-free sessions" in regressed[0] and "for every user of the treatment" in regressed[0]
+    table = dataframe_with(at, "role")
+    assert table[table["metric"] == "Crash-free sessions"].iloc[0]["verdict"] == "flagged: zero variance in the treatment"
 
 
 def test_an_empty_experiments_mart_says_so(tmp_path, monkeypatch, mart):
@@ -378,15 +465,22 @@ def test_partners_page_shows_the_planted_sla_breaches_and_open_breaks(app, mart,
         assert metric(app, partner).delta == f"{len(days)} of {judged} days breached"
     assert metric(app, "Open breaks").value == f"{len(planted['breaks']):,}"
     stake = mart.execute("select sum(amount_at_stake) from mart_reconciliation_breaks where status = 'open'").fetchall()
-    assert metric(app, "Amount at stake").value == f"{stake[0][0]:,.2f}"
+    assert metric(app, "Amount at stake").value == f"${stake[0][0]:,.2f}"
 
 
-def test_recommendations_page_shows_why_the_rules_fallback_serves_and_the_serving_table(app, mart):
-    """The demo world is too short to train: the page says so with the reason the last training gave, and its
-    counts, top actions and one customer's rows equal the published serving table's."""
+def test_recommendations_page_shows_the_champion_and_the_serving_table(app, mart, world):
+    """The demo world trains a champion: the page shows the version the MLflow registry holds with its holdout
+    metrics, and its counts and one customer's rows equal the published serving table's."""
+    from mlflow import MlflowClient
+
     open_page(app, "views/recommendations.py")
-    (reason,) = mart.execute("select skipped_reason from nba_model_runs order by trained_at desc limit 1").fetchall()[0]
-    assert reason and any("No champion" in i.value and reason in i.value for i in app.info)
+    store = f"sqlite:///{world[0] / 'mlflow' / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=store, registry_uri=store)  # not the registry another test set
+    champion = client.get_model_version_by_alias("pitwall-nba", "champion")
+    logged = client.get_run(champion.run_id).data.metrics
+    assert metric(app, "Champion").value == f"pitwall-nba v{champion.version}"
+    assert metric(app, "AUC").value == f"{logged['model_auc']:.3f}"
+    assert metric(app, "NDCG@3").value == f"{logged['model_ndcg_at_3']:.3f}"
     (rows,) = mart.execute("select count(*) from recommendations").fetchall()[0]
     assert metric(app, "Rows").value == f"{rows:,}"
     for policy, n in mart.execute("select policy, count(*) from recommendations group by 1").fetchall():
@@ -412,3 +506,34 @@ def test_overview_warns_when_the_previous_window_lies_before_the_data(app, mart,
     assert not app.exception, [e.value for e in app.exception]
     (warning,) = app.warning
     assert f"first day {first_day}" in warning.value and "0 days of data" in warning.value
+
+
+def _chart_specs(at: AppTest) -> list[str]:
+    return [element.proto.spec for element in at.get("vega_lite_chart")]
+
+
+def test_daily_charts_mark_a_last_day_no_ingestion_has_seen_end(app, world, mart, tmp_path, monkeypatch):
+    """The world's data was ingested after its last day: no mark. Ingested at noon of its last day instead, the
+    daily charts mark that day as incomplete (a half-loaded day's dip is not a drop)."""
+    from dashboards.charts import INCOMPLETE_NOTE
+
+    for page in ("views/overview.py", "views/engagement.py"):
+        open_page(app, page)
+        assert not any(INCOMPLETE_NOTE in spec for spec in _chart_specs(app)), page
+
+    last_day = mart.execute("select max(day) from mart_release_health").fetchall()[0][0]
+    root = tmp_path / "data"
+    (root / "published").mkdir(parents=True)
+    shutil.copy(world[0] / "published" / "pitwall.duckdb", root / "published" / "pitwall.duckdb")
+    con = duckdb.connect(str(root / "published" / "pitwall.duckdb"))
+    try:
+        con.execute("update stg_events set ingested_at = ?::timestamptz",
+                    [f"{last_day} 12:00:00+00"])
+    finally:
+        con.close()
+    monkeypatch.setenv("PITWALL_DATA_DIR", str(root))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    for page in ("views/overview.py", "views/engagement.py", "views/api_latency.py"):
+        open_page(at, page)
+        marked = [spec for spec in _chart_specs(at) if INCOMPLETE_NOTE in spec]
+        assert marked and all(str(last_day) in spec for spec in marked), page

@@ -4,7 +4,7 @@ import altair as alt
 import polars as pl
 import streamlit as st
 
-from dashboards import charts, data, queries
+from dashboards import charts, data, queries, tables
 from dashboards.formatting import milliseconds, percent
 
 TRACE_EXPLORER = "views/trace_explorer.py"
@@ -31,13 +31,13 @@ if data.page_ready("api_latency"):
     percentile = st.segmented_control("Percentile", ["p50_ms", "p95_ms", "p99_ms"], default="p95_ms",
                                       key="latency_percentile", format_func=lambda c: c.removesuffix("_ms"))
     daily = data.run(queries.latency_daily, f)
-    st.altair_chart(charts.lines(daily, "day", percentile or "p95_ms", "route", y_title="ms", y_format=",.0f"),
+    st.altair_chart(charts.lines(daily, "day", percentile or "p95_ms", "route", y_title="ms", y_format=",.0f", incomplete=data.incomplete_day()),
                     width="stretch")
 
     left, right = st.columns([3, 2])
     with left:
         st.subheader("Slowest routes")
-        st.dataframe(slowest, hide_index=True, width="stretch", column_config={
+        tables.table(slowest, column_config={
             "error_rate": st.column_config.NumberColumn("error rate", format="percent"),
             **{c: st.column_config.NumberColumn(c.removesuffix("_ms") + " (ms)", format="%.0f")
                for c in ("p50_ms", "p95_ms", "p99_ms")},
@@ -74,5 +74,5 @@ if data.page_ready("api_latency"):
             tooltip=["route:N", "part:N", alt.Tooltip("ms:Q", format=",.0f"),
                      alt.Tooltip("client_ms:Q", title="client total", format=",.0f"),
                      alt.Tooltip("requests_with_server_span:Q", title="requests", format=",")],
-        ).properties(height=max(220, 32 * split.height)), width="stretch")
+        ).properties(height=charts.fitted_height(split.height, legend=True)), width="stretch")
         st.caption("Over requests whose server span is in the trace.")

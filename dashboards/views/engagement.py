@@ -30,10 +30,10 @@ if data.page_ready("engagement"):
         st.subheader("Active users")
         long = daily.unpivot(index="day", on=["dau", "wau", "mau"], variable_name="measure", value_name="users") \
             .with_columns(pl.col("measure").str.to_uppercase())
-        st.altair_chart(charts.lines(long, "day", "users", "measure", y_title="active users"), width="stretch")
+        st.altair_chart(charts.lines(long, "day", "users", "measure", y_title="active users", incomplete=data.incomplete_day()), width="stretch")
     with right:
         st.subheader("Stickiness")
-        st.altair_chart(charts.lines(daily, "day", "stickiness", y_title="DAU / MAU", y_format=charts.PERCENT),
+        st.altair_chart(charts.lines(daily, "day", "stickiness", y_title="DAU / MAU", y_format=charts.PERCENT, incomplete=data.incomplete_day()),
                         width="stretch")
 
     st.subheader("Weekly cohort retention")

@@ -3,7 +3,7 @@
 import altair as alt
 import streamlit as st
 
-from dashboards import charts, data, queries
+from dashboards import charts, data, queries, tables
 from dashboards.formatting import percent, score
 
 st.title("Feedback")
@@ -54,9 +54,9 @@ if data.require_tables(["mart_csat_daily"]):
                             width="stretch")
         with right:
             st.altair_chart(charts.lines(by_day, "day", "csat_rate", y_title="CSAT per day",
-                                         y_format=charts.PERCENT), width="stretch")
+                                         y_format=charts.PERCENT, incomplete=data.incomplete_day()), width="stretch")
         st.markdown("**By technician** (lowest CSAT first)")
-        st.dataframe(data.run(queries.csat_by_technician, f), hide_index=True, width="stretch", height=250,
+        tables.table(data.run(queries.csat_by_technician, f), height=250,
                      column_config={"csat_rate": st.column_config.ProgressColumn(
                          "CSAT", format="percent", min_value=0, max_value=1),
                          "mean_score": st.column_config.NumberColumn("mean score", format="%.2f")})
@@ -76,7 +76,7 @@ if data.require_tables(["mart_feature_requests"]):
             color=alt.Color("topic:N", title=None, legend=alt.Legend(orient="bottom")),
             tooltip=["week_start:T", "topic:N", "requests:Q", "users:Q", "example_text:N"],
         ).properties(height=260), width="stretch")
-        st.dataframe(topics, hide_index=True, width="stretch", height=220)
+        tables.table(topics, height=220)
 
 st.subheader("Review prompt eligibility (now)")
 if data.require_tables(["review_prompt_eligibility"]):
@@ -84,5 +84,5 @@ if data.require_tables(["review_prompt_eligibility"]):
     eligible = eligibility.filter(status="eligible")["users"].sum()
     st.metric("Users the app may ask for a store review now", f"{eligible:,}",
               help="review_prompt_eligibility.is_eligible (the serving table the mobile backend reads)")
-    st.altair_chart(charts.bars(eligibility, "status", "users", horizontal=True, sort="-x", y_title="users",
-                                height=max(120, 30 * eligibility.height)), width="stretch")
+    st.altair_chart(charts.bars(eligibility, "status", "users", horizontal=True, sort="-x", y_title="users"),
+                    width="stretch")

@@ -4,7 +4,7 @@ import altair as alt
 import polars as pl
 import streamlit as st
 
-from dashboards import charts, data, queries
+from dashboards import charts, data, queries, tables
 from dashboards.formatting import percent, seconds
 
 st.title("Funnels")
@@ -43,9 +43,8 @@ if data.page_ready("funnels"):
                                alt.Tooltip("converted_from_previous:Q", title="from previous", format=".1%")])
     labels = bar.mark_text(dy=-8).encode(text=alt.Text("converted_from_first:Q", format=".0%"))
     st.altair_chart((bar + labels).properties(height=320), width="stretch")
-    st.dataframe(
+    tables.table(
         steps.select("breakdown", "step", "entered", "converted_from_first", "converted_from_previous"),
-        hide_index=True, width="stretch",
         column_config={
             "entered": st.column_config.NumberColumn("entries", format="localized"),
             "converted_from_first": st.column_config.ProgressColumn("from step 1", format="percent", min_value=0, max_value=1),
@@ -58,17 +57,16 @@ if data.page_ready("funnels"):
         st.subheader("Overall conversion per day")
         trend = data.run(queries.funnel_trend, f, funnel, breakdown)
         st.altair_chart(charts.lines(trend, "day", "conversion_rate", None if breakdown == "none" else "breakdown",
-                                     y_title="entries converted", y_format=charts.PERCENT, height=280),
+                                     y_title="entries converted", y_format=charts.PERCENT, height=280, incomplete=data.incomplete_day()),
                         width="stretch")
     with right:
         st.subheader("Time to convert")
         timing = data.run(queries.funnel_time_to_convert, f, funnel)
-        st.dataframe(
+        tables.table(
             timing.with_columns(
                 median=pl.col("median_seconds").map_elements(seconds, return_dtype=pl.String),
                 p90=pl.col("p90_seconds").map_elements(seconds, return_dtype=pl.String),
             ).select("step_order", "step_event", "reached", "median", "p90"),
-            hide_index=True, width="stretch",
             column_config={"step_order": "step", "median": "median from entry", "p90": "p90 from entry"},
         )
         st.caption("Exact over the window, from the entry steps mart_funnel_daily is built on.")

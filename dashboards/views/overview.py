@@ -63,4 +63,4 @@ if data.require_tables(["mart_funnel_daily", "funnel_steps"]):
 if data.require_tables(["mart_release_health"]) and daily.height:
     st.subheader("Crash-free sessions per day")
     st.altair_chart(charts.lines(daily, "day", "crash_free_sessions_rate", y_title="crash-free sessions",
-                                 y_format=charts.PERCENT, height=220), width="stretch")
+                                 y_format=charts.PERCENT, height=220, incomplete=data.incomplete_day()), width="stretch")

@@ -5,7 +5,7 @@ import altair as alt
 import polars as pl
 import streamlit as st
 
-from dashboards import charts, data, queries
+from dashboards import charts, data, queries, tables
 from dashboards.formatting import percent
 
 STATUS_COLORS = {"met": "#2e7d32", "breached": "#c62828", "not judged": "#bdbdbd"}
@@ -42,14 +42,14 @@ if data.page_ready("partners"):
                        delta_color="red" if row["days_breached"] else "gray", delta_arrow="off",
                        help=f"Latest day {row['latest_day']}. Breached in the range: {row['breached_slas'] or 'none'}.")
         st.altair_chart(sla_grid(data.run(queries.partner_sla_days, f)), width="stretch")
-        st.dataframe(summary.select(
+        tables.table(summary.select(
             "partner", "days_judged", "days_breached", "breached_slas", "records",
             pl.concat_str([pl.col("worst_freshness").round(1).cast(pl.String), pl.col("freshness_unit")], separator=" ")
               .alias("worst freshness"),
             pl.concat_str([pl.col("worst_latency").round(0).cast(pl.String), pl.col("latency_unit")], separator=" ")
               .alias("worst latency"),
             pl.col("worst_availability").map_elements(percent, return_dtype=pl.String).alias("worst availability"),
-        ), hide_index=True, width="stretch")
+        ))
 
     st.subheader("Contract breaches")
     breaches = data.run(queries.partner_contract_breaches, f)
@@ -59,7 +59,7 @@ if data.page_ready("partners"):
         st.caption("Schema breaches: records quarantined at load with the rule they broke (partner_quarantine). "
                    "SLA breaches: a day's volume, freshness, availability or latency outside the contract. Each "
                    "new breach raised an alert.")
-        st.dataframe(breaches, hide_index=True, width="stretch")
+        tables.table(breaches)
 
     st.subheader("Reconciliation")
     open_breaks = data.run(queries.reconciliation_open_breaks, f)
@@ -69,15 +69,14 @@ if data.page_ready("partners"):
     else:
         left, right = st.columns(2)
         left.metric("Open breaks", f"{open_breaks['breaks'].sum():,}")
-        right.metric("Amount at stake", f"{open_breaks['amount_at_stake'].sum():,.2f}")
+        right.metric("Amount at stake", f"${open_breaks['amount_at_stake'].sum():,.2f}")
         st.altair_chart(charts.bars(open_breaks, "break_class", "breaks", "age", x_title=None, y_title="open breaks",
                                     sort=list(queries.AGE_BUCKETS)).facet(column=alt.Column("partner:N", title=None)),
                         width="content")
     breaks = data.run(queries.reconciliation_breaks, f)
     if not breaks.is_empty():
-        st.dataframe(breaks, hide_index=True, width="stretch",
-                     column_config={"age_days": st.column_config.NumberColumn("age (days)", format="%d"),
-                                    "amount_at_stake": st.column_config.NumberColumn(format="%.2f")})
+        tables.table(breaks,
+                     column_config={"age_days": st.column_config.NumberColumn("age (days)", format="%d")})
 
     st.subheader("Booking funnel of the partner widgets")
     funnel = data.run(queries.partner_booking_funnel, f)

@@ -4,7 +4,7 @@ import altair as alt
 import polars as pl
 import streamlit as st
 
-from dashboards import charts, data, queries
+from dashboards import charts, data, queries, tables
 from dashboards.formatting import lift, milliseconds, percent
 
 TRACE_EXPLORER = "views/trace_explorer.py"
@@ -31,13 +31,12 @@ def release_gate(f: queries.Filters) -> None:
         for col, row in zip(st.columns(4), rows[start:start + 4]):
             col.metric(f"{row['app_namespace']} {row['platform']} {row['app_version']}", row["decision"],
                        border=True, help=row["reasons"] or "Every check passes.")
-    st.dataframe(
+    tables.table(
         gate.select("app_namespace", "platform", "app_version", "decision", "reasons", "adoption_rate", "sessions",
                     "crash_free_sessions_rate", "crash_free_halt_below", "crash_check", "previous_app_version",
                     "worst_route", "worst_route_p95_ms", "worst_route_baseline_p95_ms", "worst_route_p95_regression",
                     "p95_regression_halt_above", "worst_route_requests", "worst_route_baseline_requests",
                     "key_routes_judged", "key_routes", "latency_check", "route_evidence"),
-        hide_index=True, width="stretch",
         column_config={
             "adoption_rate": st.column_config.ProgressColumn("adoption", format="percent", min_value=0, max_value=1),
             "crash_free_sessions_rate": st.column_config.NumberColumn("crash-free sessions", format="percent"),
@@ -104,8 +103,8 @@ if data.page_ready("release_health"):
                  alt.Tooltip("adoption_rate:Q", title="adoption (last day)", format=".1%")],
     ).properties(height=max(200, 45 * releases.height))
     st.altair_chart(chart.interactive(), width="stretch")
-    st.dataframe(
-        releases.drop("first_day"), hide_index=True, width="stretch",
+    tables.table(
+        releases.drop("first_day"),
         column_config={
             "crash_free_sessions_rate": st.column_config.NumberColumn("crash-free sessions", format="percent"),
             "crash_free_users_rate": st.column_config.NumberColumn("crash-free users", format="percent"),
@@ -118,7 +117,7 @@ if data.page_ready("release_health"):
     st.subheader("Adoption per day")
     adoption = data.run(queries.release_adoption_daily, f)
     st.altair_chart(charts.lines(adoption, "day", "adoption_rate", "release", y_title="share of the app's users",
-                                 y_format=charts.PERCENT, height=260), width="stretch")
+                                 y_format=charts.PERCENT, height=260, incomplete=data.incomplete_day()), width="stretch")
 
     st.subheader("Crash groups")
     st.caption("Groups seen in the window, most events first; counts are each group's lifetime totals "
@@ -129,5 +128,5 @@ if data.page_ready("release_health"):
     flags[0].metric("New in the latest release", f"{groups['new_in_latest_release'].sum():,}", border=True)
     flags[1].metric("Regressed", f"{groups['regressed'].sum():,}", border=True,
                     help="Seen again in a newer release after being absent for two or more releases")
-    st.dataframe(groups, hide_index=True, width="stretch",
+    tables.table(groups,
                  column_config={"new_in_latest_release": "new", "regressed": "regressed"})

@@ -4,7 +4,7 @@ user. Other pages link here with the trace (or session, device, user) in the URL
 import polars as pl
 import streamlit as st
 
-from dashboards import charts, data, queries, traces
+from dashboards import charts, data, queries, tables, traces
 from dashboards.formatting import milliseconds
 
 # The URL parameters a link may carry, in the order they are honoured, and how the page names them.
@@ -53,10 +53,9 @@ def _show_trace(trace_id: str) -> None:
     st.caption("Bars: spans, coloured by what they are. Dark line: the critical path (from the end of the "
                "trace backwards, the work each span waited for last; see docs/dashboards.md). Red outline "
                "and cross: a failed span.")
-    st.dataframe(
+    tables.table(
         frame.select("label", "service_name", "category", "duration_ms", "critical_ms", "start_ms", "is_error",
                      "status_code", "http_status_code", "http_route", "db_operation", "status_message"),
-        hide_index=True, width="stretch",
         column_config={"label": "span", "duration_ms": st.column_config.NumberColumn("ms", format="%.1f"),
                        "critical_ms": st.column_config.NumberColumn("on critical path (ms)", format="%.1f"),
                        "start_ms": st.column_config.NumberColumn("starts at (ms)", format="%.1f"),
@@ -91,7 +90,7 @@ if data.page_ready("trace_explorer"):
             st.info(f"No traces for {LOOKUPS[by].lower()} `{value}` between {f.start} and {f.end}.")
             st.stop()
         st.metric("Traces", f"{found.height:,}", border=True)
-        st.dataframe(found, hide_index=True, width="stretch", column_config={
+        tables.table(found, column_config={
             "duration_ms": st.column_config.NumberColumn("ms", format="%.0f")})
         labels = {row["trace_id"]: f"{row['started_at']:%m-%d %H:%M:%S} · {row['route'] or row['root_span']} · "
                                    f"{milliseconds(row['duration_ms'])}{' · error' if row['errors'] else ''}"

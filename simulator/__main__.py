@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     customers, technicians = args.customers, args.technicians
     if args.target_events:
-        customers, technicians = size_for_events(args.target_events, args.days)
+        customers, technicians = size_for_events(args.target_events, args.days, args.start_date)
         print(f"--target-events {args.target_events:,} over {args.days} days: {customers:,} customers, {technicians:,} technicians", file=sys.stderr)
     summary = generate(
         args.out, customers=customers, technicians=technicians, days=args.days, seed=args.seed, start=args.start_date,

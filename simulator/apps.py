@@ -6,14 +6,22 @@ all sessions of a kind at once with a mask of the sessions that take it.
 """
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import ids, planted
-from .experiments import EXPOSED_ON_HOME, EXPOSED_ON_RECOMMENDATION, Experiments
+from .experiments import EXPOSED_ON_HOME, EXPOSED_ON_POST_JOB, EXPOSED_ON_RECOMMENDATION, Experiments
 from .jobs import Jobs
-from .recommendations import PLACEMENTS, REC_ACTIONS, HiddenPropensity
+from .recommendations import (
+    PLACEMENTS,
+    REC_ACTIONS,
+    HiddenPropensity,
+    heavy_viewer,
+    heavy_viewer_action,
+    heavy_viewer_days,
+)
 from .world import (
     CUSTOMER,
     HOUR_US,
@@ -227,17 +235,23 @@ def _login(f: _Flow, platform: np.ndarray, signin: np.ndarray, retry: bool = Fal
     f.emit(prompted | (~prompted & f.chance(P_IDENTIFY_WITHOUT_LOGIN)), IDENTIFY)
 
 
+def _exposures(f: _Flow, keys: tuple[str, ...], experiments: Experiments, users: np.ndarray, platform: np.ndarray,
+               version: np.ndarray) -> None:
+    """Experiments met on this screen: GrowthBook's tracking callback sends each exposure (users the SDK
+    put in the experiment on the session's app version)."""
+    for key in keys:
+        sent = f.alive & experiments.exposure_sent(key, users, platform, version, f.t)
+        f.emit(sent, E["Experiment Viewed"], a=experiments.index(key), c=experiments.of(key, users, version, f.t))
+
+
 def _customer_browse(f: _Flow, platform: np.ndarray, signin: np.ndarray, experiments: Experiments,
                      customer: np.ndarray, region: np.ndarray, propensity: HiddenPropensity, day: int,
-                     first_gid: int) -> None:
+                     first_gid: int, version: np.ndarray) -> None:
     f.call(None, R["/v1/jobs"])
     f.emit(None, E["app_opened"])
     _login(f, platform, signin)
     f.wait(1, 4)
-    # Experiments met on the home screen: GrowthBook's tracking callback sends the exposure.
-    for key in EXPOSED_ON_HOME:
-        sent = f.alive & experiments.exposure_sent(key, customer, platform)
-        f.emit(sent, E["Experiment Viewed"], a=experiments.index(key), c=experiments.of(key, customer))
+    _exposures(f, EXPOSED_ON_HOME, experiments, customer, platform, version)
     f.screens(S["Home"], CUSTOMER_BROWSE_SCREENS)
     _home_card_click(f, CUSTOMER, region)
     # The logging policy: a uniformly random action in a random placement; the outcome follows the
@@ -245,21 +259,25 @@ def _customer_browse(f: _Flow, platform: np.ndarray, signin: np.ndarray, experim
     shown = f.chance(P_RECOMMENDATION) & f.alive
     placement = f.rng.integers(0, len(PLACEMENTS), f.n)
     action = f.rng.integers(0, len(REC_ACTIONS), f.n)
-    variation = experiments.of(EXPOSED_ON_RECOMMENDATION, customer)
+    met_at = f.t.copy()  # the experiment's dates decide by this moment, the exposure's and the outcome's
+    variation = experiments.of(EXPOSED_ON_RECOMMENDATION, customer, version, met_at)
     lift = planted.EXPERIMENT_LIFT[EXPOSED_ON_RECOMMENDATION]["rec_acceptance_rate"]
     p_accept = propensity.probability(customer, action, placement, day) * np.where(variation == 1, 1 + lift, 1.0)
     accepted = shown & (f.rng.random(f.n) < p_accept)
     clicked = accepted | (shown & f.chance(planted.P_REC_CLICK_WITHOUT_ACCEPT))
     propensity.remember(customer[shown], action[shown], placement[shown], day, p_accept[shown], accepted[shown])
     f.wait(2, 20)
-    f.emit(shown & experiments.exposure_sent(EXPOSED_ON_RECOMMENDATION, customer, platform), E["Experiment Viewed"],
+    f.emit(shown & experiments.exposure_sent(EXPOSED_ON_RECOMMENDATION, customer, platform, version, met_at),
+           E["Experiment Viewed"],
            a=experiments.index(EXPOSED_ON_RECOMMENDATION), c=variation)
     f.call(shown, R["/v1/recommendations"])
     f.emit(shown, E["recommendation_shown"], a=placement, b=action, c=variation)
+    shown_at = f.t
     f.wait(3, 40)
     f.emit(clicked, E["recommendation_clicked"], a=placement, b=action, c=variation)
     f.wait(5, 90)
     f.emit(accepted, E["recommendation_accepted"], a=placement, b=action, c=variation)
+    _heavy_viewer_cards(f, shown, shown_at, customer, variation, lift, propensity, day)
     opened = f.chance(P_PARTNER_WIDGET)
     booked = opened & f.chance(P_BOOKING)
     partner = f.rng.integers(0, len(PARTNERS), f.n)
@@ -282,6 +300,34 @@ def _customer_browse(f: _Flow, platform: np.ndarray, signin: np.ndarray, experim
     _common_tail(f, CUSTOMER)
 
 
+def _heavy_viewer_cards(f: _Flow, shown: np.ndarray, shown_at: np.ndarray, customer: np.ndarray,
+                        variation: np.ndarray, lift: float, propensity: HiddenPropensity, day: int) -> None:
+    """The planted heavy viewers (planted.HEAVY_VIEWER_*): in the world's last week, after the card a session
+    shows, they reopen their favourite action's card a few times, each in a random placement, each outcome
+    drawn from the hidden propensity. Drawn from a stream of their own: every other draw of the day, and so
+    the rest of the world, is unchanged."""
+    world = propensity.w
+    heavy = shown & f.alive & heavy_viewer(customer)
+    if day not in heavy_viewer_days(world.days) or not heavy.any():
+        return
+    rng = ids.rng_for(world.seed, ids.HEAVY_VIEWERS, day)
+    resume_at = f.t
+    for card in range(planted.HEAVY_VIEWER_EXTRA_CARDS):
+        placement = rng.integers(0, len(PLACEMENTS), f.n)
+        action = heavy_viewer_action(customer)
+        p_accept = propensity.probability(customer, action, placement, day) * np.where(variation == 1, 1 + lift, 1.0)
+        accepted = heavy & (rng.random(f.n) < p_accept)
+        clicked = accepted | (heavy & (rng.random(f.n) < planted.P_REC_CLICK_WITHOUT_ACCEPT))
+        propensity.remember(customer[heavy], action[heavy], placement[heavy], day, p_accept[heavy], accepted[heavy])
+        f.t = shown_at + (card + 1) * 2 * US
+        f.emit(heavy, E["recommendation_shown"], a=placement, b=action, c=variation)
+        f.t = f.t + 1 * US
+        f.emit(clicked, E["recommendation_clicked"], a=placement, b=action, c=variation)
+        f.t = f.t + 1 * US
+        f.emit(accepted, E["recommendation_accepted"], a=placement, b=action, c=variation)
+    f.t = resume_at
+
+
 def session_gid(f: _Flow, first_gid: int) -> np.ndarray:
     """Run-wide session numbers of a flow's sessions (its `sess` are day-local)."""
     return first_gid + f.sess
@@ -299,11 +345,13 @@ def slot_chosen_without_booking(gid: np.ndarray) -> np.ndarray:
     return (mixed >> np.uint64(40)).astype(np.float64) / float(1 << 24) < P_SLOT_CHOSEN_WITHOUT_BOOKING
 
 
-def _tech_browse(f: _Flow, platform: np.ndarray, signin: np.ndarray, region: np.ndarray) -> None:
+def _tech_browse(f: _Flow, platform: np.ndarray, signin: np.ndarray, region: np.ndarray, experiments: Experiments,
+                 technician: np.ndarray, version: np.ndarray) -> None:
     f.call(None, R["/v1/jobs"])
     f.emit(None, E["app_opened"])
     _login(f, platform, signin)
     f.wait(1, 4)
+    _exposures(f, EXPOSED_ON_HOME, experiments, technician, platform, version)
     f.screens(S["Jobs"], TECH_BROWSE_SCREENS, jobs_screen_loads=True)
     _home_card_click(f, TECH, region)
     _common_tail(f, TECH)
@@ -389,11 +437,14 @@ def _payment_session(f: _Flow, platform: np.ndarray, signin: np.ndarray, job: np
     f.emit(None, E["payment_completed"], job=job)
 
 
-def _rating_session(f: _Flow, platform: np.ndarray, signin: np.ndarray, jobs: Jobs, job: np.ndarray) -> None:
-    """The customer opens the push asking to rate a completed job (a CSAT survey about that job)."""
+def _rating_session(f: _Flow, platform: np.ndarray, signin: np.ndarray, jobs: Jobs, job: np.ndarray,
+                    experiments: Experiments, customer: np.ndarray, version: np.ndarray) -> None:
+    """The customer opens the push asking to rate a completed job (a CSAT survey about that job) on the
+    job-completed screen, where the post-job placement's experiment is met."""
     f.emit(None, E["app_opened"])
     _login(f, platform, signin, retry=True)
     f.wait(1, 4)
+    _exposures(f, EXPOSED_ON_POST_JOB, experiments, customer, platform, version)
     f.emit(None, E["survey_shown"], job=job)
     f.wait(8, 60)
     score = jobs.csat_score[job]
@@ -464,9 +515,10 @@ def simulate_day(world: World, jobs: Jobs, day: int, first_session_gid: int, pro
     log = _Log()
     sel = np.flatnonzero((s_kind == BROWSE) & (s_app == CUSTOMER))
     _customer_browse(_Flow(log, rng, sess[sel], s_start[sel]), s_platform[sel], signin[sel], experiments,
-                     s_user[sel], world.user_region[s_user[sel]], propensity, day, first_session_gid)
+                     s_user[sel], world.user_region[s_user[sel]], propensity, day, first_session_gid, s_version[sel])
     sel = np.flatnonzero((s_kind == BROWSE) & (s_app == TECH))
-    _tech_browse(_Flow(log, rng, sess[sel], s_start[sel]), s_platform[sel], signin[sel], world.user_region[s_user[sel]])
+    _tech_browse(_Flow(log, rng, sess[sel], s_start[sel]), s_platform[sel], signin[sel], world.user_region[s_user[sel]],
+                 experiments, s_user[sel], s_version[sel])
     sel = np.flatnonzero(s_kind == ASSIGN)
     _assign_session(_Flow(log, rng, sess[sel], s_start[sel]), s_platform[sel], signin[sel], s_job[sel], jobs.assignment_seen_us[s_job[sel]])
     sel = np.flatnonzero(s_kind == WORK)
@@ -476,7 +528,8 @@ def simulate_day(world: World, jobs: Jobs, day: int, first_session_gid: int, pro
     sel = np.flatnonzero(s_kind == PAYMENT)
     _payment_session(_Flow(log, rng, sess[sel], s_start[sel]), s_platform[sel], signin[sel], s_job[sel])
     sel = np.flatnonzero(s_kind == RATING)
-    _rating_session(_Flow(log, rng, sess[sel], s_start[sel]), s_platform[sel], signin[sel], jobs, s_job[sel])
+    _rating_session(_Flow(log, rng, sess[sel], s_start[sel]), s_platform[sel], signin[sel], jobs, s_job[sel],
+                    experiments, s_user[sel], s_version[sel])
 
     ev = [np.concatenate(col) for col in zip(*log.events)]
     order = np.lexsort((ev[1], ev[0]))
@@ -534,13 +587,36 @@ def _crashes(world: World, rng, day: int, app: np.ndarray, version: np.ndarray, 
     return group, crash_us
 
 
-def expected_events_per_day(customers: int, technicians: int) -> float:
-    """Expected event count per day from the behaviour constants above (used by --target-events).
+def experiment_day_shares(start: dt.date | None, days: int | None) -> dict[str, float]:
+    """Per home-screen experiment, the share of the days [start, start + days) its rule is served (its
+    flags.yaml dates): only then does a session send its exposure. 1 for each without dates to go by."""
+    from .experiments import sdk_features
+
+    _, rules = sdk_features()
+    if start is None or not days:
+        return dict.fromkeys(EXPOSED_ON_HOME, 1.0)
+    shares = {}
+    for key in EXPOSED_ON_HOME:
+        first, last = (dt.date.fromisoformat(str(rules[key][edge])) for edge in ("start", "end"))
+        served = (min(last, start + dt.timedelta(days=days - 1)) - max(first, start)).days + 1
+        shares[key] = max(served, 0) / days
+    return shares
+
+
+def expected_events_per_day(customers: int, technicians: int, start: dt.date | None = None,
+                            days: int | None = None) -> float:
+    """Expected event count per day from the behaviour constants above (used by --target-events), over the days
+    [start, start + days) when given (experiment exposures depend on the dates).
 
     Browse sessions: app_opened, the day's sign-in in about half of them, identify, 1-5 screens,
     then optional features. Job sessions: per job per technician-day, the assignment, work,
     estimate and payment sessions.
     """
+    served = experiment_day_shares(start, days)
+    # Customers meet every home-screen experiment; the SRM experiment's treatment loses its exposure on Android
+    # (0.45 of customers, half of them treated); technicians meet the one without a role condition.
+    customer_exposures = sum(served.values()) - 0.45 * 0.5 * served[planted.SRM_EXPERIMENT]
+    tech_exposures = served["personalized-home"]
     def login_part(p_start, p_ok):
         # The sign-in may happen in the user's first session of a day: about half of all sessions.
         prompted = 0.5 * p_start
@@ -562,7 +638,9 @@ def expected_events_per_day(customers: int, technicians: int) -> float:
                 body += P_RECOMMENDATION * 2.3  # shown, viewed, ~0.3 click/accept
                 # widget opened, slot chosen (booked, or a hashed share of the rest), booking created
                 body += P_PARTNER_WIDGET * (1 + 2 * P_BOOKING + (1 - P_BOOKING) * P_SLOT_CHOSEN_WITHOUT_BOOKING)
-                body += len(EXPOSED_ON_HOME) - 0.25  # home-screen experiment exposures (one lost on Android)
+                body += customer_exposures
+            else:
+                body += tech_exposures
             body += P_HOME_CARD_CLICK
             total += weights[p] * (1 + login + alive * body)
         if app == CUSTOMER:

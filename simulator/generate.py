@@ -57,11 +57,11 @@ class Summary:
         ])
 
 
-def size_for_events(target_events: int, days: int) -> tuple[int, int]:
+def size_for_events(target_events: int, days: int, start: dt.date | None = None) -> tuple[int, int]:
     """Customers and technicians (7.5 customers per technician) that produce about target_events
-    over the run: expected events per day are linear in both counts (apps.expected_events_per_day)."""
-    per_customer = expected_events_per_day(1, 0)
-    per_technician = expected_events_per_day(0, 1)
+    over the run from ``start``: expected events per day are linear in both counts (apps.expected_events_per_day)."""
+    per_customer = expected_events_per_day(1, 0, start, days)
+    per_technician = expected_events_per_day(0, 1, start, days)
     customers = target_events / days / (per_customer + per_technician / CUSTOMERS_PER_TECHNICIAN)
     return max(1, round(customers)), max(1, round(customers / CUSTOMERS_PER_TECHNICIAN))
 

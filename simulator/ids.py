@@ -15,6 +15,7 @@ _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 WORLD, JOBS, DAY_SESSIONS, DAY_DELIVERY, DAY_IDS, DAY_TRACES, DAY_CRASHES = 1, 2, 3, 4, 5, 6, 7
 OPS, TELEMETRY, FLUSH_EVENTS, MALFORMED, PARTS = 8, 9, 10, 11, 12
 PARTNERS = 13  # simulator/partners/world.py: drawn after the run, from nothing the run draws
+HEAVY_VIEWERS = 14  # simulator/recommendations.py: the heavy viewers' extra cards, apart from the day's stream
 
 
 def rng_for(seed: int, stream: int, *keys: int) -> np.random.Generator:

@@ -60,6 +60,13 @@ REC_PROPENSITY = {
     "declined_same_action_30d": -0.8,
 }
 P_REC_CLICK_WITHOUT_ACCEPT = 0.15
+# Heavy recommendation viewers: in the world's last week a few customers (a share, picked by a hash of the
+# customer) keep reopening one action's card (their favourite, also by the hash) in every browse session that
+# shows a recommendation, so that they are shown more than the policy's weekly cap (models_ml/nba/policy.py, 20
+# in 7 days) while their other actions stay as eligible as anyone's: the cap, not the decline rule, decides.
+HEAVY_VIEWER_SHARE = 0.1
+HEAVY_VIEWER_DAYS = 7
+HEAVY_VIEWER_EXTRA_CARDS = 5
 
 # A/B tests (simulator/experiments.py): the treatment of nba-reasons-text multiplies the hidden acceptance
 # probability by 1 + lift, so the acceptance rate's true relative lift is exactly that; booking-flow-v2's

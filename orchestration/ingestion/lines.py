@@ -1,6 +1,7 @@
 """Split a landing file (plain or gzip) into numbered lines without a Python loop per line.
 
-The bytes are decompressed in C (zlib), newline positions are found with numpy, and the lines become
+The bytes are decompressed in C (ISA-L through python-isal's ``isal_zlib``, zlib's API at about twice its
+speed, releasing the GIL like zlib), newline positions are found with numpy, and the lines become
 an Arrow binary array that points into the same buffer (no copy). Validation (UTF-8, JSON, fields)
 happens afterwards in DuckDB, set-based.
 
@@ -14,11 +15,11 @@ tail, when the cut fell on a line boundary) carries ``cut_reason``.
 from __future__ import annotations
 
 import codecs
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+from isal import isal_zlib as zlib
 
 GZIP_MAGIC = b"\x1f\x8b"
 READ_CHUNK = 8 << 20

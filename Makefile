@@ -10,12 +10,14 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 include offline.env
 export $(shell sed -n 's/^\([A-Z_][A-Z0-9_]*\)=.*/\1/p' offline.env)
 
-DEMO_ARGS ?= --customers 300 --technicians 40 --days 14 --seed 7
+# Five weeks: enough logged exposures (three weeks of labels) for the next-best-action model to train and be gated.
+DEMO_ARGS ?= --customers 300 --technicians 40 --days 35 --seed 7
 # dbt runs from inside its project, as dagster-dbt runs it: its partial-parse cache keeps file paths
 # relative to the working directory (seeds fail to load when two places disagree).
 DBT := cd dbt_project && $(CURDIR)/$(BIN)/dbt --no-use-colors
 
-.PHONY: demo test test-fast lint dagster dashboards mlflow bench venv manifest clean-data validate screenshots spark-demo
+.PHONY: demo test test-fast lint dagster dashboards mlflow bench venv manifest clean-data validate screenshots spark-demo \
+	chromium
 
 $(BIN)/activate: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,9 +40,12 @@ $(GBSTATS_VENV)/.installed: tests/gbstats/requirements.txt
 
 gbstats-venv: $(GBSTATS_VENV)/.installed
 
-$(DAGSTER_HOME)/dagster.yaml: orchestration/instance/dagster.yaml
+# The instance's sqlite storages are created here, once: processes that open a fresh home together (the daemon,
+# the webserver, a run) each create them and stamp alembic_version twice ("more than one head present").
+$(DAGSTER_HOME)/dagster.yaml: orchestration/instance/dagster.yaml | venv
 	mkdir -p $(DAGSTER_HOME)
 	cp $< $@
+	$(BIN)/python -c 'import dagster; dagster.DagsterInstance.get().dispose()'
 
 # dagster-dbt loads dbt's manifest when the code location is imported: parse first.
 manifest: venv
@@ -52,7 +57,7 @@ demo: venv manifest $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m orchestration.instance.slots
 	# The partners' simulated API serves on 127.0.0.1 while the pipeline runs (their env vars set for it).
 	$(BIN)/python -m simulator.partners run --world $(PITWALL_DATA_DIR)/landing/partners/world.json -- \
-		$(BIN)/dagster asset materialize --select '*' -m orchestration.definitions
+		$(BIN)/dg launch --job pitwall_pipeline -m orchestration.definitions
 	$(BIN)/python -m orchestration.report
 
 # The whole suite (CI): two pytest-xdist workers, each test module kept on one worker (its module fixtures
@@ -88,7 +93,7 @@ spark-demo: venv manifest $(DAGSTER_HOME)/dagster.yaml
 	rm -rf $(SPARK_DEMO_DIR)
 	$(BIN)/python -m simulator --out $(SPARK_DEMO_DIR)/landing $(SPARK_DEMO_ARGS)
 	PITWALL_DATA_DIR=$(SPARK_DEMO_DIR) PITWALL_ENGINE=spark \
-		$(BIN)/dagster asset materialize --select '*' -m orchestration.definitions
+		$(BIN)/dg launch --job pitwall_pipeline -m orchestration.definitions
 	cd dbt_project && PITWALL_DATA_DIR=$(SPARK_DEMO_DIR) $(CURDIR)/$(BIN)/dbt --no-use-colors --quiet \
 		build --selector portable --project-dir . --profiles-dir .
 	PITWALL_DATA_DIR=$(SPARK_DEMO_DIR) $(BIN)/python -m orchestration.scale_out
@@ -112,8 +117,11 @@ dashboards: venv
 
 # A PNG of every dashboard page, taken by Debian's Chromium (installed here when missing) on the
 # published file of PITWALL_DATA_DIR (`make demo` first). Playwright never downloads a browser.
-screenshots: venv
-	test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
+# Debian's Chromium, for the screenshots and the browser test (tests/test_browser.py skips without it).
+chromium:
+	test -x /usr/bin/chromium || (apt-get update -q && apt-get install -y -q chromium)
+
+screenshots: venv chromium
 	# The support console shot signs in as the demo agent in development mode (no auth proxy on a laptop).
 	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 PITWALL_SUPPORT_DEV_MODE=1 PITWALL_SUPPORT_DEV_USER=sam.agent@example.com \
 		$(BIN)/python -m dashboards.screenshots --out docs/screenshots

@@ -68,7 +68,7 @@ def one_test_of_each_kind(manifest: dict, built: set[str]) -> list[str]:
     for test in sorted(tests, key=lambda t: t["name"]):
         kind = (test.get("test_metadata") or {}).get("name") or f"singular:{test['name']}"
         by_kind.setdefault(kind, test["name"])
-    assert {"not_null", "unique", "accepted_values", "relationships"} <= set(by_kind), by_kind
+    assert {"not_null_columns", "unique", "accepted_values", "relationships"} <= set(by_kind), by_kind
     return sorted(by_kind.values())
 
 

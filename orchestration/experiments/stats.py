@@ -311,10 +311,13 @@ def compare(
     if math.isnan(a.mean) or math.isnan(b.mean):
         return Comparison(**base, **blank, error="zero denominator in an arm")
     if not (a.variance > 0 and b.variance > 0):
-        return Comparison(**base, **blank, error="zero or negative variance in an arm",
+        return Comparison(**base, **blank, error=ZERO_VARIANCE_ERROR,
                           zero_variance_arm=_zero_variance_arm(a.variance <= 0, b.variance <= 0))
 
     return Comparison(**base, **_test(a, b, alpha))
+
+
+ZERO_VARIANCE_ERROR = "zero or negative variance in an arm"  # mean, ratio and quantile metrics alike
 
 
 def _zero_variance_arm(control: bool, treatment: bool) -> str | None:
@@ -399,9 +402,6 @@ def _quantile_variance_init(q: QuantileStats) -> float:
     return iid * cluster / (q.level * (1 - q.level) / n)
 
 
-_QUANTILE_ZERO_VARIANCE = "zero or negative variance in an arm"
-
-
 def _quantile_arm(q: QuantileStats) -> tuple[_Arm, str | None]:
     """The arm (n = events, per-event variance as gbstats uses it) and why it is uninformative, if it is."""
     if not 0 < q.level < 1:
@@ -417,7 +417,7 @@ def _quantile_arm(q: QuantileStats) -> tuple[_Arm, str | None]:
     if n <= max(too_few):
         return arm, f"too few events for the quantile's interval (n ≤ {max(too_few):.1f})"
     if variance_init <= 0 and n < 1000:
-        return arm, _QUANTILE_ZERO_VARIANCE
+        return arm, ZERO_VARIANCE_ERROR
     return arm, None
 
 
@@ -448,7 +448,7 @@ def compare_quantile(control: QuantileStats, treatment: QuantileStats, alpha: fl
         treatment_events=treatment.events,
     )
     if error_a or error_b:
-        zero = _zero_variance_arm(error_a == _QUANTILE_ZERO_VARIANCE, error_b == _QUANTILE_ZERO_VARIANCE)
+        zero = _zero_variance_arm(error_a == ZERO_VARIANCE_ERROR, error_b == ZERO_VARIANCE_ERROR)
         return Comparison(**base, **_BLANK, error=error_a or error_b, zero_variance_arm=zero)
     return Comparison(**base, **_test(a, b, alpha))
 

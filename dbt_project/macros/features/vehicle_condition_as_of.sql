@@ -47,8 +47,12 @@
             arg_max(readings.oil_life_pct, readings.observed_at) as oil_life_pct,
             arg_max(readings.battery_voltage, readings.observed_at) as battery_voltage,
             arg_max(readings.min_tire_pressure_kpa, readings.observed_at) as min_tire_pressure_kpa,
-            avg(readings.battery_voltage) filter (where readings.in_last_7_days)
-                - avg(readings.battery_voltage) filter (where not readings.in_last_7_days) as battery_voltage_trend_7d,
+            -- averaged as exact decimals: a sum of doubles depends on the order DuckDB's threads add them in,
+            -- and the difference of two averages near 12 V kept that noise, so each rebuild of the same
+            -- readings changed the trend's last bits (and the models' training fingerprints with them)
+            avg(cast(readings.battery_voltage as decimal(18, 9))) filter (where readings.in_last_7_days)
+                - avg(cast(readings.battery_voltage as decimal(18, 9))) filter (where not readings.in_last_7_days)
+                as battery_voltage_trend_7d,
             (max(readings.odometer_km) - min(readings.odometer_km))
                 / greatest({{ epoch_seconds_between('min(readings.observed_at)', 'max(readings.observed_at)') }} / 86400.0, 1.0)
                 as daily_km_30d,

@@ -3,7 +3,8 @@
 The demo world (five weeks, `make demo`) trains, gates and promotes the model, and the table comes from the
 champion: its AUC on the holdout reaches 0.75 against labels drawn from the simulator's hidden propensity,
 it beats both baselines on NDCG@3, and every row carries a reason and the model version. With too little
-history (the world's first week) training is skipped with its reason and the rules-only ordering serves.
+history (the world's first week) training is skipped with its reason and the rules-only ordering serves; on
+unchanged training rows it is skipped too, naming the run that trained on them.
 The policy's switches (placements, caps) hold and identical inputs give identical tables.
 """
 
@@ -18,6 +19,8 @@ import numpy as np
 import polars as pl
 import pytest
 import yaml
+
+from conftest import relocate_sqlite_paths
 
 pytestmark = pytest.mark.slow
 
@@ -76,6 +79,38 @@ def test_too_little_history_gives_rules_fallback_recommendations(world, tmp_path
     assert (rows["rank"].min(), rows["rank"].max()) == (1, 3)
     assert rows.filter(pl.col("reason_codes").list.len() == 0).is_empty()
     assert tables.maintenance_reminders.height > 0
+
+
+def test_training_again_on_unchanged_exposures_registers_nothing_and_one_changed_label_trains(world, tmp_path,
+                                                                                              monkeypatch):
+    """The demo's pipeline trained pitwall-nba on the world's labelled exposures. On a copy of its warehouse and
+    MLflow store, training again (another process, as a re-run of the pipeline would) is skipped, naming that
+    run, and registers no version; with one label flipped, it trains and registers one."""
+    root = world[0]
+    shutil.copy(root / "warehouse.duckdb", tmp_path / "warehouse.duckdb")
+    shutil.copytree(root / "mlflow", tmp_path / "mlflow")
+    for store in (tmp_path / "mlflow").glob("*.db"):
+        relocate_sqlite_paths(store, str(root), str(tmp_path))
+    monkeypatch.setenv("PITWALL_DATA_DIR", str(tmp_path))
+    from models_ml.nba import MODEL_NAME, configure
+    from orchestration.recommendations.build import TrainingOutcome, TrainingSkipped, train
+
+    client, _ = configure()
+
+    def versions() -> int:
+        return len(client.search_model_versions(f"name = '{MODEL_NAME}'"))
+
+    before = versions()
+    trained_run = client.get_model_version_by_alias(MODEL_NAME, "champion").run_id
+    skipped = train()
+    assert isinstance(skipped, TrainingSkipped), skipped
+    assert "unchanged" in skipped.reason and trained_run in skipped.reason, skipped.reason
+    assert versions() == before
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as con:
+        con.execute("update fct_nba_training set label = 1 - label "
+                    "where exposure_id = (select min(exposure_id) from fct_nba_training)")
+    assert isinstance(train(), TrainingOutcome)
+    assert versions() == before + 1
 
 
 def champion_metrics(root: Path, monkeypatch) -> dict:

@@ -113,8 +113,10 @@ def apply_decision(client: MlflowClient, decision: PromotionDecision) -> None:
 def train_evaluate_register(frame: pl.DataFrame, spec: Sequence[Feature | tuple[str, str]],
                             train_config: TrainConfig | None = None, gate_config: GateConfig | None = None,
                             k: int = 3, name: str = MODEL_NAME, run_name: str | None = None,
-                            extra_params: Mapping[str, object] | None = None) -> TrainingOutcome:
-    """Split by time, train, evaluate against the baselines, log and register, then gate the new version."""
+                            extra_params: Mapping[str, object] | None = None,
+                            tags: Mapping[str, str] | None = None) -> TrainingOutcome:
+    """Split by time, train, evaluate against the baselines, log and register, then gate the new version.
+    ``tags`` go on the MLflow run from its start."""
     train_config = train_config or TrainConfig()
     gate_config = gate_config or GateConfig()
     split = time_split(frame, holdout_days=train_config.holdout_days)
@@ -126,7 +128,7 @@ def train_evaluate_register(frame: pl.DataFrame, spec: Sequence[Feature | tuple[
     reasons = holdout_reason_shares(trained, split.holdout)
 
     client, exp_id = configure()
-    with mlflow.start_run(experiment_id=exp_id, run_name=run_name) as run:
+    with mlflow.start_run(experiment_id=exp_id, run_name=run_name, tags=dict(tags or {})) as run:
         run_id = run.info.run_id
         mlflow.log_params({**{f"train.{k_}": v for k_, v in train_config.as_params().items()},
                            **{f"gate.{k_}": str(v) for k_, v in gate_config.as_dict().items()},

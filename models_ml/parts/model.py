@@ -14,8 +14,6 @@ used the part) are logged and reported.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 
@@ -24,6 +22,7 @@ import polars as pl
 import xgboost as xgb
 from sklearn.metrics import log_loss, roc_auc_score
 
+from models_ml import fingerprint
 from models_ml.nba.features import Encoding, encode, fit_encoding
 
 # Bump when the fit changes in a way the fingerprint's inputs do not show (a kept model is then refit).
@@ -132,14 +131,6 @@ def fit(training: pl.DataFrame, config: PartsConfig | None = None) -> PartsModel
 
 
 def training_fingerprint(training: pl.DataFrame, config: PartsConfig | None = None) -> str:
-    """What a fit depends on: the training rows (as a multiset: the order they were read in does not count),
-    the features, the fit's parameters and the library version. Equal fingerprints, equal models."""
-    config = config or PartsConfig()
-    columns = sorted(training.columns)
-    rows = np.sort(training.select(columns).hash_rows(seed=0).to_numpy())
-    digest = hashlib.sha256()
-    digest.update(json.dumps({"fit_version": FIT_VERSION, "features": FEATURES, "config": asdict(config),
-                              "columns": [[c, str(training.schema[c])] for c in columns],
-                              "xgboost": xgb.__version__, "rows": len(training)}, sort_keys=True).encode())
-    digest.update(rows.tobytes())
-    return digest.hexdigest()
+    """What a fit depends on (models_ml/fingerprint.py): the training rows, the features, the fit's parameters."""
+    return fingerprint.training_fingerprint(training, {"fit_version": FIT_VERSION, "features": FEATURES,
+                                                       "config": asdict(config or PartsConfig())})

@@ -59,7 +59,7 @@ def nba_model(context: dg.AssetExecutionContext, config: TrainingConfig) -> dg.M
     outcome = train(TrainConfig(**config.train), GateConfig.from_mapping(config.gate))
     replace_rows(MODEL_RUNS_TABLE, model_run_row(outcome, context.run_id, dt.datetime.now(dt.UTC)), key="run_id")
     if isinstance(outcome, TrainingSkipped):
-        context.log.warning(f"pitwall-nba not trained: {outcome.reason}")
+        (context.log.info if outcome.trained_run_id else context.log.warning)(f"pitwall-nba not trained: {outcome.reason}")
         return dg.MaterializeResult(metadata={"trained": False, "reason": outcome.reason})
     decision = outcome.decision
     context.log.info(decision.summary())

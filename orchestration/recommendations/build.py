@@ -13,11 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from models_ml import fingerprint as fingerprints
 from models_ml.nba import (
     Champion,
     GateConfig,
     TrainConfig,
     TrainingOutcome,
+    configure,
     load_champion,
     score,
     train_evaluate_register,
@@ -52,11 +54,13 @@ RECOMMENDATION_COLUMNS = [
 @dataclass
 class TrainingSkipped:
     reason: str
+    trained_run_id: str | None = None  # set when an earlier run trained on the same rows: nothing was missing
 
 
 def train(train_config: TrainConfig | None = None, gate_config: GateConfig | None = None) -> TrainingOutcome | TrainingSkipped:
     """Train on the logged exposures, evaluate, register and gate; skipped with a reason when the data is
-    too small to tell a model from the baselines."""
+    too small to tell a model from the baselines, or when an earlier run trained on the same rows with the same
+    settings (models_ml/fingerprint.py)."""
     train_config = train_config or TrainConfig()
     frame = read(f"select {FEATURE_SELECT} from fct_nba_training")
     positives = int(frame["label"].sum()) if len(frame) else 0
@@ -67,7 +71,18 @@ def train(train_config: TrainConfig | None = None, gate_config: GateConfig | Non
     needed = train_config.holdout_days + train_config.valid_days + 7  # at least a week to fit on
     if days < needed:
         return TrainingSkipped(f"labelled exposures span {days} days: need {needed} (fit, early-stopping and holdout weeks)")
-    return train_evaluate_register(frame, FEATURES, train_config, gate_config)
+    gate_config = gate_config or GateConfig()
+    fingerprint = fingerprints.training_fingerprint(frame, {"features": FEATURES, "train": train_config.as_params(),
+                                                            "gate": gate_config.as_dict()})
+    client, experiment_id = configure()
+    if (earlier := fingerprints.latest_run_with(client, experiment_id, fingerprint)) is not None:
+        # The same rows and settings would give the same model and the same gate decision: a run over
+        # unchanged data (a re-run, a retry) registers nothing new.
+        tags = earlier.data.tags
+        return TrainingSkipped(f"training data unchanged since MLflow run {earlier.info.run_id} (version "
+                               f"{tags.get('model_version', '?')}, gated {tags.get('gate.decision', '?')})",
+                               trained_run_id=earlier.info.run_id)
+    return train_evaluate_register(frame, FEATURES, train_config, gate_config, tags={fingerprints.TAG: fingerprint})
 
 
 MODEL_RUNS_TABLE = "nba_model_runs"  # one row per training attempt: the Recommendations page's model history

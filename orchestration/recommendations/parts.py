@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import mlflow
 import polars as pl
 
+from models_ml import fingerprint as fingerprints
 from models_ml.nba import explain
 from models_ml.nba.features import Encoding, encode
 from models_ml.nba.gate import gain_shares
@@ -109,7 +110,6 @@ def build_parts_suggestions(policy: PartsPolicy | None = None, config: PartsConf
     return PartsSuggestions(table, summary)
 
 
-FINGERPRINT_TAG = "training_fingerprint"
 # beside the logged model: what its inputs need (the encoding) and the fit's metrics
 ENCODING_ARTIFACT, METRICS_ARTIFACT = "encoding.json", "metrics.json"
 
@@ -129,12 +129,9 @@ def fitted(training: pl.DataFrame, config: PartsConfig, reuse: bool = True) -> t
 def _kept_fit(fingerprint: str) -> tuple[PartsModel, str, str] | None:
     """The latest finished fit logged with this training fingerprint, if its model and encoding are readable."""
     client, experiment_id = configure(EXPERIMENT)
-    runs = client.search_runs([experiment_id], filter_string=f"tags.{FINGERPRINT_TAG} = '{fingerprint}' "
-                              "and attributes.status = 'FINISHED'", max_results=1,
-                              order_by=["attributes.start_time DESC"])
-    if not runs:
+    run = fingerprints.latest_run_with(client, experiment_id, fingerprint)
+    if run is None:
         return None
-    run = runs[0]
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a pipeline's logs are not a terminal
     artifacts = f"runs:/{run.info.run_id}"
     try:
@@ -156,7 +153,7 @@ def _log_run(model: PartsModel, config: PartsConfig, fingerprint: str, training:
     fingerprint of its training rows so that a run on the same rows reuses it."""
     _, experiment_id = configure(EXPERIMENT)
     with mlflow.start_run(experiment_id=experiment_id, run_name="parts-suggestions") as run:
-        mlflow.set_tags({FINGERPRINT_TAG: fingerprint, "training_rows": str(len(training)),
+        mlflow.set_tags({fingerprints.TAG: fingerprint, "training_rows": str(len(training)),
                          "trained_through": str(training.get_column("as_of_date").max())})
         mlflow.log_params({k: v for k, v in config.__dict__.items()})
         metrics = model.metrics

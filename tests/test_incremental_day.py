@@ -126,6 +126,24 @@ def test_an_incremental_publication_equals_one_from_scratch(tmp_path, monkeypatc
     assert again.replaced_parts == {} and again.copied == () and promoted.serving_files == ()
 
 
+def test_the_publication_replaces_by_day_the_incremental_models_and_the_tables_that_name_their_day(dbt_manifest):
+    """From dbt's manifest: every model incremental by day with its partition column, and every table whose
+    ``meta.publish_partition_by`` names its day column; that column is one of the model's documented columns
+    (a misspelt one would silently publish the table whole)."""
+    from orchestration.publish.publish import partitioned_models
+
+    manifest = json.loads(dbt_manifest.read_text())
+    models = {n["name"]: n for n in manifest["nodes"].values() if n["resource_type"] == "model"}
+    partitioned = partitioned_models(dbt_manifest)
+    incremental = {name for name, n in models.items()  # incremental by day (macros/engine/incremental.sql)
+                   if n["config"]["materialized"] == "incremental" and (n["config"].get("meta") or {}).get("arrival_column")}
+    named = {name for name, n in models.items() if (n["config"].get("meta") or {}).get("publish_partition_by")}
+    assert {"stg_events", "fct_sessions"} <= incremental <= set(partitioned)
+    assert {"fct_nba_features", "stg_telemetry"} <= named and set(partitioned) == incremental | named
+    for name, column in partitioned.items():
+        assert column in models[name]["columns"], (name, column)
+
+
 def test_a_changed_schema_or_a_publication_without_fingerprints_is_copied_whole(tmp_path, monkeypatch):
     _warehouse(tmp_path)
     _publish(tmp_path, monkeypatch)

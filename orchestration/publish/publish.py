@@ -96,8 +96,11 @@ def publication_relations(path: Path) -> list[str]:
 
 
 def partitioned_models(manifest_path: Path | None = None) -> dict[str, str]:
-    """The dbt models incremental by day (macros/engine/incremental.sql), each with its day column: a run
-    replaces whole days of them, so the publication replaces the same days instead of the whole table."""
+    """The dbt models the publication replaces day by day instead of whole, each with its day column: those
+    incremental by day (macros/engine/incremental.sql: a run replaces whole days of them), and tables rebuilt
+    whole whose older days a new day leaves as they were (point-in-time features, daily activity, staging by
+    extract day), named by their ``meta: {publish_partition_by: <day column>}``. Either way only the days whose
+    fingerprint changed are replaced, so a day that did change is never missed."""
     manifest_path = Path(manifest_path or paths.DBT_PROJECT_DIR / "target" / "manifest.json")
     if not manifest_path.exists():
         return {}
@@ -105,9 +108,12 @@ def partitioned_models(manifest_path: Path | None = None) -> dict[str, str]:
     for n in _manifest_nodes(manifest_path):
         config = n.get("config") or {}
         partition_by = config.get("partition_by")
-        if (n["resource_type"] == "model" and config.get("materialized") == "incremental"
-                and isinstance(partition_by, list) and len(partition_by) == 1):
+        if n["resource_type"] != "model":
+            continue
+        if config.get("materialized") == "incremental" and isinstance(partition_by, list) and len(partition_by) == 1:
             out[n.get("alias") or n["name"]] = partition_by[0]
+        elif by_day := (config.get("meta") or {}).get("publish_partition_by"):
+            out[n.get("alias") or n["name"]] = by_day
     return out
 
 

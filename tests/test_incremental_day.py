@@ -3,7 +3,8 @@
 - publish: a publication that carries unchanged tables over and replaces only the changed days equals a
   publication from scratch, table by table; serving files are rewritten only when their table changed;
 - the publication's checks: the SQL engine agrees with Great Expectations on planted bad rows;
-- the parts model: the fingerprint of its training rows ignores their order and sees any change;
+- the models: the fingerprint of their training rows ignores their order and sees any change, and a fit is
+  reused for the same rows and within the refit cadence;
 - dbt: a daily build's data tests of the incremental models look at the days the run can change, and
   still catch a bad row there.
 """
@@ -217,7 +218,7 @@ def test_the_sql_checks_agree_with_great_expectations_on_planted_bad_rows(tmp_pa
     assert [f.expectation for f in sql["mart_missing"].failures] == ["table_exists"]
 
 
-# --- the parts model: refit only when its training rows change ------------------------------------------------
+# --- the models: refit only when their training rows change, at most once per cadence --------------------------
 
 def test_the_training_fingerprint_ignores_row_order_and_sees_any_change():
     from models_ml.parts.model import PartsConfig, training_fingerprint
@@ -232,6 +233,59 @@ def test_the_training_fingerprint_ignores_row_order_and_sees_any_change():
     assert training_fingerprint(frame.head(49)) != base
     assert training_fingerprint(pl.concat([frame, frame.head(1)])) != base  # a duplicated row counts
     assert training_fingerprint(frame, PartsConfig(rounds=100)) != base
+
+
+def _training(days: int, start: dt.date = dt.date(2026, 11, 1), flip: str | None = None) -> pl.DataFrame:
+    frame = pl.DataFrame({"job_id": [f"j{i}" for i in range(10 * days)], "used": [i % 3 == 0 for i in range(10 * days)],
+                          "as_of_date": [start + dt.timedelta(days=i // 10) for i in range(10 * days)]})
+    if flip is None:
+        return frame
+    return frame.with_columns(used=pl.when(pl.col("job_id") == flip).then(~pl.col("used")).otherwise(pl.col("used")))
+
+
+def test_a_fit_is_reused_for_the_same_rows_and_within_the_refit_cadence_of_days(tmp_path, monkeypatch):
+    """Against a real MLflow store: one logged fit, trained through 2026-11-10, stands for the same rows at any
+    cadence, and for rows with the same settings through fewer than ``every_days`` days later; more days, other
+    settings or columns, data ending earlier, or a cadence of 0 (with changed rows) mean a new fit."""
+    from mlflow import MlflowClient
+
+    from models_ml.fingerprint import FitKey, fit_to_reuse, refit_every_days
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.create_experiment("fits", artifact_location=(tmp_path / "artifacts").as_uri())
+    settings = {"rounds": 200}
+    kept = FitKey.of(_training(10), settings)
+    assert str(kept.through) == "2026-11-10"
+    run = client.create_run(experiment, tags=kept.tags())
+    unfinished = client.create_run(experiment, tags=FitKey.of(_training(12), settings).tags())  # still running
+    client.set_terminated(run.info.run_id)
+
+    def reused(frame: pl.DataFrame, every_days: int, with_settings: dict = settings) -> str | None:
+        found = fit_to_reuse(client, experiment, FitKey.of(frame, with_settings), every_days=every_days)
+        return found and found.run.info.run_id
+
+    assert reused(_training(10).reverse(), every_days=0) == run.info.run_id  # the same rows: always reused
+    assert reused(_training(10, flip="j3"), every_days=0) is None  # one label changed, no cadence: fit
+    assert reused(_training(10, flip="j3"), every_days=7) == run.info.run_id
+    assert reused(_training(16), every_days=7) == run.info.run_id  # through 11-16: 6 days after the kept fit
+    assert reused(_training(17), every_days=7) is None  # through 11-17: a week of new data, fit
+    assert reused(_training(17), every_days=8) == run.info.run_id
+    assert reused(_training(9), every_days=7) is None  # data ending before the kept fit's: fit
+    assert reused(_training(12), every_days=7, with_settings={"rounds": 100}) is None
+    assert reused(_training(12).with_columns(extra=pl.lit(1)), every_days=7) is None
+    assert reused(_training(12), every_days=0) is None  # its rows' only run has not finished
+    assert reused(_training(12), every_days=7) == run.info.run_id != unfinished.info.run_id
+    why = fit_to_reuse(client, experiment, FitKey.of(_training(12), settings), every_days=7).why
+    assert "2026-11-10" in why and "2026-11-17" in why, why
+
+    monkeypatch.delenv("PITWALL_REFIT_EVERY_DAYS", raising=False)
+    assert refit_every_days() == 7
+    monkeypatch.setenv("PITWALL_REFIT_EVERY_DAYS", "0")
+    assert refit_every_days() == 0
+    for bad in ("-1", "weekly", "1.5"):
+        monkeypatch.setenv("PITWALL_REFIT_EVERY_DAYS", bad)
+        with pytest.raises(ValueError, match="PITWALL_REFIT_EVERY_DAYS"):
+            refit_every_days()
 
 
 # --- dbt: the data tests of a daily build ---------------------------------------------------------------------

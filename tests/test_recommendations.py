@@ -81,11 +81,12 @@ def test_too_little_history_gives_rules_fallback_recommendations(world, tmp_path
     assert tables.maintenance_reminders.height > 0
 
 
-def test_training_again_on_unchanged_exposures_registers_nothing_and_one_changed_label_trains(world, tmp_path,
-                                                                                              monkeypatch):
+def test_training_again_registers_nothing_for_unchanged_rows_or_within_the_refit_cadence(world, tmp_path,
+                                                                                       monkeypatch):
     """The demo's pipeline trained pitwall-nba on the world's labelled exposures. On a copy of its warehouse and
     MLflow store, training again (another process, as a re-run of the pipeline would) is skipped, naming that
-    run, and registers no version; with one label flipped, it trains and registers one."""
+    run, and registers no version; with one label flipped, it is skipped within the refit cadence, and trains
+    and registers one without it."""
     root = world[0]
     shutil.copy(root / "warehouse.duckdb", tmp_path / "warehouse.duckdb")
     shutil.copytree(root / "mlflow", tmp_path / "mlflow")
@@ -109,6 +110,12 @@ def test_training_again_on_unchanged_exposures_registers_nothing_and_one_changed
     with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as con:
         con.execute("update fct_nba_training set label = 1 - label "
                     "where exposure_id = (select min(exposure_id) from fct_nba_training)")
+    # changed rows through the same day: within the weekly refit cadence, the champion keeps serving
+    monkeypatch.delenv("PITWALL_REFIT_EVERY_DAYS", raising=False)
+    within = train()
+    assert isinstance(within, TrainingSkipped) and "refit every 7 days" in within.reason, within
+    assert within.trained_run_id == trained_run and versions() == before
+    monkeypatch.setenv("PITWALL_REFIT_EVERY_DAYS", "0")  # refit whenever the rows change
     assert isinstance(train(), TrainingOutcome)
     assert versions() == before + 1
 

@@ -4,7 +4,7 @@ Rows come from the dbt model `int_job_part_candidates` (past jobs labelled with 
 part; upcoming jobs to score). The classifier learns what the service's parts list alone cannot say: a
 failing battery needs a battery whatever job was booked, old vehicles need brake pads at inspections.
 It is refit when its training rows change (``training_fingerprint``: the rows, the features and the
-fit's parameters) and logged to MLflow as an MLflow model (signature, input example) with its encoding,
+fit's parameters), at most once per refit cadence of days of data (models_ml/fingerprint.py), and logged to MLflow as an MLflow model (signature, input example) with its encoding,
 holdout metrics and plots; a run whose training rows are the same as an earlier fit's reuses that fit
 (orchestration/recommendations/parts.py), so suggestions for the new day's jobs cost a scoring, not a
 training. Unlike the next-best-action model it serves no one directly, so it has no
@@ -130,7 +130,16 @@ def fit(training: pl.DataFrame, config: PartsConfig | None = None) -> PartsModel
     return PartsModel(booster=booster, encoding=encoding, metrics=metrics, holdout=scored)
 
 
+def _settings(config: PartsConfig | None) -> dict:
+    return {"fit_version": FIT_VERSION, "features": FEATURES, "config": asdict(config or PartsConfig())}
+
+
 def training_fingerprint(training: pl.DataFrame, config: PartsConfig | None = None) -> str:
     """What a fit depends on (models_ml/fingerprint.py): the training rows, the features, the fit's parameters."""
-    return fingerprint.training_fingerprint(training, {"fit_version": FIT_VERSION, "features": FEATURES,
-                                                       "config": asdict(config or PartsConfig())})
+    return fingerprint.training_fingerprint(training, _settings(config))
+
+
+def fit_key(training: pl.DataFrame, config: PartsConfig | None = None) -> fingerprint.FitKey:
+    """The fit's identity as its MLflow run is tagged: the fingerprint above, that of the settings alone, and the
+    last day of the training rows (for the refit cadence)."""
+    return fingerprint.FitKey.of(training, _settings(config))

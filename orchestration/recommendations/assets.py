@@ -27,6 +27,8 @@ NBA_MODEL = dg.AssetKey(["nba_model"])
 class TrainingConfig(dg.Config):
     gate: dict = {}    # GateConfig fields: margins and bounds of the promotion gate
     train: dict = {}   # TrainConfig fields: seed, depth, rounds, …
+    # days of data between fits (models_ml/fingerprint.py); None: PITWALL_REFIT_EVERY_DAYS or 7; 0: refit now
+    refit_every_days: int | None = None
 
 
 class RecommendationPolicy(dg.Config):
@@ -41,6 +43,7 @@ class LayoutPolicy(dg.Config):
 class PartsSuggestionPolicy(dg.Config):
     policy: dict = {}      # PartsPolicy fields: min_probability, max_parts
     flags_file: str = ""
+    refit_every_days: int | None = None  # as TrainingConfig's
 
 
 @dg.asset(
@@ -49,14 +52,15 @@ class PartsSuggestionPolicy(dg.Config):
     kinds={"xgboost", "mlflow"},
     deps=[get_asset_key_for_model([pitwall_dbt_models], "fct_nba_training")],
     pool=WAREHOUSE_POOL,  # reads warehouse.duckdb: not while dbt writes it
-    description="pitwall-nba in the MLflow registry: trained on the logged exposures, promoted to @champion only through the gate",
+    description="pitwall-nba in the MLflow registry: trained on the logged exposures (at most once a week of data: "
+                "config refit_every_days), promoted to @champion only through the gate",
 )
 def nba_model(context: dg.AssetExecutionContext, config: TrainingConfig) -> dg.MaterializeResult:
     from models_ml.nba import GateConfig, TrainConfig
 
     from .build import MODEL_RUNS_TABLE, TrainingSkipped, model_run_row, train
 
-    outcome = train(TrainConfig(**config.train), GateConfig.from_mapping(config.gate))
+    outcome = train(TrainConfig(**config.train), GateConfig.from_mapping(config.gate), config.refit_every_days)
     replace_rows(MODEL_RUNS_TABLE, model_run_row(outcome, context.run_id, dt.datetime.now(dt.UTC)), key="run_id")
     if isinstance(outcome, TrainingSkipped):
         (context.log.info if outcome.trained_run_id else context.log.warning)(f"pitwall-nba not trained: {outcome.reason}")
@@ -109,12 +113,13 @@ def serving_recommendations(context: dg.AssetExecutionContext, config: Recommend
           get_asset_key_for_model([pitwall_dbt_models], "dim_users")],
     pool=WAREHOUSE_POOL,
     description="parts_suggestions (serving): for each job in the next 7 days, the parts it most likely needs, "
-                "by a parts model refit on past jobs",
+                "by a parts model fit on past jobs (refit at most once a week of data: config refit_every_days)",
 )
 def parts_suggestions(context: dg.AssetExecutionContext, config: PartsSuggestionPolicy) -> dg.MaterializeResult:
     from .parts import PartsPolicy, build_parts_suggestions
 
-    built = build_parts_suggestions(PartsPolicy(**config.policy), flags=load_flags(config.flags_file or None))
+    built = build_parts_suggestions(PartsPolicy(**config.policy), flags=load_flags(config.flags_file or None),
+                                    refit_every_days=config.refit_every_days)
     write_table("parts_suggestions", built.table, order_by=(*BY_USER, "scheduled_for", "job_id", "rank"))
     if built.summary.get("why_empty"):
         context.log.warning(f"parts_suggestions is empty: {built.summary['why_empty']}")

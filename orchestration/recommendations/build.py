@@ -57,10 +57,12 @@ class TrainingSkipped:
     trained_run_id: str | None = None  # set when an earlier run trained on the same rows: nothing was missing
 
 
-def train(train_config: TrainConfig | None = None, gate_config: GateConfig | None = None) -> TrainingOutcome | TrainingSkipped:
+def train(train_config: TrainConfig | None = None, gate_config: GateConfig | None = None,
+          refit_every_days: int | None = None) -> TrainingOutcome | TrainingSkipped:
     """Train on the logged exposures, evaluate, register and gate; skipped with a reason when the data is
-    too small to tell a model from the baselines, or when an earlier run trained on the same rows with the same
-    settings (models_ml/fingerprint.py)."""
+    too small to tell a model from the baselines, when an earlier run trained on the same rows with the same
+    settings, or when the last fit with the same settings is within the refit cadence (``refit_every_days``, default
+    ``PITWALL_REFIT_EVERY_DAYS`` or 7; models_ml/fingerprint.py)."""
     train_config = train_config or TrainConfig()
     frame = read(f"select {FEATURE_SELECT} from fct_nba_training")
     positives = int(frame["label"].sum()) if len(frame) else 0
@@ -72,17 +74,16 @@ def train(train_config: TrainConfig | None = None, gate_config: GateConfig | Non
     if days < needed:
         return TrainingSkipped(f"labelled exposures span {days} days: need {needed} (fit, early-stopping and holdout weeks)")
     gate_config = gate_config or GateConfig()
-    fingerprint = fingerprints.training_fingerprint(frame, {"features": FEATURES, "train": train_config.as_params(),
-                                                            "gate": gate_config.as_dict()})
+    key = fingerprints.FitKey.of(frame, {"features": FEATURES, "train": train_config.as_params(),
+                                         "gate": gate_config.as_dict()})
     client, experiment_id = configure()
-    if (earlier := fingerprints.latest_run_with(client, experiment_id, fingerprint)) is not None:
-        # The same rows and settings would give the same model and the same gate decision: a run over
-        # unchanged data (a re-run, a retry) registers nothing new.
-        tags = earlier.data.tags
-        return TrainingSkipped(f"training data unchanged since MLflow run {earlier.info.run_id} (version "
-                               f"{tags.get('model_version', '?')}, gated {tags.get('gate.decision', '?')})",
-                               trained_run_id=earlier.info.run_id)
-    return train_evaluate_register(frame, FEATURES, train_config, gate_config, tags={fingerprints.TAG: fingerprint})
+    if (kept := fingerprints.fit_to_reuse(client, experiment_id, key, refit_every_days)) is not None:
+        # The same rows and settings would give the same model and the same gate decision (a re-run, a retry), and
+        # within the refit cadence the champion keeps serving: nothing new is trained or registered.
+        tags = kept.run.data.tags
+        return TrainingSkipped(f"{kept.why} (version {tags.get('model_version', '?')}, gated "
+                               f"{tags.get('gate.decision', '?')})", trained_run_id=kept.run.info.run_id)
+    return train_evaluate_register(frame, FEATURES, train_config, gate_config, tags=key.tags())
 
 
 MODEL_RUNS_TABLE = "nba_model_runs"  # one row per training attempt: the Recommendations page's model history

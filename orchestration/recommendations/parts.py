@@ -28,8 +28,8 @@ from models_ml.parts.model import (
     PartsConfig,
     PartsModel,
     fit,
+    fit_key,
     predict,
-    training_fingerprint,
 )
 from pitwall.flags import Flags
 from pitwall.warehouse import read
@@ -63,8 +63,9 @@ class PartsSuggestions:
 
 def build_parts_suggestions(policy: PartsPolicy | None = None, config: PartsConfig | None = None,
                             now: dt.datetime | None = None, flags: Flags | None = None,
-                            reuse: bool = True) -> PartsSuggestions:
-    """Fit the parts model on past jobs (or reuse the fit of the same training rows), score the upcoming ones,
+                            reuse: bool = True, refit_every_days: int | None = None) -> PartsSuggestions:
+    """Fit the parts model on past jobs (or reuse the fit of the same training rows, or one within the refit cadence
+    ``refit_every_days``: models_ml/fingerprint.py), score the upcoming ones,
     keep each job's likeliest parts for the technicians whose `pre_job_parts` placement is on
     (experiments/flags.yaml), with reasons."""
     policy, config = policy or PartsPolicy(), config or PartsConfig()
@@ -76,7 +77,7 @@ def build_parts_suggestions(policy: PartsPolicy | None = None, config: PartsConf
         why = "no past jobs with parts to learn from" if not len(training) else "no open job in the next 7 days"
         return PartsSuggestions(pl.DataFrame(schema=PARTS_SCHEMA), {"rows": 0, "why_empty": why})
 
-    model, run_id, trained = fitted(training, config, reuse=reuse)
+    model, run_id, trained = fitted(training, config, reuse=reuse, refit_every_days=refit_every_days)
     log.info("parts model: %s", trained)
     typical = (training.filter(pl.col("used")).group_by("part_id")
                .agg(typical_quantity=pl.col("quantity").median().round().cast(pl.Int64)))
@@ -114,24 +115,26 @@ def build_parts_suggestions(policy: PartsPolicy | None = None, config: PartsConf
 ENCODING_ARTIFACT, METRICS_ARTIFACT = "encoding.json", "metrics.json"
 
 
-def fitted(training: pl.DataFrame, config: PartsConfig, reuse: bool = True) -> tuple[PartsModel, str, str]:
-    """The parts model for these training rows: the kept fit of an earlier run whose training rows had the same
-    fingerprint (unless ``reuse`` is off), else a new fit (logged with its booster). Returns (model, its MLflow
-    run id, how it came: ``reused model trained on …`` or ``refit on …``)."""
-    fingerprint = training_fingerprint(training, config)
-    if reuse and (kept := _kept_fit(fingerprint)):
+def fitted(training: pl.DataFrame, config: PartsConfig, reuse: bool = True,
+           refit_every_days: int | None = None) -> tuple[PartsModel, str, str]:
+    """The parts model for these training rows: the kept fit of an earlier run trained on the same rows, or within
+    the refit cadence (models_ml/fingerprint.py; unless ``reuse`` is off), else a new fit (logged with its
+    booster). Returns (model, its MLflow run id, how it came: ``reused model trained on …`` or ``refit on …``)."""
+    key = fit_key(training, config)
+    if reuse and (kept := _kept_fit(key, refit_every_days)):
         return kept
     model = fit(training, config)
-    run_id = _log_run(model, config, fingerprint, training)
-    return model, run_id, f"refit on {len(training)} rows through {training.get_column('as_of_date').max()}"
+    run_id = _log_run(model, config, key, training)
+    return model, run_id, f"refit on {len(training)} rows through {key.through}"
 
 
-def _kept_fit(fingerprint: str) -> tuple[PartsModel, str, str] | None:
-    """The latest finished fit logged with this training fingerprint, if its model and encoding are readable."""
+def _kept_fit(key: fingerprints.FitKey, refit_every_days: int | None) -> tuple[PartsModel, str, str] | None:
+    """The fit to reuse for ``key`` (models_ml/fingerprint.py), if its model and encoding are readable."""
     client, experiment_id = configure(EXPERIMENT)
-    run = fingerprints.latest_run_with(client, experiment_id, fingerprint)
-    if run is None:
+    kept = fingerprints.fit_to_reuse(client, experiment_id, key, refit_every_days)
+    if kept is None:
         return None
+    run = kept.run
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a pipeline's logs are not a terminal
     artifacts = f"runs:/{run.info.run_id}"
     try:
@@ -143,18 +146,19 @@ def _kept_fit(fingerprint: str) -> tuple[PartsModel, str, str] | None:
     started = dt.datetime.fromtimestamp(run.info.start_time / 1000, dt.UTC)
     return model, run.info.run_id, (
         f"reused model trained on {run.data.tags.get('training_rows')} rows through "
-        f"{run.data.tags.get('trained_through')} (MLflow run {run.info.run_id}, {started:%Y-%m-%d %H:%M} UTC)")
+        f"{run.data.tags.get(fingerprints.THROUGH_TAG)} (MLflow run {run.info.run_id}, {started:%Y-%m-%d %H:%M} UTC): "
+        f"{kept.why}")
 
 
-def _log_run(model: PartsModel, config: PartsConfig, fingerprint: str, training: pl.DataFrame) -> str:
+def _log_run(model: PartsModel, config: PartsConfig, key: fingerprints.FitKey, training: pl.DataFrame) -> str:
     """The fit as a well-kept MLflow run: parameters, holdout metrics of the model and of the parts-list
     baseline, the plots (ROC, precision-recall, calibration, gain, feature importance), and the booster as an
     MLflow model with its signature and an input example, beside the encoding its inputs need; tagged with the
-    fingerprint of its training rows so that a run on the same rows reuses it."""
+    fingerprint of its training rows (and of its settings, with the last day of its rows) so that a later run can
+    reuse it."""
     _, experiment_id = configure(EXPERIMENT)
     with mlflow.start_run(experiment_id=experiment_id, run_name="parts-suggestions") as run:
-        mlflow.set_tags({fingerprints.TAG: fingerprint, "training_rows": str(len(training)),
-                         "trained_through": str(training.get_column("as_of_date").max())})
+        mlflow.set_tags({**key.tags(), "training_rows": str(len(training))})
         mlflow.log_params({k: v for k, v in config.__dict__.items()})
         metrics = model.metrics
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and v == v})

@@ -291,7 +291,7 @@ def test_an_html_page_says_what_it_was(oem_api, data_root):
     [(_, _, detail, _)] = quarantine("service_orders")
     assert "Content-Type 'text/html'" in detail and "JSONDecodeError" in detail
     raw = json.loads(query(f"select raw_record from {loading.QUARANTINE_TABLE}")[0][0])
-    assert raw["head"] == "<html>maintenance</html>" and raw["request"] == {"limit": 100}
+    assert raw["head"] == "<html>maintenance</html>" and raw["request"] == {"limit": ORDERS.page_size}
 
 
 def test_absurd_values_in_a_page_quarantine_their_record_only(oem_api, data_root):

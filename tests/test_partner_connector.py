@@ -113,6 +113,27 @@ def test_faulty_api_converges_on_the_truth(configured, data_root):
     assert breaches == dict(Counter(DRIFT_RULE[kind] for kind in drifted.values()))
 
 
+def test_each_page_asks_for_the_contracts_page_size_else_a_hundred(configured, data_root):
+    """The contract's pageSize (the API's documented maximum) is each page's ``limit``; without one, 100."""
+    import dataclasses
+    import math
+
+    assert ORDERS.page_size == 500
+    world = OemWorld(seed=5, n_orders=1_200)
+    with OemApiServer(world, None) as server:
+        configured(server.base_url)
+        by_contract = sync_orders(**FAST)
+        unsized = dataclasses.replace(ORDERS, custom={k: v for k, v in ORDERS.custom.items() if k != "pageSize"})
+        (data_root / "partners" / "oem" / "service_orders" / "state.json").unlink()  # sync it all again
+        by_default = rest.sync_dataset(unsized, **FAST)
+        current = len(server.truth())
+    assert by_contract.complete and by_default.complete
+    assert by_contract.records_loaded == current and by_default.records_loaded == 0  # all loaded already
+    assert by_contract.pages == math.ceil(by_contract.records_received / 500)
+    assert by_default.pages == math.ceil(by_default.records_received / 100)
+    assert by_default.records_received == by_contract.records_received
+
+
 def test_a_crashed_sync_resumes_from_its_cursor(configured, data_root):
     world = OemWorld(seed=5, n_orders=200)
     faults = Faults(seed=2, duplicate=0.2, truncate=0.1, drift_share=0.05)

@@ -47,6 +47,10 @@ def _write_contract(tmp_path, edit) -> None:
     (tmp_path / "oem.odcs.yaml").write_text(yaml.safe_dump(raw))
 
 
+def _page_size(raw: dict, value) -> None:
+    next(p for p in raw["schema"][0]["customProperties"] if p["property"] == "pageSize")["value"] = value
+
+
 @pytest.mark.parametrize("edit, where, problem", [
     (lambda c: c["schema"][0]["properties"][4].update(logicalType="strnig"), "schema[0].properties[4].logicalType",
      "is not one of"),
@@ -59,6 +63,9 @@ def _write_contract(tmp_path, edit) -> None:
     (lambda c: c["slaProperties"][0].update(element="service_order"), "slaProperties[0].element", "not a dataset"),
     (lambda c: c["schema"][1].pop("physicalName"), "schema[1]", "'physicalName' is a required property"),
     (lambda c: c.update(apiVersion="v2.2.0"), "apiVersion", "v3.1.0"),
+    (lambda c: _page_size(c, 0), "schema[0].customProperties.pageSize", "not a whole number of records"),
+    (lambda c: _page_size(c, "500"), "schema[0].customProperties.pageSize", "not a whole number of records"),
+    (lambda c: _page_size(c, 10**6), "schema[0].customProperties.pageSize", "from 1 to 10000"),
 ])
 def test_a_broken_contract_is_refused_naming_the_file_and_field(tmp_path, edit, where, problem):
     _write_contract(tmp_path, edit)

@@ -28,6 +28,7 @@ CONTRACTS_DIR = paths.PROJECT_ROOT / "contracts" / "partners"
 ODCS_VERSION = "v3.1.0"
 LOGICAL_TYPES = ("string", "integer", "number", "boolean", "date", "timestamp")
 CONNECTORS = ("rest", "file", "webhook")
+MAX_PAGE_SIZE = 10_000  # records per REST page a contract may ask for (a page is held whole in memory)
 
 # What Pitwall reads from a contract, as JSON Schema (a subset of ODCS v3.1.0 plus our customProperties).
 _CUSTOM_PROPERTIES = {
@@ -173,6 +174,12 @@ class Dataset:
         return self.custom.get("endpoint")
 
     @property
+    def page_size(self) -> int | None:
+        """Records per page to ask the REST endpoint for (customProperties pageSize, the partner's documented
+        maximum: each page is one request, one Great Expectations validation and one commit)."""
+        return self.custom.get("pageSize")
+
+    @property
     def file(self) -> dict | None:
         return self.custom.get("file")
 
@@ -308,6 +315,10 @@ def load_contract(path: Path) -> Contract:
                     raise ContractError(path, f"{where}.customProperties.{key}", f"{value!r} is not a property")
             if dataset.endpoint and not dataset.updated_field:
                 raise ContractError(path, f"{where}.customProperties", "a REST dataset needs updatedField")
+            page_size = dataset.custom.get("pageSize")
+            if page_size is not None and (type(page_size) is not int or not 1 <= page_size <= MAX_PAGE_SIZE):
+                raise ContractError(path, f"{where}.customProperties.pageSize",
+                                    f"{page_size!r} is not a whole number of records from 1 to {MAX_PAGE_SIZE}")
             datasets[dataset.name] = dataset
     finally:
         con.close()

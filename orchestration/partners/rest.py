@@ -60,6 +60,7 @@ from . import contracts, loading
 log = logging.getLogger(__name__)
 
 MAX_CLOCK_AHEAD = timedelta(days=1)  # a partner's updated_at further ahead than this never moves the cursor
+DEFAULT_PAGE_SIZE = 100           # records per page when the contract names no pageSize
 MAX_PAGES_PER_SYNC = 1000          # a partner paging forever is stopped here (the next sync continues)
 MAX_PAGE_BYTES = 16 * 1024 * 1024  # a page of 500 records is well under 1 MB
 MAX_UNPARSABLE_ATTEMPTS = 3        # a truncated body heals on a retry; a page that never parses will not
@@ -360,18 +361,20 @@ def sync(partner: str, dataset_name: str, **options) -> SyncResult:
     return sync_dataset(contracts.dataset(partner, dataset_name), **options)
 
 
-def sync_dataset(dataset: contracts.Dataset, *, page_size: int = 100, timeout: float = 10.0, max_attempts: int = 8,
-                 backoff_initial: float = 0.2, backoff_max: float = 10.0, overlap: timedelta = timedelta(minutes=10),
-                 max_pages: int | None = None, max_page_bytes: int = MAX_PAGE_BYTES,
-                 max_unparsable_attempts: int = MAX_UNPARSABLE_ATTEMPTS,
+def sync_dataset(dataset: contracts.Dataset, *, page_size: int | None = None, timeout: float = 10.0,
+                 max_attempts: int = 8, backoff_initial: float = 0.2, backoff_max: float = 10.0,
+                 overlap: timedelta = timedelta(minutes=10), max_pages: int | None = None,
+                 max_page_bytes: int = MAX_PAGE_BYTES, max_unparsable_attempts: int = MAX_UNPARSABLE_ATTEMPTS,
                  on_page_loaded: Callable[[int], None] | None = None) -> SyncResult:
     """Pull new and changed records of a REST dataset. Resumes an interrupted sync from its saved cursor.
 
+    ``page_size`` (default the contract's pageSize, else DEFAULT_PAGE_SIZE) is the ``limit`` each page asks for.
     ``max_pages`` (default MAX_PAGES_PER_SYNC) stops after that many pages in this call (the cursor stays
     saved; the next call continues). ``on_page_loaded(page_no)`` runs after each page is committed and the
     state saved.
     """
     max_pages = MAX_PAGES_PER_SYNC if max_pages is None else max_pages
+    page_size = page_size or dataset.page_size or DEFAULT_PAGE_SIZE
     if not dataset.endpoint:
         raise ValueError(f"{dataset.partner}.{dataset.name} has no endpoint in its contract")
     started = time.monotonic()

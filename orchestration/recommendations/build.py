@@ -54,7 +54,7 @@ RECOMMENDATION_COLUMNS = [
 @dataclass
 class TrainingSkipped:
     reason: str
-    trained_run_id: str | None = None  # set when an earlier run trained on the same rows: nothing was missing
+    trained_run_id: str | None = None  # the run whose fit stands (same rows, or within the refit cadence): nothing missing
 
 
 def train(train_config: TrainConfig | None = None, gate_config: GateConfig | None = None,

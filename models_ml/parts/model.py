@@ -4,8 +4,9 @@ Rows come from the dbt model `int_job_part_candidates` (past jobs labelled with 
 part; upcoming jobs to score). The classifier learns what the service's parts list alone cannot say: a
 failing battery needs a battery whatever job was booked, old vehicles need brake pads at inspections.
 It is refit when its training rows change (``training_fingerprint``: the rows, the features and the
-fit's parameters), at most once per refit cadence of days of data (models_ml/fingerprint.py), and logged to MLflow as an MLflow model (signature, input example) with its encoding,
-holdout metrics and plots; a run whose training rows are the same as an earlier fit's reuses that fit
+fit's parameters), at most once per refit cadence of days of data (models_ml/fingerprint.py), and logged to
+MLflow as an MLflow model (signature, input example) with its encoding, holdout metrics and plots; a run whose
+training rows are the same as an earlier fit's, or that comes within the cadence, reuses that fit
 (orchestration/recommendations/parts.py), so suggestions for the new day's jobs cost a scoring, not a
 training. Unlike the next-best-action model it serves no one directly, so it has no
 registry gate: its holdout metrics against the parts-list baseline (how often the service's past jobs

@@ -27,7 +27,8 @@ NBA_MODEL = dg.AssetKey(["nba_model"])
 class TrainingConfig(dg.Config):
     gate: dict = {}    # GateConfig fields: margins and bounds of the promotion gate
     train: dict = {}   # TrainConfig fields: seed, depth, rounds, …
-    # days of data between fits (models_ml/fingerprint.py); None: PITWALL_REFIT_EVERY_DAYS or 7; 0: refit now
+    # days of data between fits (models_ml/fingerprint.py); None: PITWALL_REFIT_EVERY_DAYS or 7; 0: whenever
+    # the training rows changed
     refit_every_days: int | None = None
 
 

@@ -127,7 +127,8 @@ screenshots: venv chromium
 		$(BIN)/python -m dashboards.screenshots --out docs/screenshots
 
 # Each part appends its tables to docs/benchmarks.md: ingestion, the whole pipeline landing → published (a small
-# world, 1M and 5M events) with one more day after it, the warehouse build and the dashboard pages, the NBA model.
+# world, 1M and 5M events) with one more day after it, the warehouse build and the dashboard pages, the NBA model,
+# serving lookups, flags, a partner REST sync, Spark against DuckDB.
 bench: venv manifest
 	$(BIN)/python -m benchmarks.ingestion
 	$(BIN)/python -m benchmarks.incremental
@@ -137,6 +138,7 @@ bench: venv manifest
 	$(BIN)/python -m benchmarks.nba
 	$(BIN)/python -m benchmarks.serving
 	$(BIN)/python -m benchmarks.flags
+	$(BIN)/python -m benchmarks.partners
 	$(BIN)/python -m benchmarks.scale_out --sizes 1000000 3000000
 
 clean-data:

@@ -14,8 +14,8 @@ start-up.
 
 Reported: wall and CPU seconds of each run, **day CPU / full CPU** (goal < 0.10), the same for a refit day and
 for the average day of a week (six days and one refit day), what the day costs beyond the rerun against the full
-build (the work the new day's data caused), the peak RSS of the whole process tree, and each run's slowest steps. Results are appended to docs/benchmarks.md with the machine,
-its load, date and commit.
+build (the work the new day's data caused), the peak RSS of the whole process tree, and each run's slowest steps.
+Results are appended to docs/benchmarks.md with the machine, its load, date and commit.
 
     python -m benchmarks.incremental [--days 13] [--customers 300 --technicians 40 | --target-events 1000000]
 """

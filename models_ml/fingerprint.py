@@ -99,31 +99,28 @@ def fit_to_reuse(client, experiment_id: str, key: FitKey, every_days: int | None
     """The finished MLflow run whose fit stands for a fit of ``key``: the latest one trained on the same rows and
     settings, else (under a cadence of ``every_days``, default ``refit_every_days()``) the latest with the same
     settings, trained through a day at most ``every_days - 1`` days before ``key.through``. None: fit."""
-    if (same := latest_run_with(client, experiment_id, key.training)) is not None:
-        return Reuse(same, f"training data unchanged since MLflow run {same.info.run_id}")
     every_days = refit_every_days() if every_days is None else every_days
-    if every_days <= 0:
-        return None
-    runs = client.search_runs([experiment_id], filter_string=f"tags.{SETTINGS_TAG} = '{key.settings}' "
-                              "and attributes.status = 'FINISHED'", max_results=1,
-                              order_by=["attributes.start_time DESC"])
-    if not runs:
+    if every_days < 0:
+        raise ValueError(f"refit every {every_days} days: expected a whole number of days, 0 or more")
+    if (same := _latest_finished(client, experiment_id, TAG, key.training)) is not None:
+        return Reuse(same, f"training data unchanged since MLflow run {same.info.run_id}")
+    if every_days == 0 or (last := _latest_finished(client, experiment_id, SETTINGS_TAG, key.settings)) is None:
         return None
     try:
-        through = dt.date.fromisoformat(runs[0].data.tags.get(THROUGH_TAG, ""))
+        through = dt.date.fromisoformat(last.data.tags.get(THROUGH_TAG, ""))
     except ValueError:
         return None
     if not 0 <= (key.through - through).days < every_days:
         return None
     due = through + dt.timedelta(days=every_days)
-    return Reuse(runs[0], f"refit every {every_days} days of data: MLflow run {runs[0].info.run_id} trained "
-                          f"through {through}; the next fit comes with data through {due} "
-                          f"({REFIT_EVERY_ENV}=0 refits whenever the rows change)")
+    return Reuse(last, f"refit every {every_days} days of data: MLflow run {last.info.run_id} trained "
+                       f"through {through}; the next fit comes with data through {due} "
+                       f"({REFIT_EVERY_ENV}=0 refits whenever the rows change)")
 
 
-def latest_run_with(client, experiment_id: str, fingerprint: str):
-    """The latest finished MLflow run of the experiment tagged with this training fingerprint, or None."""
-    runs = client.search_runs([experiment_id], filter_string=f"tags.{TAG} = '{fingerprint}' "
+def _latest_finished(client, experiment_id: str, tag: str, value: str):
+    """The latest finished MLflow run of the experiment whose ``tag`` is ``value``, or None."""
+    runs = client.search_runs([experiment_id], filter_string=f"tags.{tag} = '{value}' "
                               "and attributes.status = 'FINISHED'", max_results=1,
                               order_by=["attributes.start_time DESC"])
     return runs[0] if runs else None

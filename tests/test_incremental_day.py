@@ -277,6 +277,8 @@ def test_a_fit_is_reused_for_the_same_rows_and_within_the_refit_cadence_of_days(
     assert reused(_training(12), every_days=7) == run.info.run_id != unfinished.info.run_id
     why = fit_to_reuse(client, experiment, FitKey.of(_training(12), settings), every_days=7).why
     assert "2026-11-10" in why and "2026-11-17" in why, why
+    with pytest.raises(ValueError, match="0 or more"):  # as a run config's refit_every_days may say
+        reused(_training(10), every_days=-1)
 
     monkeypatch.delenv("PITWALL_REFIT_EVERY_DAYS", raising=False)
     assert refit_every_days() == 7

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 
 from conftest import ROOT
 from orchestration.instance.event_log import KEPT_ENGINES, PooledSqliteEventLogStorage
@@ -77,3 +78,20 @@ def test_wipe_closes_the_pooled_connections_before_deleting_the_shards(instance)
     assert set(storage._engines) <= {"index"}  # the wipe itself empties the index through a new engine
     assert not Path(storage.path_for_shard(run.run_id)).exists()
     assert JOB.execute_in_process(instance=instance).success  # a fresh shard after the wipe
+
+
+def test_a_schema_answer_is_remembered_once_it_is_yes_and_asked_again_while_it_is_no(instance, monkeypatch):
+    storage = instance.event_log_storage
+    asked: list[str] = []
+    dagsters_own = SqliteEventLogStorage.has_table
+    monkeypatch.setattr(SqliteEventLogStorage, "has_table", lambda self, name: asked.append(name) or dagsters_own(self, name))
+    assert JOB.execute_in_process(instance=instance).success  # an asset check's events ask for its table
+    assert JOB.execute_in_process(instance=instance).success
+    assert asked.count("asset_check_executions") == 1 and storage.supports_asset_checks
+    assert not storage.has_table("pitwall_later") and not storage.has_table("pitwall_later")
+    with sqlite3.connect(storage.path_for_shard("index")) as con:  # a table that appears later is found
+        con.execute("create table pitwall_later (x int)")
+    assert storage.has_table("pitwall_later")
+    assert asked.count("pitwall_later") == 3
+    storage.wipe()  # a wipe forgets what it knew
+    assert storage.has_table("asset_check_executions") and asked.count("asset_check_executions") == 2

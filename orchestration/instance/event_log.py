@@ -7,7 +7,9 @@ pipeline run stores ~1,800 events: at ~8 ms of CPU each (engine set-up, fsync on
 cost more CPU than a day's ingestion (docs/benchmarks.md).
 
 This subclass keeps one engine per shard for the life of the storage (a small connection pool instead of
-a new engine and connection per event), and sets ``PRAGMA synchronous = NORMAL`` on its connections: Dagster
+a new engine and connection per event), remembers the schema questions Dagster asks again before each event
+(whether a table, an index migration or a column exists: ~3 ms each through a new engine, ~2 CPU-s of a dbt
+build's events) once the answer is yes, and sets ``PRAGMA synchronous = NORMAL`` on its connections: Dagster
 already journals its shards in WAL mode, where NORMAL, SQLite's recommended setting for WAL, syncs at
 checkpoints instead of at every commit. A killed process loses nothing that was committed; a power loss can
 lose the last events written, never corrupt a shard. A deployment with several busy writers uses Postgres
@@ -44,7 +46,27 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
 
     def __init__(self, base_dir: str, inst_data=None):
         self._engines: OrderedDict[str, Engine] = OrderedDict()
+        # Schema facts found true (a table, a completed index migration, a column): the schema only grows, so
+        # a yes stays a yes until a wipe; a no is asked again (a migration may run meanwhile).
+        self._schema_has: set[tuple[str, str]] = set()
         super().__init__(base_dir, inst_data)
+
+    def _remembered_yes(self, kind: str, name: str, ask) -> bool:
+        if (kind, name) in self._schema_has:
+            return True
+        found = bool(ask(name))
+        if found:
+            self._schema_has.add((kind, name))
+        return found
+
+    def has_table(self, table_name: str) -> bool:
+        return self._remembered_yes("table", table_name, super().has_table)
+
+    def has_secondary_index(self, name: str) -> bool:
+        return self._remembered_yes("secondary index", name, super().has_secondary_index)
+
+    def has_asset_key_col(self, column_name: str) -> bool:
+        return self._remembered_yes("asset key column", column_name, super().has_asset_key_col)
 
     @classmethod
     def config_type(cls):
@@ -84,6 +106,7 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
             self._engines.clear()
 
     def wipe(self) -> None:
+        self._schema_has.clear()
         self._dispose_engines()  # the run shards' files are deleted: no pooled connection may outlive them
         super().wipe()
 

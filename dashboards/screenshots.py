@@ -134,28 +134,39 @@ def page_defects(page) -> list[str]:
 def take(out: Path, width: int, height: int, full_page: bool, only: list[str] | None = None, *,
          env: dict[str, str] | None = None) -> dict[str, list[str]]:
     """Shoot every page (or ``only`` these keys) into ``out``/<key>.png; each page's defects (``page_defects``)."""
+    return take_at_widths({width: out}, height, full_page, only, env=env)[width]
+
+
+def take_at_widths(outs: dict[int, Path], height: int, full_page: bool, only: list[str] | None = None, *,
+                   env: dict[str, str] | None = None) -> dict[int, dict[str, list[str]]]:
+    """``take`` at each width of ``outs`` (width -> folder) from one Streamlit server and one browser: the pages
+    after the first width's come from the server's query cache, as a reader's second visit does."""
     from playwright.sync_api import sync_playwright
 
-    out.mkdir(parents=True, exist_ok=True)
+    for out in outs.values():
+        out.mkdir(parents=True, exist_ok=True)
     port = free_port()
     server = start_streamlit(port, env)
-    defects: dict[str, list[str]] = {}
+    defects: dict[int, dict[str, list[str]]] = {}
     try:
         wait_healthy(port, server)
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": width, "height": height}, device_scale_factor=1)
-            for shown in PAGES:
-                if only and shown.key not in only:
-                    continue
-                page.goto(f"http://127.0.0.1:{port}/{shown.url_path}{example_query(shown)}",
-                          wait_until="domcontentloaded")
-                wait_rendered(page)
-                defects[shown.key] = page_defects(page)
-                target = out / f"{shown.key}.png"
-                page.screenshot(path=str(target), full_page=full_page)
-                print(f"{target} ({target.stat().st_size // 1024} KiB)"
-                      + "".join(f"\n  defect: {d}" for d in defects[shown.key]))
+            for width, out in outs.items():
+                page = browser.new_page(viewport={"width": width, "height": height}, device_scale_factor=1)
+                defects[width] = {}
+                for shown in PAGES:
+                    if only and shown.key not in only:
+                        continue
+                    page.goto(f"http://127.0.0.1:{port}/{shown.url_path}{example_query(shown)}",
+                              wait_until="domcontentloaded")
+                    wait_rendered(page)
+                    defects[width][shown.key] = page_defects(page)
+                    target = out / f"{shown.key}.png"
+                    page.screenshot(path=str(target), full_page=full_page)
+                    print(f"{target} ({target.stat().st_size // 1024} KiB)"
+                          + "".join(f"\n  defect: {d}" for d in defects[width][shown.key]))
+                page.close()
             browser.close()
     finally:
         server.terminate()

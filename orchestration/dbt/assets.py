@@ -196,12 +196,12 @@ def project_fingerprint() -> str:
 
 
 class PitwallDbtCli(DbtCliResource):
-    """dagster-dbt's resource, less two dbt start-ups per run in Dagster's own process:
+    """dagster-dbt's resource, less two loads of dbt per run in Dagster's own process:
 
     - it asks ``dbt --version`` (a whole dbt process, ~4 CPU-seconds) for the version; when the executable is
       the dbt installed beside this interpreter, the installed package says the same;
-    - before each command it loads dbt's profile, project and adapter in process (~6 s, before the dbt
-      subprocess starts), for ``fetch_row_counts()`` and ``fetch_column_metadata()`` only. Pitwall calls
+    - before each command it loads dbt's profile, project and adapter in process (~2 CPU-s before the dbt
+      subprocess starts, docs/benchmarks.md), for ``fetch_row_counts()`` and ``fetch_column_metadata()`` only. Pitwall calls
       neither: the models' row counts are in the publication's fingerprints and their columns in the dbt
       contracts."""
 

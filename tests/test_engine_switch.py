@@ -110,7 +110,8 @@ def test_an_unknown_engine_is_refused_with_its_name(dbt_manifest):
     assert "PITWALL_ENGINE='snowflake'" in run.stderr and "duckdb, spark" in run.stderr
 
 
-def test_the_dbt_resource_runs_dbt_without_loading_dbts_adapter_in_dagsters_process(tmp_path, monkeypatch):
+def test_the_dbt_resource_runs_dbt_without_loading_dbts_adapter_in_dagsters_process(dbt_manifest, tmp_path,
+                                                                                      monkeypatch):
     """dagster-dbt would load dbt's profile, project and adapter in this process before every command (for row
     counts and column metadata Pitwall does not fetch); the resource runs the command without them."""
     from dbt.adapters.factory import FACTORY
@@ -122,7 +123,7 @@ def test_the_dbt_resource_runs_dbt_without_loading_dbts_adapter_in_dagsters_proc
     monkeypatch.setenv("PITWALL_DATA_DIR", str(tmp_path))
     FACTORY.reset_adapters()
     invocation = dbt_resource().cli(["ls", "--resource-type", "seed", "--output", "name", "--target-path",
-                                     str(tmp_path / "dbt_target")], manifest=ROOT / "dbt_project" / "target" / "manifest.json")
+                                     str(tmp_path / "dbt_target")], manifest=dbt_manifest)
     listed = {event.raw_event["info"]["msg"] for event in invocation.stream_raw_events()}
     assert invocation.is_successful() and invocation.adapter is None
     assert not FACTORY.adapters  # dbt's adapter was never registered here: only the subprocess had one

@@ -11,7 +11,6 @@ tolerance.
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from typing import NamedTuple
 
 import duckdb
 import pytest
+from dbt_session import DbtSession
 
 from conftest import ROOT, run_python, subprocess_env
 from orchestration.scale_out import (
@@ -107,22 +107,27 @@ def builds(tmp_path_factory):
     # Spark as orchestration.dbt.assets runs it: dbt build without the DuckDB-dialect unit tests. The data
     # tests all run on DuckDB in every simulated world's build; on Spark, one of each kind (below) is compiled
     # and run: all ~250 would cost a Spark job each (minutes) and check nothing the table-by-table comparison
-    # with DuckDB does not check more strictly.
-    dbt(daily, "spark", "build", "--exclude-resource-type", "unit_test", "--exclude-resource-type", "test")
-    manifest, built = spark_manifest(daily)
-    with duckdb.connect(str(daily / "warehouse.duckdb"), read_only=True) as con:
-        first_days_events = con.execute("select count(*) from stg_events").fetchall()[0][0]
+    # with DuckDB does not check more strictly. Both Spark commands run in one dbt process (one JVM, warm for
+    # the second: tests/dbt_session.py); Dagster starts one per run.
+    with DbtSession(daily, "spark") as spark:
+        first = spark.invoke("build", "--selector", "portable",
+                             "--exclude-resource-type", "unit_test", "--exclude-resource-type", "test")
+        assert first.success, (first.error, spark.output())
+        manifest, built = spark_manifest(daily)
+        with duckdb.connect(str(daily / "warehouse.duckdb"), read_only=True) as con:
+            first_days_events = con.execute("select count(*) from stg_events").fetchall()[0][0]
 
-    land_raw(full, daily, before=None)
-    dbt(daily, "duckdb", "run")
-    # Spark's run of the new days and the sampled tests in one dbt command (one Spark start-up, not two)
-    models = sorted(manifest["nodes"][uid]["name"] for uid in built if uid.startswith("model."))
-    sample = one_test_of_each_kind(manifest, built)
-    out = dbt(daily, "spark", "build", "--exclude-resource-type", "unit_test", "--indirect-selection", "empty",
-              select=[*models, *sample])
-    done = re.search(r"PASS=(\d+) WARN=0 ERROR=0", out)
+        land_raw(full, daily, before=None)
+        dbt(daily, "duckdb", "run")
+        # Spark's run of the new days and the sampled tests in one dbt command
+        models = sorted(manifest["nodes"][uid]["name"] for uid in built if uid.startswith("model."))
+        sample = one_test_of_each_kind(manifest, built)
+        then = spark.invoke("build", "--exclude-resource-type", "unit_test", "--indirect-selection", "empty",
+                            "--select", *models, *sample)
+        assert then.success, (then.error, spark.output())
     # (a test's name may also select a same-named test of another node)
-    assert done and int(done.group(1)) >= len(models) + len(sample), out[-3000:]
+    passed = [uid for uid, status in then.statuses.items() if status in ("success", "pass")]
+    assert len(passed) == len(then.statuses) >= len(models) + len(sample), then.statuses
     return Builds(full, daily, first_days_events)
 
 

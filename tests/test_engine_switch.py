@@ -4,6 +4,7 @@ follow it, and Spark's set of dbt models is dbt's own `portable` selector (docs/
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -128,3 +129,42 @@ def test_the_dbt_resource_runs_dbt_without_loading_dbts_adapter_in_dagsters_proc
     assert invocation.is_successful() and invocation.adapter is None
     assert not FACTORY.adapters  # dbt's adapter was never registered here: only the subprocess had one
     assert {p.stem for p in (ROOT / "dbt_project" / "seeds").glob("*.csv")} <= listed
+
+
+def test_the_dev_clis_reparse_dbt_only_when_a_project_file_is_newer_than_the_manifest(dbt_manifest, tmp_path):
+    """`dg launch` (as `make demo` runs it) sets Dagster's dev flag, under which dagster-dbt ran `dbt parse` on
+    every load; the project re-parses only when the manifest is missing or behind a file dbt parses."""
+    from dagster_dbt import DbtProject
+
+    from orchestration.dbt.project import manifest_is_stale
+
+    # the real project, loaded as `dg launch` loads it, right after the session's parse: the manifest stays
+    before = dbt_manifest.stat().st_mtime_ns
+    run = subprocess.run([sys.executable, "-c", "import orchestration.dbt.project"], cwd=ROOT,
+                         env={**subprocess_env(), "DAGSTER_IS_DEV_CLI": "1"}, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert dbt_manifest.stat().st_mtime_ns == before
+
+    # a copy of the project: no manifest, then a manifest, then a model, a macro or dbt_project.yml edited after it
+    project_dir = tmp_path / "dbt_project"
+    for name in ("models", "macros", "tests", "seeds"):
+        (project_dir / name).mkdir(parents=True)
+    model, macro, settings = project_dir / "models" / "m.sql", project_dir / "macros" / "x.sql", project_dir / "dbt_project.yml"
+    model.write_text("select 1 as one\n")
+    macro.write_text("{% macro x() %}1{% endmacro %}\n")
+    settings.write_text("name: copy\nprofile: pitwall\n")
+    project = DbtProject(project_dir=project_dir, target_path=project_dir / "target")
+    assert manifest_is_stale(project)
+    manifest = Path(project.manifest_path)
+    manifest.parent.mkdir()
+    manifest.write_text("{}")
+    written = manifest.stat().st_mtime
+    assert not manifest_is_stale(project)
+    for edited in (model, macro, settings):
+        os.utime(edited, (written + 5, written + 5))
+        assert manifest_is_stale(project), edited
+        os.utime(edited, (written - 5, written - 5))
+    assert not manifest_is_stale(project)
+    (project_dir / "target" / "run_results.json").write_text("{}")  # dbt's own output is not parsed
+    os.utime(project_dir / "target" / "run_results.json", (written + 5, written + 5))
+    assert not manifest_is_stale(project)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -121,10 +122,13 @@ def test_the_dbt_resource_runs_dbt_without_loading_dbts_adapter_in_dagsters_proc
 
     monkeypatch.delenv("PITWALL_ENGINE", raising=False)
     monkeypatch.delenv("PITWALL_DBT_TARGET", raising=False)
-    monkeypatch.setenv("PITWALL_DATA_DIR", str(tmp_path))
     FACTORY.reset_adapters()
+    # the session's parse, for the session's data root (`dbt ls` opens no warehouse): dbt re-parses nothing
+    target = tmp_path / "dbt_target"
+    target.mkdir()
+    shutil.copy2(dbt_manifest.parent / "partial_parse.msgpack", target)
     invocation = dbt_resource().cli(["ls", "--resource-type", "seed", "--output", "name", "--target-path",
-                                     str(tmp_path / "dbt_target")], manifest=dbt_manifest)
+                                     str(target)], manifest=dbt_manifest)
     listed = {event.raw_event["info"]["msg"] for event in invocation.stream_raw_events()}
     assert invocation.is_successful() and invocation.adapter is None
     assert not FACTORY.adapters  # dbt's adapter was never registered here: only the subprocess had one

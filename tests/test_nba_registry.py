@@ -225,6 +225,7 @@ def test_context_reasons_show_only_when_no_actionable_reason_does(client, first)
     assert 0 < metrics["reasons_top_feature_shown_share"] <= 1
 
 
+@pytest.mark.slow  # a server's start-up (~10–25 s): the command path, not the registry's logic
 def test_make_mlflow_serves_the_projects_store_with_the_champion(store, first):
     """`make mlflow` is MLflow's own server on the data root's store: its REST API (what the UI reads) shows the
     registered model with its @champion, and the run's logged plots."""

@@ -15,7 +15,6 @@ what the simulator planted (simulator/experiments.py, truth.json `experiments`):
 from __future__ import annotations
 
 import logging
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -259,9 +258,9 @@ def test_cuped_has_a_pre_period_and_reports_its_variance_reduction(con, results)
     print("CUPED variance reduction of rec_revenue_per_user:", reductions)
 
 
-def _build_planned_metrics(root: Path, dbt_manifest: Path, flags_data: dict) -> subprocess.CompletedProcess:
-    """experiment_definitions of ``flags_data`` (loaded without the metric check) in a fresh warehouse, then dbt
-    builds the seed experiment_metrics and int_experiment_planned_metrics with its tests there."""
+def _build_planned_metrics(root: Path, flags_data: dict) -> subprocess.CompletedProcess:
+    """experiment_definitions of ``flags_data`` (loaded without the metric check) into ``root``'s warehouse, then
+    dbt builds the seed experiment_metrics and int_experiment_planned_metrics with its tests there."""
     from conftest import ROOT, subprocess_env
     from orchestration.experiments.analysis import definitions_frame
     from pitwall.flags import parse_flags
@@ -271,9 +270,9 @@ def _build_planned_metrics(root: Path, dbt_manifest: Path, flags_data: dict) -> 
     with duckdb.connect(str(root / "warehouse.duckdb")) as warehouse:
         warehouse.register("frame", frame.to_arrow())
         warehouse.execute("create or replace table experiment_definitions as select * from frame")
+    # one target folder per data root: dbt's partial parse is keyed by the profile (the warehouse path), so a
+    # second build in the same root parses only what changed, and a parse made for another root is no use
     target = root / "dbt_target"
-    target.mkdir(exist_ok=True)
-    shutil.copy2(dbt_manifest.parent / "partial_parse.msgpack", target)  # parse only what differs
     return subprocess.run(
         [str(Path(sys.executable).parent / "dbt"), "build", "--select", "experiment_metrics",
          "int_experiment_planned_metrics", "--project-dir", ".", "--profiles-dir", ".", "--target-path", str(target)],
@@ -281,20 +280,20 @@ def _build_planned_metrics(root: Path, dbt_manifest: Path, flags_data: dict) -> 
         env={**subprocess_env(), "PITWALL_DATA_DIR": str(root), "PITWALL_ENGINE": "duckdb"})
 
 
-def test_the_dbt_build_refuses_a_planned_metric_nobody_defined(tmp_path, dbt_manifest):
+def test_the_dbt_build_refuses_a_planned_metric_nobody_defined(tmp_path):
     """The relationships test of int_experiment_planned_metrics: the project's own plans build; the same plans
     with a guardrail experiment_metrics does not define (one the old flags.yaml named) fail the build,
     naming the test, where the metric used to vanish in an inner join."""
     from pitwall.flags import flags_path
 
     data = yaml.safe_load(flags_path().read_text())
-    good = _build_planned_metrics(tmp_path / "good", dbt_manifest, data)
+    good = _build_planned_metrics(tmp_path, data)
     assert good.returncode == 0, good.stdout[-3000:]
     for feature in data["features"]:
         for rule in feature.get("rules", []):
             if rule.get("key") == "nba-home-card":
                 rule["guardrail_metrics"] = [*rule["guardrail_metrics"], "app_uninstall_rate"]
-    bad = _build_planned_metrics(tmp_path / "bad", dbt_manifest, data)
+    bad = _build_planned_metrics(tmp_path, data)  # the same warehouse, its definitions replaced
     assert bad.returncode != 0
     assert "relationships_int_experiment_planned_metrics_metric" in bad.stdout, bad.stdout[-3000:]
     assert "Got 1 result" in bad.stdout, bad.stdout[-3000:]

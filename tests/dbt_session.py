@@ -65,16 +65,22 @@ class DbtSession:
         return self
 
     def invoke(self, *args: str) -> Invocation:
-        self._conn.send([*args, "--project-dir", ".", "--profiles-dir", ".", "--target-path", str(self.target)])
-        return self._conn.recv()
+        try:
+            self._conn.send([*args, "--project-dir", ".", "--profiles-dir", ".", "--target-path", str(self.target)])
+            return self._conn.recv()
+        except (EOFError, OSError):  # the child died (killed, out of memory): say what it printed last
+            raise AssertionError(f"the dbt process ended during `dbt {' '.join(args)}`:\n{self.output()}") from None
 
     def output(self, tail: int = 4000) -> str:
         return self.log.read_text(errors="replace")[-tail:] if self.log.exists() else ""
 
     def __exit__(self, *exc) -> None:
         try:
-            self._conn.send(None)
-            self._process.join(timeout=60)
+            if self._process.is_alive():
+                self._conn.send(None)
+                self._process.join(timeout=60)
+        except OSError:  # it ended between the check and the send
+            pass
         finally:
             if self._process.is_alive():
                 self._process.kill()

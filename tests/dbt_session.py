@@ -47,11 +47,11 @@ def _serve(conn: Connection, env: dict[str, str], log: str) -> None:
 
 
 class DbtSession:
-    """``with DbtSession(root, engine) as dbt: dbt.invoke("build", ...)``: dbt commands against ``root``'s data,
-    its target folder ``root/dbt_target_<engine>``, its output appended to ``root/dbt_session_<engine>.log``."""
+    """``with DbtSession(root, engine, target) as dbt: dbt.invoke("build", ...)``: dbt commands against ``root``'s
+    data with dbt's target folder ``target``, their output appended to ``root/dbt_session_<engine>.log``."""
 
-    def __init__(self, root: Path, engine: str):
-        self.target = root / f"dbt_target_{engine}"
+    def __init__(self, root: Path, engine: str, target: Path):
+        self.target = target
         self.log = root / f"dbt_session_{engine}.log"
         env = {**subprocess_env(), "PITWALL_DATA_DIR": str(root), "PITWALL_ENGINE": engine}
         context = multiprocessing.get_context("spawn")

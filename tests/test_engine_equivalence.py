@@ -38,14 +38,16 @@ FIRST_DAYS = 3  # land first; the other days arrive before the incremental run
 DBT = str(Path(sys.executable).parent / "dbt")
 
 
-def dbt(root: Path, engine: str, *args: str, select: list[str] | None = None) -> str:
-    """A dbt command on the portable selector's nodes (or on ``select``); its output."""
-    selection = ["--select", *select] if select else ["--selector", "portable"]
-    # Each data root and engine keeps its own target folder: the project's target/ holds the manifest that
-    # other tests read, and a shared folder would re-parse on every switch of engine.
-    target = root / f"dbt_target_{engine}"
-    run = subprocess.run([DBT, *args, *selection, "--project-dir", ".", "--profiles-dir", ".",
-                          "--target-path", str(target)],
+def target_path(root: Path, engine: str) -> Path:
+    """Each data root and engine keeps its own dbt target folder: the project's target/ holds the manifest that
+    other tests read, and a shared folder would re-parse on every switch of engine."""
+    return root / f"dbt_target_{engine}"
+
+
+def dbt(root: Path, engine: str, *args: str) -> str:
+    """A dbt command on the portable selector's nodes; its output."""
+    run = subprocess.run([DBT, *args, "--selector", "portable", "--project-dir", ".", "--profiles-dir", ".",
+                          "--target-path", str(target_path(root, engine))],
                          cwd=ROOT / "dbt_project", capture_output=True, text=True,
                          env={**subprocess_env(), "PITWALL_DATA_DIR": str(root), "PITWALL_ENGINE": engine})
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
@@ -54,7 +56,7 @@ def dbt(root: Path, engine: str, *args: str, select: list[str] | None = None) ->
 
 def spark_manifest(root: Path) -> tuple[dict, set[str]]:
     """The manifest of the Spark build in ``root`` and the unique ids of the nodes that build ran."""
-    target = root / "dbt_target_spark"
+    target = target_path(root, "spark")
     results = json.loads((target / "run_results.json").read_text())["results"]
     return json.loads((target / "manifest.json").read_text()), {r["unique_id"] for r in results}
 
@@ -109,7 +111,7 @@ def builds(tmp_path_factory):
     # and run: all ~250 would cost a Spark job each (minutes) and check nothing the table-by-table comparison
     # with DuckDB does not check more strictly. Both Spark commands run in one dbt process (one JVM, warm for
     # the second: tests/dbt_session.py); Dagster starts one per run.
-    with DbtSession(daily, "spark") as spark:
+    with DbtSession(daily, "spark", target_path(daily, "spark")) as spark:
         first = spark.invoke("build", "--selector", "portable",
                              "--exclude-resource-type", "unit_test", "--exclude-resource-type", "test")
         assert first.success, (first.error, spark.output())
